@@ -1,0 +1,149 @@
+//! Certificates with rcgen: a CA and a serving certificate it signs, for `serve --dev` and
+//! `stsguard certs`.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+
+/// PEM text of a CA and of a serving certificate and key it signed.
+pub struct Bundle {
+    pub ca_pem: String,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+fn serial() -> SerialNumber {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let mut bytes = Vec::with_capacity(16);
+    bytes.extend_from_slice(&nanos.to_be_bytes());
+    bytes.extend_from_slice(
+        &(std::process::id() as u64 ^ COUNTER.fetch_add(1, Ordering::Relaxed)).to_be_bytes(),
+    );
+    bytes[0] &= 0x7f; // positive
+    bytes[0] |= 0x10; // no leading zero byte
+    SerialNumber::from_slice(&bytes)
+}
+
+fn validity(params: &mut CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::hours(1);
+    params.not_after = now + time::Duration::days(i64::from(days.max(1)));
+}
+
+/// Generates a CA and a serving certificate for `names` (DNS names or IP addresses).
+pub fn generate(common_name: &str, names: &[String], days: u32) -> anyhow::Result<Bundle> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, format!("stsguard CA for {common_name}"));
+    ca.distinguished_name = dn;
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    ca.serial_number = Some(serial());
+    validity(&mut ca, days.saturating_add(365));
+    let ca_cert = ca.self_signed(&ca_key)?;
+    let issuer = Issuer::new(ca, ca_key);
+
+    let key = KeyPair::generate()?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    params.distinguished_name = dn;
+    params.subject_alt_names = names
+        .iter()
+        .map(|n| match n.parse::<IpAddr>() {
+            Ok(ip) => Ok(SanType::IpAddress(ip)),
+            Err(_) => n.clone().try_into().map(SanType::DnsName),
+        })
+        .collect::<Result<_, _>>()?;
+    params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.serial_number = Some(serial());
+    validity(&mut params, days);
+    let cert = params.signed_by(&key, &issuer)?;
+    Ok(Bundle {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// The names a webhook Service's certificate must carry.
+pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
+    vec![
+        service.to_string(),
+        format!("{service}.{namespace}"),
+        format!("{service}.{namespace}.svc"),
+        format!("{service}.{namespace}.svc.cluster.local"),
+    ]
+}
+
+/// Writes a file; keys get mode 0600.
+pub fn write_file(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(if secret { 0o600 } else { 0o644 });
+    }
+    let mut f = opts.open(path)?;
+    #[cfg(unix)]
+    if secret {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(text.as_bytes())
+}
+
+/// `stsguard certs`: writes ca.crt, tls.crt and tls.key (0600) into `out`.
+pub fn write_bundle(
+    out: &Path,
+    service: &str,
+    namespace: &str,
+    days: u32,
+) -> anyhow::Result<Bundle> {
+    std::fs::create_dir_all(out)?;
+    let b = generate(
+        &format!("{service}.{namespace}.svc"),
+        &service_names(service, namespace),
+        days,
+    )?;
+    write_file(&out.join("ca.crt"), &b.ca_pem, false)?;
+    write_file(&out.join("tls.crt"), &b.cert_pem, false)?;
+    write_file(&out.join("tls.key"), &b.key_pem, true)?;
+    Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_loads_and_keys_match() {
+        let b = generate("x", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
+        let loaded = crate::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap();
+        assert!(!loaded.serial.is_empty());
+        let other = generate("y", &["localhost".into()], 1).unwrap();
+        let err =
+            crate::tls::load_pem(b.cert_pem.as_bytes(), other.key_pem.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("does not match"), "{err}");
+    }
+}

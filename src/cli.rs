@@ -1,0 +1,443 @@
+//! The `stsguard` command line (clap).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::server::{self, AppState, Readiness, Timeouts};
+use crate::tls::{self, SwappableCert};
+use crate::validate::{Lookups, NoLookups};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "stsguard",
+    version,
+    about = "Kubernetes admission webhook that makes StatefulSets safe and self-configuring"
+)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the webhook server.
+    Serve(ServeArgs),
+    /// Mutate and validate manifests offline, as the server would.
+    Check(CheckArgs),
+    /// The role-selection init container's entry point.
+    RoleInit(RoleInitArgs),
+    /// Write a CA and a serving certificate for <service>.<namespace>.svc.
+    Certs(CertsArgs),
+    /// Print the Mutating/ValidatingWebhookConfiguration YAML.
+    Webhooks(WebhooksArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Policy file (YAML); built-in defaults without it. Reloaded when it changes.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Serving certificate (PEM). Reloaded when it changes.
+    #[arg(long, requires = "tls_key", conflicts_with = "dev")]
+    pub tls_cert: Option<PathBuf>,
+    /// Serving key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, requires = "tls_cert", conflicts_with = "dev")]
+    pub tls_key: Option<PathBuf>,
+    /// Development mode: generate a CA and a certificate for 127.0.0.1/localhost in memory.
+    #[arg(long)]
+    pub dev: bool,
+    /// Where `--dev` writes its CA certificate.
+    #[arg(long, default_value = "stsguard-dev-ca.pem")]
+    pub dev_ca_file: PathBuf,
+    /// HTTPS address of the webhook.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub addr: SocketAddr,
+    /// Plain-HTTP address of /metrics, /healthz, /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: SocketAddr,
+    /// No Kubernetes API look-ups (automatic with --dev when no cluster config is found).
+    #[arg(long)]
+    pub no_cluster: bool,
+    /// How often to re-read certificate and policy files besides the file watch (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub reload_interval: u64,
+    /// TLS handshake and HTTP header-read timeout (seconds).
+    #[arg(long, default_value_t = 5)]
+    pub io_timeout: u64,
+    /// Time budget of one request (seconds).
+    #[arg(long, default_value_t = 10)]
+    pub request_timeout: u64,
+    /// On SIGTERM, wait this long (not ready, still serving) before closing the listener (seconds).
+    #[arg(long, default_value_t = 0)]
+    pub shutdown_delay: u64,
+    /// Then let in-flight requests finish for at most this long (seconds).
+    #[arg(long, default_value_t = 20)]
+    pub drain_timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    Report,
+    Yaml,
+    Patch,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Manifest files (YAML multi-doc or JSON); `-` reads stdin.
+    #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
+    pub files: Vec<String>,
+    #[arg(short, long, value_enum, default_value_t = Output::Report)]
+    pub output: Output,
+    /// Policy file, as for serve.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct RoleInitArgs {
+    /// Role spec, e.g. primary=0,replica=*.
+    #[arg(long)]
+    pub roles: String,
+    /// Directory to write role, ordinal, role.env and the config files into.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// A mounted ConfigMap whose keys are copied (key <role>.<rest> only for that role).
+    #[arg(long)]
+    pub config_dir: Option<PathBuf>,
+    /// STS_SERVER_ID = this + ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub server_id_base: u64,
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
+}
+
+#[derive(Args, Debug)]
+pub struct CertsArgs {
+    #[arg(long, default_value = "stsguard")]
+    pub service: String,
+    #[arg(long, default_value = "stsguard")]
+    pub namespace: String,
+    #[arg(long, default_value = "certs/out")]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct WebhooksArgs {
+    /// PEM file of the CA that signed the serving certificate.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    #[arg(long, default_value = "stsguard")]
+    pub service: String,
+    #[arg(long, default_value = "stsguard")]
+    pub namespace: String,
+    /// Reach the webhook by URL instead of a Service (e.g. https://host:8443).
+    #[arg(long, conflicts_with_all = ["service", "namespace"])]
+    pub url: Option<String>,
+    #[arg(long, default_value = "stsguard")]
+    pub name: String,
+    #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
+    pub failure_policy: String,
+    #[arg(long, default_value_t = 5)]
+    pub timeout_seconds: i32,
+    /// More namespaces to exclude (kube-system, kube-node-lease and the service's are always).
+    #[arg(long = "exclude-namespace")]
+    pub exclude_namespaces: Vec<String>,
+}
+
+fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    match path {
+        Some(p) => Ok(Policy::load(p)?),
+        None => Ok(Policy::default()),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `stsguard serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let policy = load_policy(args.config.as_ref())?;
+    let metrics = Arc::new(Metrics::new());
+
+    let loaded = if args.dev {
+        let b = crate::certs::generate(
+            "localhost",
+            &["127.0.0.1".into(), "localhost".into(), "::1".into()],
+            30,
+        )?;
+        crate::certs::write_file(&args.dev_ca_file, &b.ca_pem, false).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write the dev CA to {}: {e}",
+                args.dev_ca_file.display()
+            )
+        })?;
+        let ca = std::fs::canonicalize(&args.dev_ca_file).unwrap_or(args.dev_ca_file.clone());
+        tracing::info!(ca_file = %ca.display(), "dev mode: generated a CA and a serving certificate for 127.0.0.1 and localhost");
+        tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes())?
+    } else {
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => tls::load_files(c, k)?,
+            _ => anyhow::bail!(
+                "give --tls-cert and --tls-key, or --dev for a generated development certificate"
+            ),
+        }
+    };
+    metrics.cert_expiry.set(loaded.not_after);
+    let certs = SwappableCert::new(loaded);
+    let interval = Duration::from_secs(args.reload_interval.max(1));
+    if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
+        let (certs, metrics) = (certs.clone(), metrics.clone());
+        crate::reload::spawn(
+            vec![c.clone(), k.clone()],
+            interval,
+            move || match tls::load_files(&c, &k) {
+                Ok(l) => {
+                    tracing::info!(serial = %l.serial, not_after = l.not_after, "serving certificate reloaded");
+                    metrics.cert_expiry.set(l.not_after);
+                    metrics.reload("certificate", true);
+                    certs.store(l);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "new certificate not usable; keeping the old one");
+                    metrics.reload("certificate", false);
+                }
+            },
+        );
+    }
+
+    let mut readiness = Readiness::default();
+    let no_cluster = args.no_cluster || (args.dev && kube::Config::infer().await.is_err());
+    let lookups: Arc<dyn Lookups> = if no_cluster {
+        tracing::info!("no cluster: look-up rules answer \"unknown\" and never deny");
+        Arc::new(NoLookups("no cluster (--no-cluster)".into()))
+    } else {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("no Kubernetes configuration ({e}); run in a cluster, set KUBECONFIG, or pass --no-cluster")
+        })?;
+        let w = crate::lookups::WatchLookups::start(client);
+        let w2 = w.clone();
+        readiness.caches = Some(Box::new(move || w2.synced()));
+        w
+    };
+    let state = AppState {
+        policy: Arc::new(arc_swap::ArcSwap::from_pointee(policy)),
+        lookups,
+        metrics: metrics.clone(),
+    };
+    if let Some(path) = args.config.clone() {
+        let (policy, metrics) = (state.policy.clone(), metrics.clone());
+        crate::reload::spawn(vec![path.clone()], interval, move || {
+            match Policy::load(&path) {
+                Ok(p) => {
+                    tracing::info!(path = %path.display(), "policy reloaded");
+                    metrics.reload("policy", true);
+                    policy.store(Arc::new(p));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "new policy not usable; keeping the old one");
+                    metrics.reload("policy", false);
+                }
+            }
+        });
+    }
+    let readiness = Arc::new(readiness);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let metrics_listener = server::bind(args.metrics_addr, "metrics").await?;
+    let metrics_app = server::metrics_router(metrics.clone(), readiness.clone());
+    let metrics_task = tokio::spawn(server::serve_plain(metrics_listener, metrics_app, {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    }));
+
+    let tls_config = Arc::new(tls::server_config(certs)?);
+    let listener = server::bind(args.addr, "webhook").await?;
+    let local = listener.local_addr()?;
+    readiness
+        .tls_bound
+        .store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(addr = %local, metrics_addr = %args.metrics_addr, startup_ms = started.elapsed().as_millis() as u64, "serving");
+
+    let timeouts = Timeouts {
+        handshake: Duration::from_secs(args.io_timeout.max(1)),
+        header_read: Duration::from_secs(args.io_timeout.max(1)),
+        drain: Duration::from_secs(args.drain_timeout),
+    };
+    let app = server::router(state, Duration::from_secs(args.request_timeout.max(1)));
+    let shutdown = {
+        let readiness = readiness.clone();
+        let delay = Duration::from_secs(args.shutdown_delay);
+        async move {
+            shutdown_signal().await;
+            readiness
+                .shutting_down
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::info!(
+                delay_s = delay.as_secs(),
+                "shutdown signal: not ready any more"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
+    server::serve_tls(listener, tls_config, app, timeouts, shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// `stsguard check`; returns the exit code.
+pub fn check(args: CheckArgs) -> i32 {
+    let policy = match load_policy(args.config.as_ref()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("stsguard check: {e}");
+            return 2;
+        }
+    };
+    let run = match crate::check::read_documents(&args.files)
+        .and_then(|d| crate::check::run(d, &policy))
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("stsguard check: {e}");
+            return 2;
+        }
+    };
+    let out = match args.output {
+        Output::Report => Ok(crate::check::report(&run)),
+        Output::Yaml => run
+            .checked
+            .iter()
+            .map(|c| serde_yaml::to_string(&c.mutated).map(|y| format!("---\n{y}")))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|v| v.concat())
+            .map_err(|e| e.to_string()),
+        Output::Patch => {
+            let all: Vec<&json_patch::Patch> = run.checked.iter().map(|c| &c.patch).collect();
+            let v = if all.len() == 1 {
+                serde_json::to_string_pretty(all[0])
+            } else {
+                serde_json::to_string_pretty(&all)
+            };
+            v.map(|s| s + "\n").map_err(|e| e.to_string())
+        }
+        Output::Json => serde_json::to_string_pretty(&run.checked)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+    };
+    match out {
+        Ok(text) => print!("{text}"),
+        Err(e) => {
+            eprintln!("stsguard check: {e}");
+            return 2;
+        }
+    }
+    if run.checked.iter().all(|c| c.allowed) {
+        0
+    } else {
+        1
+    }
+}
+
+/// `stsguard role-init`; returns the exit code.
+pub fn role_init(args: RoleInitArgs) -> i32 {
+    let a = crate::role_init::Args {
+        roles: args.roles,
+        out: args.out,
+        config_dir: args.config_dir,
+        server_id_base: args.server_id_base,
+        cluster_domain: args.cluster_domain,
+    };
+    match crate::role_init::run(&a, &crate::role_init::env_from_process()) {
+        Ok(id) => {
+            println!(
+                "stsguard role-init: ordinal {} is {} (server id {})",
+                id.ordinal, id.role, id.server_id
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("stsguard role-init: {e}");
+            1
+        }
+    }
+}
+
+/// `stsguard certs`.
+pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    crate::certs::write_bundle(&args.out, &args.service, &args.namespace, args.days)?;
+    println!(
+        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key (0600) for {1}.{2}.svc",
+        args.out.display(),
+        args.service,
+        args.namespace
+    );
+    Ok(())
+}
+
+/// `stsguard webhooks`.
+pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
+    let ca_bundle = match &args.ca_file {
+        Some(p) => std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
+        None => Vec::new(),
+    };
+    let target = match args.url {
+        Some(u) => crate::webhooks::Target::Url(u),
+        None => crate::webhooks::Target::Service {
+            name: args.service,
+            namespace: args.namespace,
+        },
+    };
+    let o = crate::webhooks::Options {
+        name: args.name,
+        target,
+        ca_bundle,
+        failure_policy: args.failure_policy,
+        timeout_seconds: args.timeout_seconds,
+        exclude_namespaces: args.exclude_namespaces,
+    };
+    print!("{}", crate::webhooks::render(&o)?);
+    Ok(())
+}

@@ -1,0 +1,272 @@
+//! Look-ups from kube watch caches (reflectors), cluster-wide, keeping only the fields the rules
+//! read. Nothing here calls the API on the request path: the rules read the stores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::Resource;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::validate::{Lookup, Lookups};
+
+const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+const DEFAULT_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";
+
+/// One watch cache and whether it has synced once.
+struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
+    store: Store<K>,
+    synced: Arc<AtomicBool>,
+}
+
+impl<K> Cache<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    fn start(api: Api<K>, strip: fn(&mut K)) -> Self {
+        let (store, writer) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
+        let stream = reflector::reflector(
+            writer,
+            watcher(api, watcher::Config::default())
+                .default_backoff()
+                .modify(strip),
+        );
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if let Err(e) = ev {
+                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                }
+            }
+        });
+        {
+            let (store, synced) = (store.clone(), synced.clone());
+            tokio::spawn(async move {
+                if store.wait_until_ready().await.is_ok() {
+                    synced.store(true, Ordering::Release);
+                    tracing::info!(kind = %K::kind(&()), "watch cache synced");
+                }
+            });
+        }
+        Cache { store, synced }
+    }
+
+    fn ready(&self) -> Result<&Store<K>, String> {
+        if self.synced.load(Ordering::Acquire) {
+            Ok(&self.store)
+        } else {
+            Err(format!("{} watch cache not synced", K::kind(&())))
+        }
+    }
+}
+
+fn strip_meta<K: Resource>(o: &mut K) {
+    let m = o.meta_mut();
+    m.managed_fields = None;
+    if let Some(a) = m.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn strip_service(s: &mut Service) {
+    strip_meta(s);
+    s.metadata.annotations = None;
+    s.status = None;
+    s.spec = s.spec.take().map(|sp| ServiceSpec {
+        cluster_ip: sp.cluster_ip,
+        selector: sp.selector,
+        ..Default::default()
+    });
+}
+
+fn strip_class(c: &mut StorageClass) {
+    strip_meta(c);
+    let keep: BTreeMap<String, String> = c
+        .metadata
+        .annotations
+        .take()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(k, _)| k == DEFAULT_CLASS || k == DEFAULT_CLASS_BETA)
+        .collect();
+    c.metadata.annotations = Some(keep);
+    c.parameters = None;
+    c.mount_options = None;
+    c.allowed_topologies = None;
+}
+
+fn strip_pdb(p: &mut PodDisruptionBudget) {
+    strip_meta(p);
+    p.metadata.annotations = None;
+    p.status = None;
+    p.spec = p.spec.take().map(|s| PodDisruptionBudgetSpec {
+        selector: s.selector,
+        ..Default::default()
+    });
+}
+
+fn strip_sts(s: &mut StatefulSet) {
+    strip_meta(s);
+    s.status = None;
+}
+
+/// The server's look-ups: four cluster-wide watch caches.
+pub struct WatchLookups {
+    services: Cache<Service>,
+    classes: Cache<StorageClass>,
+    pdbs: Cache<PodDisruptionBudget>,
+    statefulsets: Cache<StatefulSet>,
+}
+
+impl WatchLookups {
+    /// Starts the watches; call inside a Tokio runtime.
+    pub fn start(client: kube::Client) -> Arc<Self> {
+        Arc::new(WatchLookups {
+            services: Cache::start(Api::all(client.clone()), strip_service),
+            classes: Cache::start(Api::all(client.clone()), strip_class),
+            pdbs: Cache::start(Api::all(client.clone()), strip_pdb),
+            statefulsets: Cache::start(Api::all(client), strip_sts),
+        })
+    }
+
+    /// Have all caches synced once?
+    pub fn synced(&self) -> bool {
+        self.services.ready().is_ok()
+            && self.classes.ready().is_ok()
+            && self.pdbs.ready().is_ok()
+            && self.statefulsets.ready().is_ok()
+    }
+}
+
+fn found<T>(o: Option<T>) -> Lookup<T> {
+    o.map_or(Lookup::Missing, Lookup::Found)
+}
+
+/// Is this the cluster's default StorageClass?
+pub fn is_default_class(c: &StorageClass) -> bool {
+    c.metadata.annotations.as_ref().is_some_and(|a| {
+        [DEFAULT_CLASS, DEFAULT_CLASS_BETA]
+            .iter()
+            .any(|k| a.get(*k).is_some_and(|v| v == "true"))
+    })
+}
+
+impl Lookups for WatchLookups {
+    fn service(&self, namespace: &str, name: &str) -> Lookup<Arc<Service>> {
+        match self.services.ready() {
+            Ok(s) => found(s.get(&ObjectRef::new(name).within(namespace))),
+            Err(e) => Lookup::Unknown(e),
+        }
+    }
+    fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>> {
+        match (self.classes.ready(), name) {
+            (Err(e), _) => Lookup::Unknown(e),
+            (Ok(s), Some(n)) => found(s.get(&ObjectRef::new(n))),
+            (Ok(s), None) => found(s.state().into_iter().find(|c| is_default_class(c))),
+        }
+    }
+    fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
+        match self.pdbs.ready() {
+            Ok(s) => Lookup::Found(
+                s.state_filter(|p| p.metadata.namespace.as_deref() == Some(namespace)),
+            ),
+            Err(e) => Lookup::Unknown(e),
+        }
+    }
+    fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>> {
+        match self.statefulsets.ready() {
+            Ok(s) => found(s.get(&ObjectRef::new(name).within(namespace))),
+            Err(e) => Lookup::Unknown(e),
+        }
+    }
+}
+
+/// Look-ups answered from a fixed set of objects: `stsguard check` uses the other documents of
+/// its input; tests use it directly.
+#[derive(Default)]
+pub struct StaticLookups {
+    pub services: Vec<Arc<Service>>,
+    pub classes: Vec<Arc<StorageClass>>,
+    pub pdbs: Vec<Arc<PodDisruptionBudget>>,
+    pub statefulsets: Vec<Arc<StatefulSet>>,
+    /// When false, look-ups for kinds with no object given answer "unknown", not "missing".
+    pub authoritative: bool,
+}
+
+fn ns_name<K: Resource>(o: &K, ns: &str, name: &str) -> bool {
+    o.meta().namespace.as_deref().unwrap_or("default") == ns
+        && o.meta().name.as_deref() == Some(name)
+}
+
+impl StaticLookups {
+    fn unknown<T>(&self, what: &str, empty: bool) -> Option<Lookup<T>> {
+        (!self.authoritative && empty).then(|| Lookup::Unknown(format!("no {what} in the input")))
+    }
+}
+
+impl Lookups for StaticLookups {
+    fn service(&self, namespace: &str, name: &str) -> Lookup<Arc<Service>> {
+        self.unknown("Service", self.services.is_empty())
+            .unwrap_or_else(|| {
+                found(
+                    self.services
+                        .iter()
+                        .find(|s| ns_name(&***s, namespace, name))
+                        .cloned(),
+                )
+            })
+    }
+    fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>> {
+        self.unknown("StorageClass", self.classes.is_empty())
+            .unwrap_or_else(|| {
+                found(
+                    self.classes
+                        .iter()
+                        .find(|c| match name {
+                            Some(n) => c.metadata.name.as_deref() == Some(n),
+                            None => is_default_class(c),
+                        })
+                        .cloned(),
+                )
+            })
+    }
+    fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
+        self.unknown("PodDisruptionBudget", self.pdbs.is_empty())
+            .unwrap_or_else(|| {
+                Lookup::Found(
+                    self.pdbs
+                        .iter()
+                        .filter(|p| {
+                            p.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                        })
+                        .cloned()
+                        .collect(),
+                )
+            })
+    }
+    fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>> {
+        self.unknown("StatefulSet", self.statefulsets.is_empty())
+            .unwrap_or_else(|| {
+                found(
+                    self.statefulsets
+                        .iter()
+                        .find(|s| ns_name(&***s, namespace, name))
+                        .cloned(),
+                )
+            })
+    }
+}

@@ -1,0 +1,302 @@
+//! DESIGN.md Mutation 3: the role-selection init container, its volumes, and the markers the Pod
+//! CREATE hook reads.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+
+use super::Report;
+use crate::labels::keys;
+use crate::policy::Policy;
+use crate::roles::RoleSpec;
+
+pub const INIT_CONTAINER: &str = "stsguard-role";
+pub const ROLE_VOLUME: &str = "stsguard-role";
+pub const CONFIG_VOLUME: &str = "stsguard-role-config";
+pub const CONFIG_MOUNT_PATH: &str = "/etc/stsguard-config";
+pub const BINARY: &str = "/usr/local/bin/stsguard";
+
+/// What the roles step settled, for the steps after it and for reports.
+pub struct Roles {
+    pub spec: RoleSpec,
+    pub primary_fqdn: Option<String>,
+}
+
+/// The role spec of a StatefulSet, if it asks for roles. Errors are the `role-spec` rule's.
+pub fn spec_of(sts: &StatefulSet) -> Option<Result<RoleSpec, String>> {
+    super::annotation(sts, keys::ROLES).map(|s| RoleSpec::parse(s).map_err(|e| e.0))
+}
+
+pub fn mount_path<'a>(sts: &'a StatefulSet, policy: &'a Policy) -> &'a str {
+    match super::annotation(sts, keys::ROLE_MOUNT_PATH) {
+        Some(p) if p.starts_with('/') => p,
+        _ => &policy.mutation.roles.mount_path,
+    }
+}
+
+/// `stsguard.io/server-id-base`, when it is a number.
+pub fn server_id_base(sts: &StatefulSet) -> Option<Result<u64, String>> {
+    super::annotation(sts, keys::SERVER_ID_BASE).map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{}: \"{v}\" is not a whole number", keys::SERVER_ID_BASE))
+    })
+}
+
+fn q(s: &str) -> Quantity {
+    Quantity(s.to_string())
+}
+
+fn init_container(
+    sts: &StatefulSet,
+    spec: &RoleSpec,
+    policy: &Policy,
+    config: bool,
+    base: Option<u64>,
+) -> Container {
+    let mount = mount_path(sts, policy).to_string();
+    let mut args = vec![
+        "role-init".to_string(),
+        "--roles".into(),
+        spec.to_string(),
+        "--out".into(),
+        mount.clone(),
+    ];
+    if config {
+        args.extend(["--config-dir".to_string(), CONFIG_MOUNT_PATH.to_string()]);
+    }
+    if let Some(b) = base {
+        args.extend(["--server-id-base".to_string(), b.to_string()]);
+    }
+    args.extend([
+        "--cluster-domain".to_string(),
+        policy.cluster_domain.clone(),
+    ]);
+    let mut mounts = vec![VolumeMount {
+        name: ROLE_VOLUME.into(),
+        mount_path: mount,
+        ..Default::default()
+    }];
+    if config {
+        mounts.push(VolumeMount {
+            name: CONFIG_VOLUME.into(),
+            mount_path: CONFIG_MOUNT_PATH.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    Container {
+        name: INIT_CONTAINER.into(),
+        image: Some(policy.mutation.roles.image.clone()),
+        image_pull_policy: Some("IfNotPresent".into()),
+        command: Some(vec![BINARY.to_string()]),
+        args: Some(args),
+        volume_mounts: Some(mounts),
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), q("10m")),
+                ("memory".into(), q("16Mi")),
+            ])),
+            limits: Some(BTreeMap::from([
+                ("cpu".into(), q("100m")),
+                ("memory".into(), q("32Mi")),
+            ])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                add: None,
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                localhost_profile: None,
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn ensure_volume(pod: &mut PodSpec, volume: Volume, report: &mut Report) {
+    let vols = pod.volumes.get_or_insert_with(Vec::new);
+    match vols.iter().find(|v| v.name == volume.name) {
+        None => {
+            report.added(format!("volume \"{}\"", volume.name));
+            vols.push(volume);
+        }
+        Some(v)
+            if v.empty_dir.is_some() == volume.empty_dir.is_some()
+                && v.config_map.is_some() == volume.config_map.is_some() => {}
+        Some(_) => report.warn(format!(
+            "a volume \"{}\" exists already and is not stsguard's: kept it",
+            volume.name
+        )),
+    }
+}
+
+/// Mounts the role volume read-only into a container unless it already mounts it or uses the path.
+fn ensure_mount(c: &mut Container, path: &str, what: &str, report: &mut Report) {
+    let mounts = c.volume_mounts.as_deref().unwrap_or_default();
+    if mounts.iter().any(|m| m.name == ROLE_VOLUME) {
+        return;
+    }
+    if mounts
+        .iter()
+        .any(|m| m.mount_path.trim_end_matches('/') == path.trim_end_matches('/'))
+    {
+        report.warn(format!(
+            "{what} \"{}\" mounts something else at {path}: role files not mounted there",
+            c.name
+        ));
+        return;
+    }
+    c.volume_mounts
+        .get_or_insert_with(Vec::new)
+        .push(VolumeMount {
+            name: ROLE_VOLUME.into(),
+            mount_path: path.to_string(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+}
+
+/// The annotations stsguard copies from the StatefulSet onto its pod template.
+pub fn copied_annotations(sts: &StatefulSet) -> BTreeMap<String, String> {
+    sts.metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter(|(k, _)| *k == keys::ROLES || k.starts_with(keys::ROLE_NODE_SELECTOR_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Option<Roles> {
+    let spec = match spec_of(sts)? {
+        Ok(s) => s,
+        Err(e) => {
+            report.warn(format!("role-spec: {e}; roles not applied"));
+            return None;
+        }
+    };
+    let base = match server_id_base(sts) {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => {
+            report.warn(format!("role-spec: {e}; roles not applied"));
+            return None;
+        }
+        None => None,
+    };
+    let name = sts.metadata.name.clone().unwrap_or_default();
+    let service = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_name.clone())
+        .filter(|s| !s.is_empty());
+    let primary_fqdn = match &service {
+        Some(svc) if !name.is_empty() => Some(format!(
+            "{name}-{}.{svc}.$(POD_NAMESPACE).svc.{}",
+            spec.primary_ordinal(),
+            policy.cluster_domain
+        )),
+        _ => {
+            report.warn("spec.serviceName is empty: STS_PRIMARY_FQDN not injected");
+            None
+        }
+    };
+    let config = super::annotation(sts, keys::ROLE_CONFIG)
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from);
+    let mount = mount_path(sts, policy).to_string();
+    let copied = copied_annotations(sts);
+    let ours = init_container(sts, &spec, policy, config.is_some(), base);
+    let sts_spec = sts.spec.as_mut()?;
+
+    // Markers for the Pod CREATE hook (objectSelector) and its inputs. The copies are stsguard's
+    // own: they follow the StatefulSet's annotations.
+    let meta = sts_spec
+        .template
+        .metadata
+        .get_or_insert_with(ObjectMeta::default);
+    let labels = meta.labels.get_or_insert_with(BTreeMap::new);
+    if labels.get(keys::MANAGED).map(String::as_str) != Some("true") {
+        labels.insert(keys::MANAGED.into(), "true".into());
+        report.added(format!("pod label {}=true", keys::MANAGED));
+    }
+    let anns = meta.annotations.get_or_insert_with(BTreeMap::new);
+    for (k, v) in copied {
+        if anns.get(&k) != Some(&v) {
+            anns.insert(k.clone(), v);
+            report.added(format!("pod annotation {k}"));
+        }
+    }
+
+    let pod = sts_spec.template.spec.get_or_insert_with(PodSpec::default);
+    ensure_volume(
+        pod,
+        Volume {
+            name: ROLE_VOLUME.into(),
+            empty_dir: Some(EmptyDirVolumeSource::default()),
+            ..Default::default()
+        },
+        report,
+    );
+    if let Some(cm) = &config {
+        ensure_volume(
+            pod,
+            Volume {
+                name: CONFIG_VOLUME.into(),
+                config_map: Some(ConfigMapVolumeSource {
+                    name: cm.clone(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            report,
+        );
+    }
+    for c in pod
+        .init_containers
+        .iter_mut()
+        .flatten()
+        .filter(|c| c.name != INIT_CONTAINER)
+    {
+        ensure_mount(c, &mount, "init container", report);
+    }
+    for c in pod.containers.iter_mut() {
+        ensure_mount(c, &mount, "container", report);
+    }
+    let inits = pod.init_containers.get_or_insert_with(Vec::new);
+    match inits.iter_mut().find(|c| c.name == INIT_CONTAINER) {
+        None => {
+            inits.insert(0, ours);
+            report.added(format!(
+                "init container \"{INIT_CONTAINER}\" (roles {spec})"
+            ));
+        }
+        Some(existing) => {
+            // stsguard's own container: keep it in step with the annotations it is built from,
+            // touching only what they decide (the API server's defaults stay).
+            if existing.command != ours.command || existing.args != ours.args {
+                existing.command = ours.command;
+                existing.args = ours.args;
+                report.added(format!(
+                    "init container \"{INIT_CONTAINER}\" arguments updated (roles {spec})"
+                ));
+            }
+        }
+    }
+    Some(Roles { spec, primary_fqdn })
+}

@@ -1,0 +1,389 @@
+//! The policy: one type drives `/mutate`, `/validate` and `stsguard check`.
+//!
+//! Loaded from YAML (DESIGN.md "Policy file"), strictly: an unknown key or a bad value is an error
+//! that names the key's path. Without a file the built-in defaults apply.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// How a rule is applied.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Deny the request.
+    Enforce,
+    /// Allow it with a warning.
+    Warn,
+    /// Do not evaluate the rule.
+    Off,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::Warn => "warn",
+            Mode::Off => "off",
+        }
+    }
+    /// Parses an object override annotation value.
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s.trim() {
+            "enforce" => Some(Mode::Enforce),
+            "warn" => Some(Mode::Warn),
+            "off" => Some(Mode::Off),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+macro_rules! rules {
+    ($($variant:ident = $id:literal => $mode:ident),+ $(,)?) => {
+        /// A validation rule id (DESIGN.md "Validation rules").
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum RuleId { $(#[serde(rename = $id)] $variant),+ }
+        impl RuleId {
+            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant),+];
+            pub fn as_str(self) -> &'static str { match self { $(RuleId::$variant => $id),+ } }
+            pub fn default_mode(self) -> Mode { match self { $(RuleId::$variant => Mode::$mode),+ } }
+            pub fn parse(s: &str) -> Option<RuleId> { match s { $($id => Some(RuleId::$variant),)+ _ => None } }
+        }
+    };
+}
+
+rules! {
+    GoverningService = "governing-service" => Warn,
+    SharedClaim = "shared-claim" => Enforce,
+    HostpathSpread = "hostpath-spread" => Enforce,
+    QuorumOdd = "quorum-odd" => Enforce,
+    QuorumScaleDown = "quorum-scale-down" => Enforce,
+    LocalStorageBinding = "local-storage-binding" => Warn,
+    ClaimAccessMode = "claim-access-mode" => Warn,
+    ClaimRetention = "claim-retention" => Warn,
+    ReadinessProbe = "readiness-probe" => Warn,
+    OrderedRoles = "ordered-roles" => Warn,
+    RoleSpec = "role-spec" => Enforce,
+    DisruptionBudget = "disruption-budget" => Warn,
+    DeleteProtection = "delete-protection" => Enforce,
+    SingleInstance = "single-instance" => Enforce,
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Anti-affinity mode (`stsguard.io/anti-affinity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AntiAffinityMode {
+    Preferred,
+    Required,
+    None,
+}
+
+impl AntiAffinityMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim() {
+            "preferred" => Some(Self::Preferred),
+            "required" => Some(Self::Required),
+            "none" | "false" => Some(Self::None),
+            _ => None,
+        }
+    }
+}
+
+/// What the webhook answers when it cannot evaluate a well-formed review.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    /// Allow the request with a warning (fail open).
+    Allow,
+    /// Deny the request (fail closed).
+    Deny,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct Policy {
+    pub cluster_domain: String,
+    pub exclude_namespaces: Vec<String>,
+    /// A review that cannot be evaluated (object not decodable, internal error) is answered per this.
+    pub on_error: OnError,
+    pub mutation: MutationPolicy,
+    pub validation: ValidationPolicy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct MutationPolicy {
+    pub anti_affinity: AntiAffinityPolicy,
+    pub ordinal_env: bool,
+    pub roles: RolesPolicy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AntiAffinityPolicy {
+    pub mode: AntiAffinityMode,
+    pub topology_key: String,
+    pub weight: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct RolesPolicy {
+    pub image: String,
+    pub mount_path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct ValidationPolicy {
+    /// May an object's annotation `stsguard.io/rule.<id>: warn|off` relax a rule?
+    pub allow_object_overrides: bool,
+    /// Per-rule modes; rules not listed keep their default.
+    pub rules: BTreeMap<RuleId, Mode>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            cluster_domain: "cluster.local".into(),
+            exclude_namespaces: vec![
+                "kube-system".into(),
+                "kube-node-lease".into(),
+                "kube-public".into(),
+            ],
+            on_error: OnError::Allow,
+            mutation: MutationPolicy::default(),
+            validation: ValidationPolicy::default(),
+        }
+    }
+}
+
+impl Default for MutationPolicy {
+    fn default() -> Self {
+        MutationPolicy {
+            anti_affinity: AntiAffinityPolicy::default(),
+            ordinal_env: true,
+            roles: RolesPolicy::default(),
+        }
+    }
+}
+
+impl Default for AntiAffinityPolicy {
+    fn default() -> Self {
+        AntiAffinityPolicy {
+            mode: AntiAffinityMode::Preferred,
+            topology_key: "kubernetes.io/hostname".into(),
+            weight: 100,
+        }
+    }
+}
+
+impl Default for RolesPolicy {
+    fn default() -> Self {
+        RolesPolicy {
+            image: "stsguard:latest".into(),
+            mount_path: "/etc/stsguard".into(),
+        }
+    }
+}
+
+impl Default for ValidationPolicy {
+    fn default() -> Self {
+        ValidationPolicy {
+            allow_object_overrides: false,
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+/// A policy file that could not be used; the message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("cannot read policy file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("policy file {path}: {key}: {message}")]
+    Invalid {
+        path: String,
+        key: String,
+        message: String,
+    },
+}
+
+impl Policy {
+    /// The mode in force for a rule, before object overrides.
+    pub fn mode(&self, rule: RuleId) -> Mode {
+        self.validation
+            .rules
+            .get(&rule)
+            .copied()
+            .unwrap_or_else(|| rule.default_mode())
+    }
+
+    pub fn is_excluded(&self, namespace: Option<&str>) -> bool {
+        namespace.is_some_and(|ns| self.exclude_namespaces.iter().any(|e| e == ns))
+    }
+
+    /// Parses and checks a policy document; `origin` names it in errors.
+    pub fn from_yaml(text: &str, origin: &str) -> Result<Policy, PolicyError> {
+        let invalid = |key: String, message: String| PolicyError::Invalid {
+            path: origin.to_string(),
+            key,
+            message,
+        };
+        if text.trim().is_empty() {
+            return Ok(Policy::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        let policy: Policy = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." {
+                "(top level)".to_string()
+            } else {
+                key
+            };
+            invalid(key, e.into_inner().to_string())
+        })?;
+        policy
+            .check()
+            .map_err(|(key, msg)| invalid(key.to_string(), msg))?;
+        Ok(policy)
+    }
+
+    pub fn load(path: &Path) -> Result<Policy, PolicyError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::from_yaml(&text, &path.display().to_string())
+    }
+
+    /// Checks values serde cannot: ranges and formats.
+    fn check(&self) -> Result<(), (&'static str, String)> {
+        let w = self.mutation.anti_affinity.weight;
+        if !(1..=100).contains(&w) {
+            return Err((
+                "mutation.antiAffinity.weight",
+                format!("must be 1..100, got {w}"),
+            ));
+        }
+        if self.mutation.anti_affinity.topology_key.trim().is_empty() {
+            return Err((
+                "mutation.antiAffinity.topologyKey",
+                "must not be empty".into(),
+            ));
+        }
+        if !crate::labels::is_qualified_name(&self.mutation.anti_affinity.topology_key) {
+            return Err((
+                "mutation.antiAffinity.topologyKey",
+                format!(
+                    "{:?} is not a valid label key",
+                    self.mutation.anti_affinity.topology_key
+                ),
+            ));
+        }
+        if self.cluster_domain.is_empty() || !crate::labels::is_dns_subdomain(&self.cluster_domain)
+        {
+            return Err((
+                "clusterDomain",
+                format!("{:?} is not a DNS domain", self.cluster_domain),
+            ));
+        }
+        if self.mutation.roles.image.trim().is_empty() {
+            return Err(("mutation.roles.image", "must not be empty".into()));
+        }
+        if !self.mutation.roles.mount_path.starts_with('/') {
+            return Err((
+                "mutation.roles.mountPath",
+                format!(
+                    "{:?} must be an absolute path",
+                    self.mutation.roles.mount_path
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_defaults() {
+        assert_eq!(Policy::from_yaml("", "x").unwrap(), Policy::default());
+    }
+
+    #[test]
+    fn design_example_parses() {
+        let text = r#"
+clusterDomain: cluster.local
+excludeNamespaces: [kube-system, kube-node-lease, kube-public]
+mutation:
+  antiAffinity: {mode: preferred, topologyKey: kubernetes.io/hostname, weight: 100}
+  ordinalEnv: true
+  roles: {image: "stsguard:latest", mountPath: /etc/stsguard}
+validation:
+  allowObjectOverrides: false
+  rules: {shared-claim: enforce, governing-service: warn}
+"#;
+        let p = Policy::from_yaml(text, "x").unwrap();
+        assert_eq!(p.mode(RuleId::SharedClaim), Mode::Enforce);
+        assert_eq!(p.mode(RuleId::QuorumOdd), Mode::Enforce);
+        assert_eq!(p.mode(RuleId::ClaimRetention), Mode::Warn);
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Policy::from_yaml("mutation:\n  antiAfinity: {mode: required}\n", "p.yaml")
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("mutation") && msg.contains("antiAfinity"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_rule_id_and_mode_are_named() {
+        let e = Policy::from_yaml("validation:\n  rules: {no-such-rule: warn}\n", "p")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("validation.rules") && e.contains("no-such-rule"),
+            "{e}"
+        );
+        let e = Policy::from_yaml("validation:\n  rules: {shared-claim: maybe}\n", "p")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("validation.rules.shared-claim"), "{e}");
+        let e = Policy::from_yaml("mutation:\n  antiAffinity: {weight: 500}\n", "p")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mutation.antiAffinity.weight"), "{e}");
+    }
+
+    #[test]
+    fn rule_ids_round_trip() {
+        for r in RuleId::ALL {
+            assert_eq!(RuleId::parse(r.as_str()), Some(*r));
+        }
+        assert_eq!(RuleId::ALL.len(), 14);
+    }
+}

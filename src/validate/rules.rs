@@ -1,0 +1,407 @@
+//! One function per rule. Each returns a [`Verdict`] whose message names the field path and the fix.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::PodSpec;
+
+use super::{Lookup, Lookups, Verdict, replicas};
+use crate::labels::{self, keys, selector_matches};
+use crate::mutate::{affinity, pod::role_node_selector, roles as mroles};
+
+const HOSTNAME: &str = "kubernetes.io/hostname";
+
+fn ann<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
+    sts.metadata
+        .annotations
+        .as_ref()?
+        .get(key)
+        .map(|s| s.trim())
+}
+
+fn is_true(sts: &StatefulSet, key: &str) -> bool {
+    ann(sts, key) == Some("true")
+}
+
+fn pod_spec(sts: &StatefulSet) -> Option<&PodSpec> {
+    sts.spec.as_ref()?.template.spec.as_ref()
+}
+
+fn pod_labels(sts: &StatefulSet) -> BTreeMap<String, String> {
+    sts.spec
+        .as_ref()
+        .and_then(|s| s.template.metadata.as_ref())
+        .and_then(|m| m.labels.clone())
+        .unwrap_or_default()
+}
+
+fn name(sts: &StatefulSet) -> &str {
+    sts.metadata.name.as_deref().unwrap_or("")
+}
+
+pub fn governing_service(sts: &StatefulSet, ns: &str, lookups: &dyn Lookups) -> Verdict {
+    let Some(svc) = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_name.as_deref())
+        .filter(|s| !s.is_empty())
+    else {
+        return Verdict::Fail(
+            "spec.serviceName is empty: pods get no stable DNS names; name a headless Service"
+                .into(),
+        );
+    };
+    match lookups.service(ns, svc) {
+        Lookup::Unknown(why) => Verdict::Unknown(format!("Service {ns}/{svc} unknown ({why})")),
+        Lookup::Missing => Verdict::Fail(format!(
+            "spec.serviceName: no Service \"{svc}\" in {ns}; create one with clusterIP: None selecting the pods"
+        )),
+        Lookup::Found(s) => {
+            let spec = s.spec.clone().unwrap_or_default();
+            if spec.cluster_ip.as_deref() != Some("None") {
+                return Verdict::Fail(format!(
+                    "spec.serviceName: Service \"{svc}\" is not headless; set its clusterIP: None"
+                ));
+            }
+            match spec.selector.filter(|s| !s.is_empty()) {
+                // No selector: endpoints managed by hand (Patroni, Spilo): nothing to compare.
+                None => Verdict::Pass,
+                Some(sel) => {
+                    let labels = pod_labels(sts);
+                    if sel.iter().all(|(k, v)| labels.get(k) == Some(v)) {
+                        Verdict::Pass
+                    } else {
+                        Verdict::Fail(format!(
+                            "spec.serviceName: Service \"{svc}\" selector does not match the pod labels; align them"
+                        ))
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn shared_claim(sts: &StatefulSet) -> Verdict {
+    let n = replicas(sts);
+    if n <= 1 {
+        return Verdict::Pass;
+    }
+    let Some(pod) = pod_spec(sts) else {
+        return Verdict::Pass;
+    };
+    for (i, v) in pod.volumes.iter().flatten().enumerate() {
+        if let Some(pvc) = &v.persistent_volume_claim {
+            if pvc.read_only == Some(true) {
+                continue;
+            }
+            return Verdict::Fail(format!(
+                "spec.template.spec.volumes[{i}] \"{}\" mounts PVC \"{}\": all {n} replicas would write it; use volumeClaimTemplates",
+                v.name, pvc.claim_name
+            ));
+        }
+    }
+    Verdict::Pass
+}
+
+pub fn hostpath_spread(sts: &StatefulSet) -> Verdict {
+    let n = replicas(sts);
+    let Some(pod) = pod_spec(sts) else {
+        return Verdict::Pass;
+    };
+    if n <= 1 || !affinity::uses_host_path(pod) {
+        return Verdict::Pass;
+    }
+    let spread = pod
+        .affinity
+        .as_ref()
+        .and_then(|a| a.pod_anti_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some_and(|ts| ts.iter().any(|t| affinity::is_equivalent(t, HOSTNAME, sts)));
+    if spread {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(format!(
+            "{n} replicas mount a hostPath: two on one node share it; use required anti-affinity on {HOSTNAME} ({}: required)",
+            keys::ANTI_AFFINITY
+        ))
+    }
+}
+
+pub fn quorum_odd(sts: &StatefulSet) -> Verdict {
+    let n = replicas(sts);
+    if !is_true(sts, keys::QUORUM) || n == 0 || n % 2 == 1 {
+        return Verdict::Pass;
+    }
+    Verdict::Fail(format!(
+        "spec.replicas is {n}: a quorum set needs an odd count to survive a split; use {} or {}",
+        n - 1,
+        n + 1
+    ))
+}
+
+/// `old` is the replica count before this change.
+pub fn quorum_scale_down(sts: &StatefulSet, old: i32) -> Verdict {
+    let n = replicas(sts);
+    if !is_true(sts, keys::QUORUM) || n == 0 || n >= old {
+        return Verdict::Pass;
+    }
+    let majority = old / 2 + 1;
+    if n >= majority {
+        return Verdict::Pass;
+    }
+    Verdict::Fail(format!(
+        "spec.replicas {old} -> {n} drops below a majority ({majority}) of the quorum at once; scale down to {majority} first"
+    ))
+}
+
+/// Provisioners of node-local volumes: their claims must bind where the pod lands.
+fn is_local_provisioner(p: &str) -> bool {
+    const LOCAL: &[&str] = &[
+        "kubernetes.io/no-provisioner",
+        "rancher.io/local-path",
+        "openebs.io/local",
+        "local.csi.openebs.io",
+        "topolvm.io",
+        "topolvm.cybozu.com",
+        "lvm.csi.metal-stack.io",
+        "hostpath.csi.k8s.io",
+        "k8s.io/minikube-hostpath",
+    ];
+    LOCAL.contains(&p)
+        || p.contains("local-path")
+        || p.contains("local-volume")
+        || p.contains("localpv")
+}
+
+pub fn local_storage_binding(sts: &StatefulSet, lookups: &dyn Lookups) -> Verdict {
+    let Some(spec) = &sts.spec else {
+        return Verdict::Pass;
+    };
+    for (i, vct) in spec.volume_claim_templates.iter().flatten().enumerate() {
+        let legacy = vct.metadata.annotations.as_ref().and_then(|a| {
+            a.get("volume.beta.kubernetes.io/storage-class")
+                .or_else(|| a.get("volume.alpha.kubernetes.io/storage-class"))
+        });
+        let class = vct
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.as_deref())
+            .or(legacy.map(String::as_str));
+        if class == Some("") {
+            continue; // explicitly no class: pre-bound PVs
+        }
+        let shown = class.unwrap_or("(default)");
+        match lookups.storage_class(class) {
+            Lookup::Unknown(why) => {
+                return Verdict::Unknown(format!("StorageClass {shown} unknown ({why})"));
+            }
+            Lookup::Missing => {}
+            Lookup::Found(sc) => {
+                let mode = sc.volume_binding_mode.as_deref().unwrap_or("Immediate");
+                if is_local_provisioner(&sc.provisioner) && mode != "WaitForFirstConsumer" {
+                    return Verdict::Fail(format!(
+                        "spec.volumeClaimTemplates[{i}]: StorageClass \"{}\" ({}) binds {mode}; set volumeBindingMode: WaitForFirstConsumer",
+                        sc.metadata.name.as_deref().unwrap_or(shown),
+                        sc.provisioner
+                    ));
+                }
+            }
+        }
+    }
+    Verdict::Pass
+}
+
+pub fn claim_access_mode(sts: &StatefulSet) -> Verdict {
+    let Some(spec) = &sts.spec else {
+        return Verdict::Pass;
+    };
+    for (i, vct) in spec.volume_claim_templates.iter().flatten().enumerate() {
+        let modes = vct.spec.as_ref().and_then(|s| s.access_modes.as_ref());
+        if modes.is_some_and(|m| m.iter().any(|m| m == "ReadWriteMany")) {
+            return Verdict::Fail(format!(
+                "spec.volumeClaimTemplates[{i}].spec.accessModes asks ReadWriteMany for per-pod data; use ReadWriteOnce"
+            ));
+        }
+    }
+    Verdict::Pass
+}
+
+pub fn claim_retention(sts: &StatefulSet) -> Verdict {
+    let Some(p) = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref())
+    else {
+        return Verdict::Pass;
+    };
+    let has_claims = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .is_some_and(|v| !v.is_empty());
+    for (field, v) in [
+        ("whenDeleted", &p.when_deleted),
+        ("whenScaled", &p.when_scaled),
+    ] {
+        if has_claims && v.as_deref() == Some("Delete") {
+            return Verdict::Fail(format!(
+                "spec.persistentVolumeClaimRetentionPolicy.{field}: Delete removes the data; use Retain"
+            ));
+        }
+    }
+    Verdict::Pass
+}
+
+pub fn readiness_probe(sts: &StatefulSet) -> Verdict {
+    let Some(spec) = &sts.spec else {
+        return Verdict::Pass;
+    };
+    if spec
+        .pod_management_policy
+        .as_deref()
+        .unwrap_or("OrderedReady")
+        != "OrderedReady"
+    {
+        return Verdict::Pass;
+    }
+    let Some(pod) = pod_spec(sts) else {
+        return Verdict::Pass;
+    };
+    match pod
+        .containers
+        .iter()
+        .position(|c| c.readiness_probe.is_none())
+    {
+        None => Verdict::Pass,
+        Some(i) => Verdict::Fail(format!(
+            "spec.template.spec.containers[{i}] \"{}\" has no readinessProbe: OrderedReady ordering means nothing; add one",
+            pod.containers[i].name
+        )),
+    }
+}
+
+pub fn ordered_roles(sts: &StatefulSet) -> Verdict {
+    let parallel = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.pod_management_policy.as_deref())
+        == Some("Parallel");
+    if ann(sts, keys::ROLES).is_some() && parallel {
+        Verdict::Fail(format!(
+            "{} with podManagementPolicy: Parallel: the {} may start last; use OrderedReady",
+            keys::ROLES,
+            mroles::spec_of(sts)
+                .and_then(Result::ok)
+                .map(|s| s.first_role().to_string())
+                .unwrap_or("primary".into())
+        ))
+    } else {
+        Verdict::Pass
+    }
+}
+
+pub fn role_spec(sts: &StatefulSet) -> Verdict {
+    let anns = sts.metadata.annotations.clone().unwrap_or_default();
+    let spec = match mroles::spec_of(sts) {
+        Some(Ok(s)) => Some(s),
+        Some(Err(e)) => return Verdict::Fail(format!("{}: {e}", keys::ROLES)),
+        None => None,
+    };
+    if let Some(Err(e)) = mroles::server_id_base(sts) {
+        return Verdict::Fail(e);
+    }
+    if let Some(p) = ann(sts, keys::ROLE_MOUNT_PATH) {
+        if !p.starts_with('/') {
+            return Verdict::Fail(format!(
+                "{}: \"{p}\" must be an absolute path",
+                keys::ROLE_MOUNT_PATH
+            ));
+        }
+    }
+    if let Some(cm) = ann(sts, keys::ROLE_CONFIG) {
+        if !labels::is_dns_subdomain(cm) {
+            return Verdict::Fail(format!(
+                "{}: \"{cm}\" is not a ConfigMap name",
+                keys::ROLE_CONFIG
+            ));
+        }
+    }
+    for key in anns.keys() {
+        let Some(role) = key.strip_prefix(keys::ROLE_NODE_SELECTOR_PREFIX) else {
+            continue;
+        };
+        let Some(spec) = &spec else {
+            return Verdict::Fail(format!(
+                "{key} is set but {} is not: add the roles",
+                keys::ROLES
+            ));
+        };
+        if !spec.roles().contains(&role) {
+            return Verdict::Fail(format!(
+                "{key}: role \"{role}\" is not in {} \"{spec}\"",
+                keys::ROLES
+            ));
+        }
+        if let Some(Err(e)) = role_node_selector(&anns, role) {
+            return Verdict::Fail(format!("{key}: {e}"));
+        }
+    }
+    Verdict::Pass
+}
+
+pub fn disruption_budget(sts: &StatefulSet, ns: &str, lookups: &dyn Lookups) -> Verdict {
+    if replicas(sts) <= 1 {
+        return Verdict::Pass;
+    }
+    let labels = pod_labels(sts);
+    match lookups.pdbs(ns) {
+        Lookup::Unknown(why) => Verdict::Unknown(format!("PodDisruptionBudgets unknown ({why})")),
+        Lookup::Missing => Verdict::Fail(no_pdb(sts)),
+        Lookup::Found(pdbs) => {
+            let selected = pdbs.iter().any(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.selector.as_ref())
+                    .is_some_and(|sel| selector_matches(sel, &labels))
+            });
+            if selected {
+                Verdict::Pass
+            } else {
+                Verdict::Fail(no_pdb(sts))
+            }
+        }
+    }
+}
+
+fn no_pdb(sts: &StatefulSet) -> String {
+    format!(
+        "no PodDisruptionBudget selects the pods of {}: a drain may evict them all; add one",
+        name(sts)
+    )
+}
+
+pub fn delete_protection(old: Option<&StatefulSet>) -> Verdict {
+    match old {
+        Some(o) if is_true(o, keys::PROTECT) => Verdict::Fail(format!(
+            "StatefulSet {} is protected by {}=true; remove the annotation first to delete it",
+            name(o),
+            keys::PROTECT
+        )),
+        _ => Verdict::Pass,
+    }
+}
+
+pub fn single_instance(sts: &StatefulSet) -> Verdict {
+    let n = replicas(sts);
+    if is_true(sts, keys::SINGLE_INSTANCE) && n > 1 {
+        Verdict::Fail(format!(
+            "spec.replicas is {n} but {}=true: this workload cannot replicate; keep replicas at 1",
+            keys::SINGLE_INSTANCE
+        ))
+    } else {
+        Verdict::Pass
+    }
+}

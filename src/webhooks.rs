@@ -1,0 +1,177 @@
+//! The webhook registrations stsguard serves, as typed Mutating/ValidatingWebhookConfigurations.
+//! `stsguard webhooks` prints these; the Helm chart renders the same rules, and a test checks
+//! that they agree with each other and with what the server routes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
+    ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+
+use crate::labels::keys;
+
+pub const MUTATE_PATH: &str = "/mutate";
+pub const VALIDATE_PATH: &str = "/validate";
+/// The Service port in front of the server's `--addr`.
+pub const SERVICE_PORT: i32 = 443;
+
+/// Namespaces every install excludes (the release's own namespace is added by the caller).
+pub const ALWAYS_EXCLUDED: &[&str] = &["kube-system", "kube-node-lease"];
+
+fn rule(group: &str, resources: &[&str], ops: &[&str]) -> RuleWithOperations {
+    RuleWithOperations {
+        api_groups: Some(vec![group.to_string()]),
+        api_versions: Some(vec!["v1".to_string()]),
+        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        operations: Some(ops.iter().map(|s| s.to_string()).collect()),
+        scope: Some("Namespaced".to_string()),
+    }
+}
+
+/// (webhook name suffix, path, rules, pods-only objectSelector)
+pub fn mutating_rules() -> Vec<(&'static str, Vec<RuleWithOperations>, bool)> {
+    vec![
+        (
+            "statefulsets",
+            vec![rule("apps", &["statefulsets"], &["CREATE", "UPDATE"])],
+            false,
+        ),
+        ("pods", vec![rule("", &["pods"], &["CREATE"])], true),
+    ]
+}
+
+pub fn validating_rules() -> Vec<RuleWithOperations> {
+    vec![
+        rule("apps", &["statefulsets"], &["CREATE", "UPDATE", "DELETE"]),
+        rule("apps", &["statefulsets/scale"], &["UPDATE"]),
+    ]
+}
+
+/// Where the API server reaches stsguard.
+#[derive(Clone, Debug)]
+pub enum Target {
+    Service { name: String, namespace: String },
+    Url(String),
+}
+
+pub struct Options {
+    pub name: String,
+    pub target: Target,
+    pub ca_bundle: Vec<u8>,
+    pub failure_policy: String,
+    pub timeout_seconds: i32,
+    pub exclude_namespaces: Vec<String>,
+}
+
+fn client(o: &Options, path: &str) -> WebhookClientConfig {
+    let ca = (!o.ca_bundle.is_empty()).then(|| ByteString(o.ca_bundle.clone()));
+    match &o.target {
+        Target::Service { name, namespace } => WebhookClientConfig {
+            ca_bundle: ca,
+            service: Some(ServiceReference {
+                name: name.clone(),
+                namespace: namespace.clone(),
+                path: Some(path.to_string()),
+                port: Some(SERVICE_PORT),
+            }),
+            url: None,
+        },
+        Target::Url(u) => WebhookClientConfig {
+            ca_bundle: ca,
+            service: None,
+            url: Some(format!("{}{path}", u.trim_end_matches('/'))),
+        },
+    }
+}
+
+fn namespace_selector(o: &Options) -> LabelSelector {
+    let mut excluded: Vec<String> = ALWAYS_EXCLUDED.iter().map(|s| s.to_string()).collect();
+    if let Target::Service { namespace, .. } = &o.target {
+        excluded.push(namespace.clone());
+    }
+    excluded.extend(o.exclude_namespaces.iter().cloned());
+    excluded.sort();
+    excluded.dedup();
+    LabelSelector {
+        match_expressions: Some(vec![LabelSelectorRequirement {
+            key: "kubernetes.io/metadata.name".into(),
+            operator: "NotIn".into(),
+            values: Some(excluded),
+        }]),
+        match_labels: None,
+    }
+}
+
+fn meta(name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        labels: Some(BTreeMap::from([(
+            "app.kubernetes.io/name".to_string(),
+            "stsguard".to_string(),
+        )])),
+        ..Default::default()
+    }
+}
+
+pub fn mutating(o: &Options) -> MutatingWebhookConfiguration {
+    let webhooks = mutating_rules()
+        .into_iter()
+        .map(|(what, rules, managed_pods)| MutatingWebhook {
+            name: format!("{what}.mutate.stsguard.io"),
+            admission_review_versions: vec!["v1".into()],
+            client_config: client(o, MUTATE_PATH),
+            failure_policy: Some(o.failure_policy.clone()),
+            side_effects: "None".into(),
+            timeout_seconds: Some(o.timeout_seconds),
+            reinvocation_policy: Some("IfNeeded".into()),
+            match_policy: Some("Equivalent".into()),
+            namespace_selector: Some(namespace_selector(o)),
+            object_selector: managed_pods.then(|| LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    keys::MANAGED.to_string(),
+                    "true".to_string(),
+                )])),
+                match_expressions: None,
+            }),
+            rules: Some(rules),
+            match_conditions: None,
+        })
+        .collect();
+    MutatingWebhookConfiguration {
+        metadata: meta(&o.name),
+        webhooks: Some(webhooks),
+    }
+}
+
+pub fn validating(o: &Options) -> ValidatingWebhookConfiguration {
+    ValidatingWebhookConfiguration {
+        metadata: meta(&o.name),
+        webhooks: Some(vec![ValidatingWebhook {
+            name: "statefulsets.validate.stsguard.io".into(),
+            admission_review_versions: vec!["v1".into()],
+            client_config: client(o, VALIDATE_PATH),
+            failure_policy: Some(o.failure_policy.clone()),
+            side_effects: "None".into(),
+            timeout_seconds: Some(o.timeout_seconds),
+            match_policy: Some("Equivalent".into()),
+            namespace_selector: Some(namespace_selector(o)),
+            object_selector: None,
+            rules: Some(validating_rules()),
+            match_conditions: None,
+        }]),
+    }
+}
+
+/// Both configurations as one multi-document YAML.
+pub fn render(o: &Options) -> anyhow::Result<String> {
+    Ok(format!(
+        "---\n{}---\n{}",
+        serde_yaml::to_string(&mutating(o))?,
+        serde_yaml::to_string(&validating(o))?
+    ))
+}
