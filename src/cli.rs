@@ -283,6 +283,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
 
     let metrics_listener = server::bind(args.metrics_addr, "metrics").await?;
+    let metrics_local = metrics_listener.local_addr()?;
     let metrics_app = server::metrics_router(metrics.clone(), readiness.clone());
     let metrics_task = tokio::spawn(server::serve_plain(metrics_listener, metrics_app, {
         let mut rx = stop_rx.clone();
@@ -297,7 +298,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     readiness
         .tls_bound
         .store(true, std::sync::atomic::Ordering::Release);
-    tracing::info!(addr = %local, metrics_addr = %args.metrics_addr, startup_ms = started.elapsed().as_millis() as u64, "serving");
+    tracing::info!(addr = %local, metrics_addr = %metrics_local, startup_ms = started.elapsed().as_millis() as u64, "serving");
 
     let timeouts = Timeouts {
         handshake: Duration::from_secs(args.io_timeout.max(1)),
