@@ -47,13 +47,47 @@ pub fn read_documents(files: &[String]) -> Result<Vec<(String, serde_json::Value
         } else {
             std::fs::read_to_string(Path::new(f)).map_err(|e| BadInput(format!("{f}: {e}")))?
         };
-        for (i, doc) in serde_yaml::Deserializer::from_str(&text).enumerate() {
-            let v: serde_json::Value = serde::Deserialize::deserialize(doc)
-                .map_err(|e| BadInput(format!("{f}: document {}: {e}", i + 1)))?;
+        for v in yaml_documents(&text).map_err(|e| BadInput(format!("{f}: {e}")))? {
             flatten(v, f, &mut docs);
         }
     }
     Ok(docs)
+}
+
+/// Parses YAML (multi-document) or JSON text into JSON values, reading file modes the way
+/// kubectl's YAML 1.1 parser does: an unquoted `defaultMode: 0755` is octal (493), where a
+/// YAML 1.2 parser would keep the string "0755".
+pub fn yaml_documents(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut out = Vec::new();
+    for (i, doc) in serde_yaml::Deserializer::from_str(text).enumerate() {
+        let mut v: serde_json::Value =
+            serde::Deserialize::deserialize(doc).map_err(|e| format!("document {}: {e}", i + 1))?;
+        octal_modes(&mut v);
+        out.push(v);
+    }
+    Ok(out)
+}
+
+fn octal_modes(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                if k == "defaultMode" || k == "mode" {
+                    if let Some(n) = x
+                        .as_str()
+                        .filter(|s| s.len() > 1 && s.starts_with('0'))
+                        .and_then(|s| i64::from_str_radix(s, 8).ok())
+                    {
+                        *x = n.into();
+                        continue;
+                    }
+                }
+                octal_modes(x);
+            }
+        }
+        serde_json::Value::Array(a) => a.iter_mut().for_each(octal_modes),
+        _ => {}
+    }
 }
 
 fn flatten(v: serde_json::Value, origin: &str, out: &mut Vec<(String, serde_json::Value)>) {

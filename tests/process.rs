@@ -40,7 +40,9 @@ fn serial_of(pem: &str) -> String {
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn h1(stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Sender {
-    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
     tokio::spawn(conn);
     sender
 }
@@ -54,7 +56,10 @@ async fn send(sender: &mut Sender, body: &[u8]) -> (u16, serde_json::Value) {
     let resp = sender.send_request(req).await.unwrap();
     let status = resp.status().as_u16();
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 #[tokio::test]
@@ -67,8 +72,18 @@ async fn certificate_rotation_the_kubelet_way() {
     let key = dir.path().join("tls.key");
     // A long poll interval: the directory watch must see the swap.
     let p = Proc::spawn(&[
-        "serve", "--tls-cert", cert.to_str().unwrap(), "--tls-key", key.to_str().unwrap(),
-        "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--no-cluster", "--reload-interval", "300",
+        "serve",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--no-cluster",
+        "--reload-interval",
+        "300",
     ]);
     let addr = p.wait_serving();
     let both = format!("{}{}", a.ca_pem, b.ca_pem);
@@ -89,7 +104,11 @@ async fn certificate_rotation_the_kubelet_way() {
             assert_eq!(send(&mut fresh, &review).await.0, 200);
             break;
         }
-        assert!(Instant::now() < deadline, "new certificate not served after 10 s:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "new certificate not served after 10 s:\n{}",
+            p.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // The connection opened before the rotation keeps working.
@@ -102,7 +121,11 @@ async fn certificate_rotation_the_kubelet_way() {
     kubelet_write(dir.path(), 3, &c.cert_pem, &b.key_pem);
     let deadline = Instant::now() + Duration::from_secs(10);
     while !p.log().contains("keeping the old one") {
-        assert!(Instant::now() < deadline, "no error logged for a mismatched pair:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "no error logged for a mismatched pair:\n{}",
+            p.log()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let fresh = tls_connect(addr, "localhost", cfg.clone()).await.unwrap();
@@ -122,7 +145,9 @@ fn metrics_addr(p: &Proc) -> std::net::SocketAddr {
 
 async fn readyz(addr: std::net::SocketAddr) -> u16 {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut s = String::new();
     tcp.read_to_string(&mut s).await.unwrap();
     s.split_whitespace().nth(1).unwrap().parse().unwrap()
@@ -133,17 +158,27 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
     let mut p = Proc::spawn(&[
-        "serve", "--dev", "--dev-ca-file", ca.to_str().unwrap(), "--addr", "127.0.0.1:0",
-        "--metrics-addr", "127.0.0.1:0", "--no-cluster",
+        "serve",
+        "--dev",
+        "--dev-ca-file",
+        ca.to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--no-cluster",
     ]);
     let addr = p.wait_serving();
     let maddr = metrics_addr(&p);
     assert_eq!(readyz(maddr).await, 200);
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
     let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
-    let uid = serde_json::from_slice::<serde_json::Value>(&review).unwrap()["request"]["uid"].clone();
+    let uid =
+        serde_json::from_slice::<serde_json::Value>(&review).unwrap()["request"]["uid"].clone();
 
-    let mut tls = tls_connect(addr, "localhost", rustls_client(&ca_pem, &[b"http/1.1"])).await.unwrap();
+    let mut tls = tls_connect(addr, "localhost", rustls_client(&ca_pem, &[b"http/1.1"]))
+        .await
+        .unwrap();
     let head = format!(
         "POST /mutate?timeout=5s HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         review.len()
@@ -162,7 +197,10 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
         if refused {
             break;
         }
-        assert!(Instant::now() < deadline, "listener still accepting after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "listener still accepting after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
@@ -175,7 +213,10 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
     let text = String::from_utf8_lossy(&buf);
-    assert!(text.starts_with("HTTP/1.1 200"), "in-flight request not answered: {text}");
+    assert!(
+        text.starts_with("HTTP/1.1 200"),
+        "in-flight request not answered: {text}"
+    );
     let body = &text[text.find("\r\n\r\n").unwrap() + 4..];
     let v: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(v["response"]["uid"], uid);
@@ -185,7 +226,11 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
         if let Some(s) = p.child.try_wait().unwrap() {
             break s;
         }
-        assert!(Instant::now() < deadline, "did not exit after SIGTERM:\n{}", p.log());
+        assert!(
+            Instant::now() < deadline,
+            "did not exit after SIGTERM:\n{}",
+            p.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status.code(), Some(0), "{}", p.log());
@@ -194,9 +239,20 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
 #[tokio::test]
 async fn startup_errors_are_clear() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_stsguard"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0", "--no-cluster"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--no-cluster",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-cert"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -14,7 +14,13 @@ fn create_review() -> Vec<u8> {
 }
 
 async fn post(c: &reqwest::Client, url: String, body: Vec<u8>) -> (u16, String, reqwest::Version) {
-    let r = c.post(url).header("content-type", "application/json").body(body).send().await.unwrap();
+    let r = c
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
     let (status, version) = (r.status().as_u16(), r.version());
     (status, r.text().await.unwrap(), version)
 }
@@ -22,8 +28,13 @@ async fn post(c: &reqwest::Client, url: String, body: Vec<u8>) -> (u16, String, 
 #[tokio::test]
 async fn create_review_answered_over_h2_and_http11() {
     let s = start_default().await;
-    let uid = read_json(&shared().join("admission/statefulset-CREATE.mutating.json"))["request"]["uid"].clone();
-    for (h2, want) in [(true, reqwest::Version::HTTP_2), (false, reqwest::Version::HTTP_11)] {
+    let uid =
+        read_json(&shared().join("admission/statefulset-CREATE.mutating.json"))["request"]["uid"]
+            .clone();
+    for (h2, want) in [
+        (true, reqwest::Version::HTTP_2),
+        (false, reqwest::Version::HTTP_11),
+    ] {
         let c = client(&s.ca_pem, h2);
         // The API server appends ?timeout=Ns.
         let url = format!("https://localhost:{}/mutate?timeout=5s", s.addr.port());
@@ -36,7 +47,10 @@ async fn create_review_answered_over_h2_and_http11() {
         assert_eq!(v["response"]["uid"], uid);
         assert_eq!(v["response"]["allowed"], true);
         // The wire form of the patch is a base64 string with patchType JSONPatch.
-        assert!(v["response"]["patch"].is_string(), "patch must be base64 text: {body}");
+        assert!(
+            v["response"]["patch"].is_string(),
+            "patch must be base64 text: {body}"
+        );
         let patch = patch_of(&v).unwrap();
         assert!(!patch.0.is_empty());
         // validate too
@@ -58,10 +72,19 @@ async fn bad_requests_get_4xx_with_a_reason() {
     assert_eq!(status, 400);
     assert!(body.contains("not JSON"), "{body}");
     assert_eq!(body.trim().lines().count(), 1, "one-line reason: {body}");
-    let (status, body, _) = post(&c, format!("{base}/mutate"), br#"{"kind":"Pod","apiVersion":"v1"}"#.to_vec()).await;
+    let (status, body, _) = post(
+        &c,
+        format!("{base}/mutate"),
+        br#"{"kind":"Pod","apiVersion":"v1"}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    let (status, body, _) =
-        post(&c, format!("{base}/validate"), br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#.to_vec()).await;
+    let (status, body, _) = post(
+        &c,
+        format!("{base}/validate"),
+        br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1"}"#.to_vec(),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(body.contains("no request"), "{body}");
     let (status, body, _) = post(
@@ -89,14 +112,34 @@ async fn bad_requests_get_4xx_with_a_reason() {
 
 #[tokio::test]
 async fn half_a_header_is_cut_off_within_the_timeout() {
-    let timeouts = Timeouts { handshake: Duration::from_secs(1), header_read: Duration::from_secs(1), drain: Duration::from_secs(5) };
-    let s = start_server(Default::default(), std::sync::Arc::new(stsguard::validate::NoLookups("t".into())), timeouts).await;
-    let mut tls = tls_connect(s.addr, "localhost", rustls_client(&s.ca_pem, &[b"http/1.1"])).await.unwrap();
-    tls.write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Ty").await.unwrap();
+    let timeouts = Timeouts {
+        handshake: Duration::from_secs(1),
+        header_read: Duration::from_secs(1),
+        drain: Duration::from_secs(5),
+    };
+    let s = start_server(
+        Default::default(),
+        std::sync::Arc::new(stsguard::validate::NoLookups("t".into())),
+        timeouts,
+    )
+    .await;
+    let mut tls = tls_connect(
+        s.addr,
+        "localhost",
+        rustls_client(&s.ca_pem, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    tls.write_all(b"POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Ty")
+        .await
+        .unwrap();
     let start = Instant::now();
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
-    assert!(read.is_ok(), "the server kept a half-sent header open for 10 s");
+    assert!(
+        read.is_ok(),
+        "the server kept a half-sent header open for 10 s"
+    );
     let took = start.elapsed();
     assert!(took < Duration::from_secs(5), "cut off after {took:?}");
 
@@ -104,7 +147,10 @@ async fn half_a_header_is_cut_off_within_the_timeout() {
     let mut tcp = tokio::net::TcpStream::connect(s.addr).await.unwrap();
     let mut b = [0u8; 16];
     let r = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut b)).await;
-    assert!(matches!(r, Ok(Ok(0)) | Ok(Err(_))), "silent TCP client not closed: {r:?}");
+    assert!(
+        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+        "silent TCP client not closed: {r:?}"
+    );
 }
 
 /// A ClientHello that offers only TLS 1.1 (record and client_version 0x0302).
@@ -130,13 +176,21 @@ async fn tls11_only_client_is_refused() {
     let mut buf = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(5), tcp.read_to_end(&mut buf)).await;
     assert!(!buf.is_empty(), "expected an alert");
-    assert_eq!(buf[0], 0x15, "expected a TLS alert record, got {:02x?}", &buf[..buf.len().min(8)]);
+    assert_eq!(
+        buf[0],
+        0x15,
+        "expected a TLS alert record, got {:02x?}",
+        &buf[..buf.len().min(8)]
+    );
     // No ServerHello (handshake record) was sent.
     assert!(!(buf[0] == 0x16), "server answered a TLS 1.1 hello");
     // A fatal alert: protocol_version (70) or handshake_failure (40), depending on what the
     // server notices first about a TLS 1.1-only hello.
     assert_eq!(buf.get(5), Some(&2), "fatal alert: {buf:02x?}");
-    assert!(matches!(buf.get(6), Some(&70) | Some(&40)), "alert: {buf:02x?}");
+    assert!(
+        matches!(buf.get(6), Some(&70) | Some(&40)),
+        "alert: {buf:02x?}"
+    );
 
     // While a TLS 1.2 client is served.
     stsguard::install_crypto_provider();
@@ -148,15 +202,32 @@ async fn tls11_only_client_is_refused() {
     let cfg = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let tls = tls_connect(s.addr, "localhost", std::sync::Arc::new(cfg)).await.unwrap();
-    assert_eq!(tls.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_2));
+    let tls = tls_connect(s.addr, "localhost", std::sync::Arc::new(cfg))
+        .await
+        .unwrap();
+    assert_eq!(
+        tls.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_2)
+    );
 }
 
 #[tokio::test]
 async fn alpn_offers_h2_and_http11() {
     let s = start_default().await;
-    let h2 = tls_connect(s.addr, "localhost", rustls_client(&s.ca_pem, &[b"h2", b"http/1.1"])).await.unwrap();
+    let h2 = tls_connect(
+        s.addr,
+        "localhost",
+        rustls_client(&s.ca_pem, &[b"h2", b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let h1 = tls_connect(s.addr, "localhost", rustls_client(&s.ca_pem, &[b"http/1.1"])).await.unwrap();
+    let h1 = tls_connect(
+        s.addr,
+        "localhost",
+        rustls_client(&s.ca_pem, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
 }
