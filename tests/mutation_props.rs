@@ -1,0 +1,369 @@
+//! Issue 3: property tests over generated StatefulSets with random existing affinity, env,
+//! containers, init containers (native sidecars too), selectors, volumes and annotations.
+//! The four corpus properties hold for each. CI runs 10,000 cases (PROPTEST_CASES=10000).
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    Affinity, Container, EmptyDirVolumeSource, EnvVar, EnvVarSource, HostPathVolumeSource,
+    ObjectFieldSelector, PersistentVolumeClaimVolumeSource, PodAffinityTerm, PodAntiAffinity,
+    PodSpec, PodTemplateSpec, Volume, VolumeMount, WeightedPodAffinityTerm,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta,
+};
+use proptest::prelude::*;
+use stsguard::policy::{AntiAffinityMode, Policy};
+
+fn labels() -> impl Strategy<Value = BTreeMap<String, String>> {
+    prop::collection::btree_map(
+        prop::sample::select(vec!["app", "tier", "role", "x/y"]),
+        prop::sample::select(vec!["a", "b", "db"]),
+        0..3,
+    )
+    .prop_map(|m| {
+        m.into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    })
+}
+
+fn expr() -> impl Strategy<Value = LabelSelectorRequirement> {
+    (
+        prop::sample::select(vec!["app", "tier", "zone"]),
+        prop::sample::select(vec!["In", "NotIn", "Exists", "DoesNotExist"]),
+        prop::collection::vec(prop::sample::select(vec!["a", "b", "db"]), 0..3),
+    )
+        .prop_map(|(k, op, vals)| LabelSelectorRequirement {
+            key: k.into(),
+            operator: op.into(),
+            values: if op == "In" || op == "NotIn" {
+                Some(vals.into_iter().map(String::from).collect())
+            } else {
+                None
+            },
+        })
+}
+
+fn selector() -> impl Strategy<Value = LabelSelector> {
+    (
+        labels(),
+        prop::option::of(prop::collection::vec(expr(), 0..3)),
+    )
+        .prop_map(|(ml, me)| LabelSelector {
+            match_labels: if ml.is_empty() { None } else { Some(ml) },
+            match_expressions: me,
+        })
+}
+
+fn env_var() -> impl Strategy<Value = EnvVar> {
+    let names = prop::sample::select(vec![
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "POD_ORDINAL",
+        "POD_FQDN",
+        "STATEFULSET_NAME",
+        "A",
+        "B",
+        "URL",
+        "STS_PRIMARY_FQDN",
+    ]);
+    let values = prop::sample::select(vec![
+        "x",
+        "",
+        "$(POD_NAME)",
+        "http://$(POD_FQDN):80",
+        "$(POD_ORDINAL)-$(A)",
+        "$(NOPE)",
+    ]);
+    (names, values, any::<bool>()).prop_map(|(n, v, field)| {
+        if field {
+            EnvVar {
+                name: n.into(),
+                value: None,
+                value_from: Some(EnvVarSource {
+                    field_ref: Some(ObjectFieldSelector {
+                        field_path: "metadata.name".into(),
+                        api_version: None,
+                    }),
+                    ..Default::default()
+                }),
+            }
+        } else {
+            EnvVar {
+                name: n.into(),
+                value: Some(v.into()),
+                value_from: None,
+            }
+        }
+    })
+}
+
+fn container(name: &'static str) -> impl Strategy<Value = Container> {
+    (
+        prop::option::of(prop::collection::vec(env_var(), 0..5)),
+        prop::option::of(prop::sample::select(vec![
+            "/etc/stsguard",
+            "/data",
+            "/etc/stsguard/",
+        ])),
+        prop::option::of(Just("Always".to_string())),
+    )
+        .prop_map(move |(env, mount, restart)| {
+            // Unique env names, as the API requires.
+            let env = env.map(|v| {
+                let mut seen = std::collections::BTreeSet::new();
+                v.into_iter()
+                    .filter(|e| seen.insert(e.name.clone()))
+                    .collect::<Vec<_>>()
+            });
+            Container {
+                name: name.into(),
+                image: Some("img".into()),
+                env,
+                volume_mounts: mount.map(|m| {
+                    vec![VolumeMount {
+                        name: "data".into(),
+                        mount_path: m.into(),
+                        ..Default::default()
+                    }]
+                }),
+                restart_policy: restart,
+                ..Default::default()
+            }
+        })
+}
+
+fn term() -> impl Strategy<Value = PodAffinityTerm> {
+    (
+        prop::option::of(selector()),
+        prop::sample::select(vec![
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+        ]),
+    )
+        .prop_map(|(s, k)| PodAffinityTerm {
+            label_selector: s,
+            topology_key: k.into(),
+            ..Default::default()
+        })
+}
+
+fn affinity() -> impl Strategy<Value = Option<Affinity>> {
+    prop::option::of(
+        (
+            prop::option::of(prop::collection::vec(term(), 0..2)),
+            prop::option::of(prop::collection::vec((1..=100i32, term()), 0..2)),
+            any::<bool>(),
+        )
+            .prop_map(|(req, pref, anti)| {
+                let pref = pref.map(|v| {
+                    v.into_iter()
+                        .map(|(w, t)| WeightedPodAffinityTerm {
+                            weight: w,
+                            pod_affinity_term: t,
+                        })
+                        .collect()
+                });
+                Affinity {
+                    pod_anti_affinity: anti.then(|| PodAntiAffinity {
+                        required_during_scheduling_ignored_during_execution: req,
+                        preferred_during_scheduling_ignored_during_execution: pref,
+                    }),
+                    ..Default::default()
+                }
+            }),
+    )
+}
+
+fn volumes() -> impl Strategy<Value = Option<Vec<Volume>>> {
+    prop::option::of(prop::collection::vec(
+        prop::sample::select(vec!["empty", "host", "pvc", "role"]).prop_map(|k| match k {
+            "empty" => Volume {
+                name: "data".into(),
+                empty_dir: Some(EmptyDirVolumeSource::default()),
+                ..Default::default()
+            },
+            "host" => Volume {
+                name: "host".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/var/x".into(),
+                    type_: None,
+                }),
+                ..Default::default()
+            },
+            "pvc" => Volume {
+                name: "claim".into(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: "c".into(),
+                    read_only: None,
+                }),
+                ..Default::default()
+            },
+            // A user volume that collides with stsguard's name.
+            _ => Volume {
+                name: "stsguard-role".into(),
+                host_path: Some(HostPathVolumeSource {
+                    path: "/r".into(),
+                    type_: None,
+                }),
+                ..Default::default()
+            },
+        }),
+        0..3,
+    ))
+    .prop_map(|v| {
+        v.map(|v| {
+            let mut seen = std::collections::BTreeSet::new();
+            v.into_iter()
+                .filter(|x| seen.insert(x.name.clone()))
+                .collect()
+        })
+    })
+}
+
+fn annotations() -> impl Strategy<Value = Option<BTreeMap<String, String>>> {
+    let pick = |k: &'static str, vals: Vec<&'static str>| {
+        prop::option::of(prop::sample::select(vals))
+            .prop_map(move |v| v.map(|v| (k.to_string(), v.to_string())))
+    };
+    (
+        pick(
+            "stsguard.io/anti-affinity",
+            vec!["preferred", "required", "none", "bogus"],
+        ),
+        pick("stsguard.io/ordinal-env", vec!["true", "false", "maybe"]),
+        pick(
+            "stsguard.io/roles",
+            vec![
+                "primary=0,replica=*",
+                "a=0-1,b=2-",
+                "bad=",
+                "replica=*,primary=0",
+            ],
+        ),
+        pick("stsguard.io/role-config", vec!["cfg", ""]),
+        pick(
+            "stsguard.io/topology-key",
+            vec!["topology.kubernetes.io/zone", "Bad Key"],
+        ),
+        pick("stsguard.io/mutate", vec!["true", "false"]),
+        pick(
+            "stsguard.io/role-node-selector.primary",
+            vec!["node-class=big", "bad"],
+        ),
+    )
+        .prop_map(|(a, b, c, d, e, f, g)| {
+            let m: BTreeMap<String, String> = [a, b, c, d, e, f, g].into_iter().flatten().collect();
+            if m.is_empty() { None } else { Some(m) }
+        })
+}
+
+prop_compose! {
+    fn statefulset()(
+        sel in selector(),
+        extra in labels(),
+        template_matches in any::<bool>(),
+        replicas in prop::option::of(prop::sample::select(vec![0, 1, 2, 3])),
+        service in prop::option::of(prop::sample::select(vec!["svc", ""])),
+        c1 in container("app"),
+        c2 in prop::option::of(container("sidecar")),
+        i1 in prop::option::of(container("init")),
+        i2 in prop::option::of(container("native-sidecar")),
+        aff in affinity(),
+        vols in volumes(),
+        anns in annotations(),
+        name in prop::sample::select(vec!["db", "my-sql"]),
+    ) -> StatefulSet {
+        let mut tl = extra;
+        if template_matches {
+            tl.extend(sel.match_labels.clone().unwrap_or_default());
+        }
+        let containers: Vec<Container> = std::iter::once(c1).chain(c2).map(|mut c| { c.restart_policy = None; c }).collect();
+        let inits: Vec<Container> = i1.into_iter().map(|mut c| { c.restart_policy = None; c }).chain(i2).collect();
+        StatefulSet {
+            metadata: ObjectMeta { name: Some(name.into()), namespace: Some("ns".into()), annotations: anns, ..Default::default() },
+            spec: Some(StatefulSetSpec {
+                replicas,
+                selector: sel,
+                service_name: service.map(String::from),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: if tl.is_empty() { None } else { Some(tl) }, ..Default::default() }),
+                    spec: Some(PodSpec {
+                        containers,
+                        init_containers: if inits.is_empty() { None } else { Some(inits) },
+                        affinity: aff,
+                        volumes: vols,
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+fn policy() -> impl Strategy<Value = Policy> {
+    (
+        prop::sample::select(vec![
+            AntiAffinityMode::Preferred,
+            AntiAffinityMode::Required,
+            AntiAffinityMode::None,
+        ]),
+        any::<bool>(),
+    )
+        .prop_map(|(mode, env)| {
+            let mut p = Policy::default();
+            p.mutation.anti_affinity.mode = mode;
+            p.mutation.ordinal_env = env;
+            p
+        })
+}
+
+proptest! {
+    // PROPTEST_CASES overrides this; CI sets 10000.
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn mutation_properties(sts in statefulset(), policy in policy()) {
+        let raw = serde_json::to_value(&sts).unwrap();
+        let m = stsguard::mutate::mutate(&sts, &policy);
+        let patch = stsguard::mutate::patch_for(&sts, &m.object).unwrap();
+        // 1. the patch applies to the object as sent
+        let mut doc = raw.clone();
+        json_patch::patch(&mut doc, &patch).map_err(|e| TestCaseError::fail(format!("patch does not apply: {e}")))?;
+        prop_assert_eq!(&doc, &serde_json::to_value(&m.object).unwrap());
+        // 2. the result reads strictly as a StatefulSet
+        let ignored = ignored_fields(&doc).map_err(TestCaseError::fail)?;
+        prop_assert!(ignored.is_empty(), "unknown fields {:?}", ignored);
+        // 3. idempotent
+        let typed: StatefulSet = serde_json::from_value(doc.clone()).unwrap();
+        let again = stsguard::mutate::mutate(&typed, &policy);
+        let second = stsguard::mutate::patch_for(&typed, &again.object).unwrap();
+        prop_assert!(second.0.is_empty(), "second patch: {}", serde_json::to_string(&second).unwrap());
+        // 4. every user field unchanged
+        prop_assert!(contains(&raw, &doc), "a user field changed");
+        // and the injected variables come before any user variable that references them
+        for c in typed.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers.iter() {
+            let env = c.env.clone().unwrap_or_default();
+            for (i, e) in env.iter().enumerate() {
+                for name in ["POD_NAME", "POD_ORDINAL", "POD_FQDN"] {
+                    if e.value.as_deref().is_some_and(|v| v.contains(&format!("$({name})"))) {
+                        if let Some(j) = env.iter().position(|d| d.name == name) {
+                            let injected = !sts.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers.iter()
+                                .find(|o| o.name == c.name).unwrap().env.iter().flatten().any(|o| o.name == name);
+                            if injected {
+                                prop_assert!(j < i, "{} injected after {} which references it", name, e.name);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

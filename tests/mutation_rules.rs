@@ -1,0 +1,452 @@
+//! Issue 3: one test per mutation decision, and /mutate over HTTPS for the captured CREATE,
+//! UPDATE and DELETE reviews (../shared/fixtures/admission).
+
+mod common;
+
+use common::*;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Affinity, Container, PodSpec};
+use stsguard::mutate::{Mutation, mutate, patch_for};
+use stsguard::policy::Policy;
+
+fn sts(yaml: &str) -> StatefulSet {
+    serde_yaml::from_str(yaml).unwrap()
+}
+
+const BASE: &str = r#"
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db, namespace: ns}
+spec:
+  serviceName: db
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: db
+        image: db
+"#;
+
+fn with(f: impl FnOnce(&mut StatefulSet)) -> StatefulSet {
+    let mut s = sts(BASE);
+    f(&mut s);
+    s
+}
+
+fn pod(s: &StatefulSet) -> &PodSpec {
+    s.spec.as_ref().unwrap().template.spec.as_ref().unwrap()
+}
+
+fn affinity(m: &Mutation) -> Affinity {
+    pod(&m.object).affinity.clone().unwrap_or_default()
+}
+
+fn run(s: &StatefulSet) -> Mutation {
+    let m = mutate(s, &Policy::default());
+    let again = mutate(&m.object, &Policy::default());
+    assert!(
+        patch_for(&m.object, &again.object).unwrap().0.is_empty(),
+        "not idempotent"
+    );
+    m
+}
+
+fn annotate(s: &mut StatefulSet, k: &str, v: &str) {
+    s.metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(k.into(), v.into());
+}
+
+#[test]
+fn default_is_one_preferred_term_on_the_selector() {
+    let m = run(&sts(BASE));
+    let anti = affinity(&m).pod_anti_affinity.unwrap();
+    assert!(
+        anti.required_during_scheduling_ignored_during_execution
+            .is_none()
+    );
+    let pref = anti
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap();
+    assert_eq!(pref.len(), 1);
+    assert_eq!(pref[0].weight, 100);
+    assert_eq!(
+        pref[0].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        pref[0].pod_affinity_term.label_selector.as_ref(),
+        Some(&sts(BASE).spec.unwrap().selector)
+    );
+}
+
+#[test]
+fn host_path_makes_it_required() {
+    let s = with(|s| {
+        pod_mut(s).volumes = Some(vec![
+            serde_yaml::from_str("{name: h, hostPath: {path: /var/data}}").unwrap(),
+        ]);
+    });
+    let m = run(&s);
+    let anti = affinity(&m).pod_anti_affinity.unwrap();
+    assert_eq!(
+        anti.required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        anti.preferred_during_scheduling_ignored_during_execution
+            .is_none()
+    );
+    // An explicit annotation still wins.
+    let mut s2 = s.clone();
+    annotate(&mut s2, "stsguard.io/anti-affinity", "preferred");
+    assert!(
+        affinity(&run(&s2))
+            .pod_anti_affinity
+            .unwrap()
+            .required_during_scheduling_ignored_during_execution
+            .is_none()
+    );
+}
+
+fn pod_mut(s: &mut StatefulSet) -> &mut PodSpec {
+    s.spec.as_mut().unwrap().template.spec.as_mut().unwrap()
+}
+
+#[test]
+fn an_equivalent_term_is_left_alone() {
+    // Same topology key, a different selector that still selects the pods.
+    let s = with(|s| {
+        pod_mut(s).affinity = Some(
+            serde_yaml::from_str(
+                r#"
+podAntiAffinity:
+  requiredDuringSchedulingIgnoredDuringExecution:
+  - topologyKey: kubernetes.io/hostname
+    labelSelector:
+      matchExpressions: [{key: app, operator: In, values: [db, web]}]
+"#,
+            )
+            .unwrap(),
+        )
+    });
+    let m = run(&s);
+    assert_eq!(
+        pod(&m.object).affinity,
+        pod(&s).affinity,
+        "user term untouched, nothing added"
+    );
+    // A term on another topology key is not equivalent: ours is added, theirs kept first.
+    let s = with(|s| {
+        pod_mut(s).affinity = Some(
+            serde_yaml::from_str(
+                "podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 5, podAffinityTerm: {topologyKey: topology.kubernetes.io/zone, labelSelector: {matchLabels: {app: db}}}}]}",
+            )
+            .unwrap(),
+        )
+    });
+    let pref = affinity(&run(&s))
+        .pod_anti_affinity
+        .unwrap()
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap();
+    assert_eq!(pref.len(), 2);
+    assert_eq!(pref[0].weight, 5);
+    assert_eq!(
+        pref[1].pod_affinity_term.topology_key,
+        "kubernetes.io/hostname"
+    );
+    // A term whose selector does not select the pods (zk-k8s-website's mismatch) is not equivalent.
+    let s = with(|s| {
+        pod_mut(s).affinity = Some(
+            serde_yaml::from_str(
+                "podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: other}}}]}",
+            )
+            .unwrap(),
+        )
+    });
+    let anti = affinity(&run(&s)).pod_anti_affinity.unwrap();
+    assert_eq!(
+        anti.required_during_scheduling_ignored_during_execution
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        anti.preferred_during_scheduling_ignored_during_execution
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn replicas_zero_one_and_unset_still_get_the_term() {
+    for r in [Some(0), Some(1), None] {
+        let s = with(|s| s.spec.as_mut().unwrap().replicas = r);
+        let anti = affinity(&run(&s)).pod_anti_affinity.unwrap();
+        assert_eq!(
+            anti.preferred_during_scheduling_ignored_during_execution
+                .unwrap()
+                .len(),
+            1,
+            "replicas {r:?}"
+        );
+    }
+}
+
+#[test]
+fn match_expressions_are_carried_into_the_term() {
+    let s = with(|s| {
+        s.spec.as_mut().unwrap().selector =
+            serde_yaml::from_str("{matchLabels: {app: db}, matchExpressions: [{key: tier, operator: NotIn, values: [cache]}]}").unwrap();
+    });
+    let pref = affinity(&run(&s))
+        .pod_anti_affinity
+        .unwrap()
+        .preferred_during_scheduling_ignored_during_execution
+        .unwrap();
+    let sel = pref[0].pod_affinity_term.label_selector.clone().unwrap();
+    assert_eq!(sel.match_expressions.unwrap()[0].operator, "NotIn");
+    assert_eq!(sel.match_labels.unwrap()["app"], "db");
+}
+
+#[test]
+fn none_and_opt_outs() {
+    let mut s = sts(BASE);
+    annotate(&mut s, "stsguard.io/anti-affinity", "none");
+    assert!(
+        run(&s)
+            .object
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .affinity
+            .is_none()
+    );
+    let mut s = sts(BASE);
+    annotate(&mut s, "stsguard.io/mutate", "false");
+    assert!(patch_for(&s, &run(&s).object).unwrap().0.is_empty());
+    let mut s = sts(BASE);
+    annotate(&mut s, "stsguard.io/ordinal-env", "false");
+    assert!(pod(&run(&s).object).containers[0].env.is_none());
+    let mut s = sts(BASE);
+    s.metadata.namespace = Some("kube-system".into());
+    assert!(patch_for(&s, &run(&s).object).unwrap().0.is_empty());
+}
+
+fn env_names(c: &Container) -> Vec<String> {
+    c.env.iter().flatten().map(|e| e.name.clone()).collect()
+}
+
+#[test]
+fn identity_env_in_every_container_in_order() {
+    let s = with(|s| {
+        let p = pod_mut(s);
+        p.init_containers = Some(vec![
+            serde_yaml::from_str("{name: init, image: x}").unwrap(),
+            serde_yaml::from_str("{name: sidecar, image: x, restartPolicy: Always}").unwrap(),
+        ]);
+    });
+    let m = run(&s);
+    let want = [
+        "POD_NAME",
+        "POD_NAMESPACE",
+        "POD_ORDINAL",
+        "STATEFULSET_NAME",
+        "STATEFULSET_SERVICE",
+        "POD_FQDN",
+    ];
+    let p = pod(&m.object);
+    for c in p
+        .containers
+        .iter()
+        .chain(p.init_containers.iter().flatten())
+    {
+        assert_eq!(env_names(c), want, "{}", c.name);
+    }
+    let e = &p.containers[0].env.as_ref().unwrap();
+    assert_eq!(
+        e[2].value_from
+            .as_ref()
+            .unwrap()
+            .field_ref
+            .as_ref()
+            .unwrap()
+            .field_path,
+        "metadata.labels['apps.kubernetes.io/pod-index']"
+    );
+    assert_eq!(
+        e[5].value.as_deref(),
+        Some("$(POD_NAME).db.$(POD_NAMESPACE).svc.cluster.local")
+    );
+    // clusterDomain from the policy
+    let mut policy = Policy::default();
+    policy.cluster_domain = "corp.example".into();
+    let m = mutate(&s, &policy);
+    assert!(
+        pod(&m.object).containers[0].env.as_ref().unwrap()[5]
+            .value
+            .as_deref()
+            .unwrap()
+            .ends_with(".svc.corp.example")
+    );
+}
+
+#[test]
+fn a_name_the_user_defined_is_kept_with_a_warning() {
+    let s = with(|s| {
+        pod_mut(s).containers[0].env = Some(vec![
+            serde_yaml::from_str("{name: POD_NAME, value: mine}").unwrap(),
+        ]);
+    });
+    let m = run(&s);
+    let env = pod(&m.object).containers[0].env.clone().unwrap();
+    assert_eq!(env.iter().filter(|e| e.name == "POD_NAME").count(), 1);
+    assert_eq!(env[0].value.as_deref(), Some("mine"));
+    assert!(
+        m.report
+            .warnings
+            .iter()
+            .any(|w| w.contains("POD_NAME") && w.contains("kept")),
+        "{:?}",
+        m.report.warnings
+    );
+}
+
+#[test]
+fn a_user_var_referencing_ours_still_resolves() {
+    // Kubernetes expands $(VAR) only from variables defined earlier in the list.
+    let s = with(|s| {
+        pod_mut(s).containers[0].env = Some(vec![
+            serde_yaml::from_str("{name: FIRST, value: plain}").unwrap(),
+            serde_yaml::from_str("{name: PEERS, value: 'http://$(POD_FQDN):2380'}").unwrap(),
+            serde_yaml::from_str("{name: LAST, value: x}").unwrap(),
+        ]);
+    });
+    let m = run(&s);
+    let names = env_names(&pod(&m.object).containers[0]);
+    let fqdn = names.iter().position(|n| n == "POD_FQDN").unwrap();
+    let name = names.iter().position(|n| n == "POD_NAME").unwrap();
+    let peers = names.iter().position(|n| n == "PEERS").unwrap();
+    assert!(name < fqdn && fqdn < peers, "{names:?}");
+    assert_eq!(
+        names[0], "FIRST",
+        "variables before the reference stay first: {names:?}"
+    );
+}
+
+#[test]
+fn no_service_name_skips_service_vars_with_a_warning() {
+    let s = with(|s| s.spec.as_mut().unwrap().service_name = None);
+    let m = run(&s);
+    let names = env_names(&pod(&m.object).containers[0]);
+    assert_eq!(
+        names,
+        [
+            "POD_NAME",
+            "POD_NAMESPACE",
+            "POD_ORDINAL",
+            "STATEFULSET_NAME"
+        ]
+    );
+    assert!(m.report.warnings.iter().any(|w| w.contains("serviceName")));
+}
+
+#[test]
+fn api_server_defaulting_does_not_cause_a_second_patch() {
+    // The API server stores fieldRef.apiVersion: v1; an UPDATE carries it back.
+    let m = run(&sts(BASE));
+    let mut stored = serde_json::to_value(&m.object).unwrap();
+    for e in stored["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if let Some(f) = e.pointer_mut("/valueFrom/fieldRef") {
+            f["apiVersion"] = "v1".into();
+        }
+    }
+    let stored: StatefulSet = serde_json::from_value(stored).unwrap();
+    let again = mutate(&stored, &Policy::default());
+    assert!(patch_for(&stored, &again.object).unwrap().0.is_empty());
+    assert!(
+        again.report.warnings.is_empty(),
+        "{:?}",
+        again.report.warnings
+    );
+}
+
+// ---- over HTTPS, with the captured reviews ----
+
+async fn post(s: &TestServer, body: &serde_json::Value) -> serde_json::Value {
+    let c = client(&s.ca_pem, true);
+    let r = c
+        .post(format!(
+            "https://localhost:{}/mutate?timeout=5s",
+            s.addr.port()
+        ))
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+fn ops(p: &json_patch::Patch) -> Vec<String> {
+    p.0.iter()
+        .map(|o| serde_json::to_string(o).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn https_create_update_delete() {
+    let s = start_default().await;
+    let dir = shared().join("admission");
+    let create = read_json(&dir.join("statefulset-CREATE.mutating.json"));
+    let update = read_json(&dir.join("statefulset-UPDATE-apply.mutating.json"));
+    let delete = read_json(&dir.join("statefulset-DELETE.mutating.json"));
+
+    let c = post(&s, &create).await;
+    assert_eq!(c["response"]["uid"], create["request"]["uid"]);
+    let cp = patch_of(&c).expect("CREATE is patched");
+    // The patch over HTTPS is exactly the core's diff for that object.
+    let obj: StatefulSet = serde_json::from_value(create["request"]["object"].clone()).unwrap();
+    let core = patch_for(&obj, &mutate(&obj, &Policy::default()).object).unwrap();
+    assert_eq!(ops(&cp), ops(&core));
+
+    // UPDATE of the same user manifest (kubectl apply): the same additions, so the same template.
+    let u = post(&s, &update).await;
+    assert_eq!(u["response"]["uid"], update["request"]["uid"]);
+    let up = patch_of(&u).expect("UPDATE of an unmutated object is patched");
+    assert_eq!(ops(&up), ops(&cp));
+    let mut created = create["request"]["object"].clone();
+    json_patch::patch(&mut created, &cp).unwrap();
+    let mut updated = update["request"]["object"].clone();
+    json_patch::patch(&mut updated, &up).unwrap();
+    assert_eq!(
+        created["spec"]["template"]["spec"]["affinity"],
+        updated["spec"]["template"]["spec"]["affinity"],
+    );
+    assert_eq!(
+        created["spec"]["template"]["spec"]["containers"][0]["env"],
+        updated["spec"]["template"]["spec"]["containers"][0]["env"],
+    );
+    // An UPDATE whose object is already mutated (the stored object re-applied): no patch, no rollout.
+    let mut again = update.clone();
+    again["request"]["object"] = updated;
+    assert!(patch_of(&post(&s, &again).await).is_none());
+
+    // DELETE: allowed, never a patch.
+    let d = post(&s, &delete).await;
+    assert_eq!(d["response"]["uid"], delete["request"]["uid"]);
+    assert_eq!(d["response"]["allowed"], true);
+    assert!(d["response"].get("patch").is_none());
+    assert!(d["response"].get("patchType").is_none());
+}
