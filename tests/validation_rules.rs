@@ -170,6 +170,15 @@ fn shared_claim() {
                 y("[{name: data, persistentVolumeClaim: {claimName: shared, readOnly: true}}]")
         }),
     );
+    // Named like a volumeClaimTemplate: the controller swaps in the per-pod claim.
+    accepts(
+        r,
+        &sts(|v| {
+            pvc(v);
+            v["spec"]["volumeClaimTemplates"] =
+                y("[{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce]}}]");
+        }),
+    );
 }
 
 #[test]

@@ -190,7 +190,7 @@ impl Acc<'_> {
             Verdict::Unknown(message) => self.findings.warnings.push(Finding {
                 rule,
                 mode: Mode::Warn,
-                message,
+                message: format!("not checked: {message}"),
             }),
         }
     }

@@ -52,7 +52,7 @@ pub fn governing_service(sts: &StatefulSet, ns: &str, lookups: &dyn Lookups) -> 
         );
     };
     match lookups.service(ns, svc) {
-        Lookup::Unknown(why) => Verdict::Unknown(format!("Service {ns}/{svc} unknown ({why})")),
+        Lookup::Unknown(why) => Verdict::Unknown(format!("Service {ns}/{svc} ({why})")),
         Lookup::Missing => Verdict::Fail(format!(
             "spec.serviceName: no Service \"{svc}\" in {ns}; create one with clusterIP: None selecting the pods"
         )),
@@ -89,9 +89,21 @@ pub fn shared_claim(sts: &StatefulSet) -> Verdict {
     let Some(pod) = pod_spec(sts) else {
         return Verdict::Pass;
     };
+    // A pod volume named like a volumeClaimTemplate is replaced by the per-pod claim by the
+    // StatefulSet controller (cockroachdb's example relies on it): not shared.
+    let templates: Vec<&str> = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .map(|v| {
+            v.iter()
+                .filter_map(|t| t.metadata.name.as_deref())
+                .collect()
+        })
+        .unwrap_or_default();
     for (i, v) in pod.volumes.iter().flatten().enumerate() {
         if let Some(pvc) = &v.persistent_volume_claim {
-            if pvc.read_only == Some(true) {
+            if pvc.read_only == Some(true) || templates.contains(&v.name.as_str()) {
                 continue;
             }
             return Verdict::Fail(format!(
@@ -196,7 +208,7 @@ pub fn local_storage_binding(sts: &StatefulSet, lookups: &dyn Lookups) -> Verdic
         let shown = class.unwrap_or("(default)");
         match lookups.storage_class(class) {
             Lookup::Unknown(why) => {
-                return Verdict::Unknown(format!("StorageClass {shown} unknown ({why})"));
+                return Verdict::Unknown(format!("StorageClass {shown} ({why})"));
             }
             Lookup::Missing => {}
             Lookup::Found(sc) => {
@@ -358,7 +370,7 @@ pub fn disruption_budget(sts: &StatefulSet, ns: &str, lookups: &dyn Lookups) -> 
     }
     let labels = pod_labels(sts);
     match lookups.pdbs(ns) {
-        Lookup::Unknown(why) => Verdict::Unknown(format!("PodDisruptionBudgets unknown ({why})")),
+        Lookup::Unknown(why) => Verdict::Unknown(format!("PodDisruptionBudgets ({why})")),
         Lookup::Missing => Verdict::Fail(no_pdb(sts)),
         Lookup::Found(pdbs) => {
             let selected = pdbs.iter().any(|p| {
