@@ -457,3 +457,47 @@ fn statefulset_mutation_copies_the_placement_annotations() {
         ]
     );
 }
+
+#[test]
+fn validate_denies_bad_placement_annotations_quoting_them() {
+    let base =
+        read_json(&shared().join("admission/corpus/mysql-k8s-website.create.validating.json"));
+    for (key, value, quoted) in [
+        (
+            "stsguard.io/role-node-selector.leader",
+            "node-class=big",
+            "\"leader\"",
+        ),
+        (
+            "stsguard.io/role-node-selector.primary",
+            "node-class=Big Box",
+            "\"Big Box\"",
+        ),
+        (
+            "stsguard.io/role-node-selector.primary",
+            "-bad-=x",
+            "\"-bad-\"",
+        ),
+    ] {
+        let mut r = base.clone();
+        let anns = r["request"]["object"]["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .entry("annotations")
+            .or_insert(serde_json::json!({}));
+        anns["stsguard.io/roles"] = "primary=0,replica=*".into();
+        anns[key] = value.into();
+        let a = answer(
+            Endpoint::Validate,
+            &serde_json::to_vec(&r).unwrap(),
+            &Policy::default(),
+            &NoLookups("t".into()),
+        )
+        .unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(out["response"]["allowed"], false, "{key}={value}");
+        let msg = out["response"]["status"]["message"].as_str().unwrap();
+        assert!(msg.contains("[role-spec]") && msg.contains(quoted), "{msg}");
+        assert_eq!(out["response"]["status"]["code"], 403);
+    }
+}
