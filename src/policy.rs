@@ -147,7 +147,7 @@ pub struct RolesPolicy {
     pub mount_path: String,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ValidationPolicy {
     /// May an object's annotation `stsguard.io/rule.<id>: warn|off` relax a rule?
@@ -197,15 +197,6 @@ impl Default for RolesPolicy {
         RolesPolicy {
             image: "stsguard:latest".into(),
             mount_path: "/etc/stsguard".into(),
-        }
-    }
-}
-
-impl Default for ValidationPolicy {
-    fn default() -> Self {
-        ValidationPolicy {
-            allow_object_overrides: false,
-            rules: BTreeMap::new(),
         }
     }
 }

@@ -170,7 +170,7 @@ fn affinity() -> impl Strategy<Value = Option<Affinity>> {
                         .collect()
                 });
                 Affinity {
-                    pod_anti_affinity: anti.then(|| PodAntiAffinity {
+                    pod_anti_affinity: anti.then_some(PodAntiAffinity {
                         required_during_scheduling_ignored_during_execution: req,
                         preferred_during_scheduling_ignored_during_execution: pref,
                     }),

@@ -287,8 +287,10 @@ fn identity_env_in_every_container_in_order() {
         Some("$(POD_NAME).db.$(POD_NAMESPACE).svc.cluster.local")
     );
     // clusterDomain from the policy
-    let mut policy = Policy::default();
-    policy.cluster_domain = "corp.example".into();
+    let policy = Policy {
+        cluster_domain: "corp.example".into(),
+        ..Default::default()
+    };
     let m = mutate(&s, &policy);
     assert!(
         pod(&m.object).containers[0].env.as_ref().unwrap()[5]

@@ -492,7 +492,8 @@ fn every_rule_in_every_mode() {
             v["spec"]["replicas"] = n.into();
         })
     };
-    let cases: Vec<(RuleId, Box<dyn Fn(&Policy) -> Findings>)> = vec![
+    type Case = (RuleId, Box<dyn Fn(&Policy) -> Findings>);
+    let cases: Vec<Case> = vec![
         (
             RuleId::GoverningService,
             Box::new(|p| {
