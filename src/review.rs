@@ -196,7 +196,15 @@ pub fn answer(
         dry_run: req.dry_run,
         ..Default::default()
     };
+    let handled = crate::webhooks::handles(
+        endpoint == Endpoint::Mutate,
+        &req.resource.group,
+        &req.resource.resource,
+        req.sub_resource.as_deref(),
+        op_str(&req.operation),
+    );
     let result = match endpoint {
+        _ if !handled => Ok(((AdmissionResponse::from(&req), Vec::new()), None)),
         Endpoint::Mutate => mutate_request(&req, policy),
         Endpoint::Validate => validate_request(&req, policy, lookups),
     };

