@@ -1,16 +1,25 @@
 //! AdmissionReview in, AdmissionReview out: decode, dispatch to the pure cores, encode.
 //!
 //! The HTTP layer hands the body here and writes back what comes out; nothing here does I/O.
+//!
+//! Decoding: kube's `AdmissionReview<T>` flattens its TypeMeta, which makes serde buffer the whole
+//! body before decoding it (and `DynamicObject` flattens again). On the request path we read the
+//! envelope into [`Request`] instead — kube's `GroupVersionKind`, `GroupVersionResource` and
+//! `Operation` types, the objects kept as borrowed raw JSON — and parse the object once, straight
+//! into its k8s-openapi type. The answer is kube's `AdmissionResponse`.
 
 use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::core::DynamicObject;
-use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::{GroupVersionKind, GroupVersionResource};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
-use crate::mutate::{self, Report};
-use crate::policy::{OnError, Policy};
+use crate::mutate;
+use crate::policy::{Mode, OnError, Policy, RuleId};
 use crate::validate::{self, Findings, Lookups, Review, Subject};
 
 /// Which webhook was called.
@@ -50,7 +59,7 @@ pub struct Summary {
     /// "allowed", "denied", "patched" or "error" (not evaluable).
     pub outcome: &'static str,
     /// Rule results (rule, mode, result) for metrics.
-    pub rule_results: Vec<(crate::policy::RuleId, crate::policy::Mode, &'static str)>,
+    pub rule_results: Vec<(RuleId, Mode, &'static str)>,
 }
 
 /// A review answered: the JSON body and its summary.
@@ -62,6 +71,66 @@ pub struct Answer {
 
 const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
+
+/// The request of an AdmissionReview, objects left as raw JSON until dispatch picks their type.
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    pub resource: GroupVersionResource,
+    #[serde(default)]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(borrow, default)]
+    pub object: Option<RawObject<'a>>,
+    #[serde(borrow, default)]
+    pub old_object: Option<RawObject<'a>>,
+}
+
+/// A JSON object as its top-level fields, each left as borrowed raw JSON. Reading the envelope
+/// splits the object this way in the same pass, so picking the type later costs no rescan.
+#[derive(Deserialize, Debug, Default)]
+pub struct RawObject<'a>(#[serde(borrow)] pub BTreeMap<Cow<'a, str>, &'a RawValue>);
+
+impl<'a> RawObject<'a> {
+    pub fn get(&self, key: &str) -> Option<&'a RawValue> {
+        self.0.get(key).copied()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a> {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    #[serde(borrow, default)]
+    request: Option<Request<'a>>,
+}
+
+/// Just enough of an envelope to echo a uid when the request itself does not decode.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct UidOnly {
+    #[serde(default)]
+    api_version: String,
+    #[serde(default)]
+    kind: String,
+    request: Option<UidOnlyRequest>,
+}
+
+#[derive(Deserialize)]
+struct UidOnlyRequest {
+    uid: String,
+}
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -83,7 +152,8 @@ struct WireReview<'a> {
     response: WireResponse<'a>,
 }
 
-/// Encodes a response; `patch` goes out base64-encoded with `patchType: JSONPatch`.
+/// Encodes a response; `patch` goes out base64-encoded with `patchType: JSONPatch` (kube's
+/// `with_patch` would serialise the bytes as a number array).
 pub fn encode(response: &AdmissionResponse, patch: Option<&json_patch::Patch>) -> Vec<u8> {
     let patch = patch
         .filter(|p| !p.0.is_empty())
@@ -99,23 +169,21 @@ pub fn encode(response: &AdmissionResponse, patch: Option<&json_patch::Patch>) -
     };
     // Serialising these plain types cannot fail; fall back to a minimal allowed answer if it did.
     serde_json::to_vec(&wire).unwrap_or_else(|_| {
-        format!(r#"{{"apiVersion":"{API_VERSION}","kind":"{KIND}","response":{{"uid":{},"allowed":true}}}}"#,
-            serde_json::Value::String(response.uid.clone()))
+        format!(
+            r#"{{"apiVersion":"{API_VERSION}","kind":"{KIND}","response":{{"uid":{},"allowed":true}}}}"#,
+            serde_json::Value::String(response.uid.clone())
+        )
         .into_bytes()
     })
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Envelope {
-    api_version: Option<String>,
-    kind: Option<String>,
-    request: Option<EnvelopeRequest>,
-}
-
-#[derive(Deserialize)]
-struct EnvelopeRequest {
-    uid: String,
+/// kube's response for a uid: allowed, empty status.
+fn response_for(uid: &str) -> AdmissionResponse {
+    let mut r = AdmissionResponse::invalid("");
+    r.uid = uid.to_string();
+    r.allowed = true;
+    r.result = Default::default();
+    r
 }
 
 fn check_envelope(api_version: &str, kind: &str) -> Result<(), BadReview> {
@@ -133,8 +201,7 @@ fn check_envelope(api_version: &str, kind: &str) -> Result<(), BadReview> {
 }
 
 fn one_line(e: impl std::fmt::Display) -> String {
-    let s = e.to_string().replace('\n', " ");
-    validate::short(&s)
+    validate::short(&e.to_string().replace('\n', " "))
 }
 
 fn op_str(op: &Operation) -> &'static str {
@@ -146,8 +213,56 @@ fn op_str(op: &Operation) -> &'static str {
     }
 }
 
-fn decode<T: serde::de::DeserializeOwned>(obj: &DynamicObject) -> Result<T, serde_json::Error> {
-    serde_json::from_value(serde_json::to_value(obj)?)
+fn typed<T: serde::de::DeserializeOwned>(raw: &RawObject, what: &str) -> Result<T, String> {
+    without_managed_fields(raw).map_err(|e| format!("not a {what}: {}", one_line(e)))
+}
+
+/// Reads a Kubernetes object from raw JSON, passing over `metadata.managedFields`.
+///
+/// k8s-openapi keeps managedFields as `serde_json::Value` trees: on the captured reviews they
+/// are a third of the object and 60% of its parse, and stsguard never reads them (the patch
+/// never touches metadata). The object is read as a map of borrowed raw values; metadata is
+/// re-read the same way without that key, and the typed deserializer runs over the result.
+pub fn without_managed_fields<T: serde::de::DeserializeOwned>(
+    raw: &RawObject,
+) -> serde_json::Result<T> {
+    use serde::de::value::MapDeserializer;
+    let mut metadata: Option<Box<RawValue>> = None;
+    if let Some(meta) = raw
+        .get("metadata")
+        .filter(|m| m.get().contains("\"managedFields\""))
+    {
+        let fields: RawObject = serde_json::from_str(meta.get())?;
+        let mut text = String::with_capacity(meta.get().len());
+        text.push('{');
+        for (k, v) in fields.0.iter().filter(|(k, _)| *k != "managedFields") {
+            if text.len() > 1 {
+                text.push(',');
+            }
+            text.push_str(&serde_json::to_string(k)?);
+            text.push(':');
+            text.push_str(v.get());
+        }
+        text.push('}');
+        metadata = Some(RawValue::from_string(text)?);
+    }
+    let fields = raw.0.iter().map(|(k, v)| {
+        let v: &RawValue = match (&metadata, k.as_ref()) {
+            (Some(m), "metadata") => m,
+            _ => v,
+        };
+        (k.as_ref(), v)
+    });
+    T::deserialize(MapDeserializer::new(fields))
+}
+
+/// What the dispatch decided.
+#[derive(Default)]
+struct Decision {
+    denied: Option<String>,
+    warnings: Vec<String>,
+    patch: Option<json_patch::Patch>,
+    rules: Vec<(RuleId, Mode, &'static str)>,
 }
 
 /// Answers one review body. `Err` is an HTTP 400.
@@ -157,62 +272,78 @@ pub fn answer(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Answer, BadReview> {
-    let review: AdmissionReview<DynamicObject> = match serde_json::from_slice(body) {
-        Ok(r) => r,
+    let env: Envelope = match serde_json::from_slice(body) {
+        Ok(e) => e,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(BadReview(format!("body is not JSON: {}", one_line(e))));
+        }
         Err(e) => {
-            // A v1 review with a uid whose object we cannot decode is well-formed enough to
-            // answer per the failure mode; anything else is a bad request.
-            let env: Envelope = serde_json::from_slice(body).map_err(|e2| {
-                BadReview(if e2.is_syntax() || e2.is_eof() {
-                    format!("body is not JSON: {}", one_line(e2))
-                } else {
-                    format!("body is not an AdmissionReview: {}", one_line(e2))
-                })
+            // A v1 review whose request does not decode, but that has a uid, is answered per the
+            // failure mode (the API server needs the uid echoed); anything else is a bad request.
+            let u: UidOnly = serde_json::from_slice(body).map_err(|_| {
+                BadReview(format!("body is not an AdmissionReview: {}", one_line(&e)))
             })?;
-            check_envelope(
-                env.api_version.as_deref().unwrap_or(""),
-                env.kind.as_deref().unwrap_or(""),
-            )?;
-            let Some(req) = env.request else {
-                return Err(BadReview("AdmissionReview has no request".into()));
+            check_envelope(&u.api_version, &u.kind)?;
+            let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
+                return Err(BadReview(format!(
+                    "AdmissionReview has no usable request: {}",
+                    one_line(&e)
+                )));
             };
-            return Ok(undecodable(req.uid, one_line(e), policy));
+            let response = failure(
+                response_for(&r.uid),
+                &format!("the request does not decode: {}", one_line(e)),
+                policy,
+            );
+            let summary = Summary {
+                uid: r.uid,
+                allowed: response.allowed,
+                outcome: "error",
+                ..Default::default()
+            };
+            return Ok(Answer {
+                body: encode(&response, None),
+                summary,
+            });
         }
     };
-    check_envelope(&review.types.api_version, &review.types.kind)?;
-    let req: AdmissionRequest<DynamicObject> = review
-        .try_into()
-        .map_err(|_| BadReview("AdmissionReview has no request".into()))?;
+    check_envelope(&env.api_version, &env.kind)?;
+    let Some(req) = env.request else {
+        return Err(BadReview("AdmissionReview has no request".into()));
+    };
     if req.uid.is_empty() {
         return Err(BadReview("request.uid is empty".into()));
     }
+    let op = op_str(&req.operation);
     let mut summary = Summary {
         uid: req.uid.clone(),
         kind: req.kind.kind.clone(),
         namespace: req.namespace.clone().unwrap_or_default(),
         name: req.name.clone(),
-        operation: op_str(&req.operation).to_string(),
+        operation: op.to_string(),
         sub_resource: req.sub_resource.clone().unwrap_or_default(),
         dry_run: req.dry_run,
         ..Default::default()
     };
+    let mutating = endpoint == Endpoint::Mutate;
     let handled = crate::webhooks::handles(
-        endpoint == Endpoint::Mutate,
+        mutating,
         &req.resource.group,
         &req.resource.resource,
         req.sub_resource.as_deref(),
-        op_str(&req.operation),
-    );
-    let result = match endpoint {
-        _ if !handled => Ok(((AdmissionResponse::from(&req), Vec::new()), None)),
+        op,
+    ) && !policy.is_excluded(req.namespace.as_deref());
+    let decided = match endpoint {
+        _ if !handled => Ok(Decision::default()),
         Endpoint::Mutate => mutate_request(&req, policy),
         Endpoint::Validate => validate_request(&req, policy, lookups),
     };
-    let (response, patch) = match result {
-        Ok(r) => r,
+    let mut response = response_for(&req.uid);
+    let d = match decided {
+        Ok(d) => d,
         Err(why) => {
+            let response = failure(response, &why, policy);
             summary.outcome = "error";
-            let response = failure_response(AdmissionResponse::from(&req), &why, policy);
             summary.allowed = response.allowed;
             summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
             return Ok(Answer {
@@ -221,11 +352,16 @@ pub fn answer(
             });
         }
     };
-    let (response, patch, rule_results) = (response.0, patch, response.1);
+    if !d.warnings.is_empty() {
+        response.warnings = Some(d.warnings.iter().map(|w| validate::short(w)).collect());
+    }
+    if let Some(message) = d.denied {
+        response = deny(response, message);
+    }
     summary.allowed = response.allowed;
-    summary.patched = patch.as_ref().is_some_and(|p| !p.0.is_empty());
+    summary.patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
     summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
-    summary.rule_results = rule_results;
+    summary.rule_results = d.rules;
     summary.outcome = if !response.allowed {
         "denied"
     } else if summary.patched {
@@ -234,46 +370,20 @@ pub fn answer(
         "allowed"
     };
     Ok(Answer {
-        body: encode(&response, patch.as_ref()),
+        body: encode(&response, d.patch.as_ref()),
         summary,
     })
 }
 
-fn failure_response(response: AdmissionResponse, why: &str, policy: &Policy) -> AdmissionResponse {
+fn failure(response: AdmissionResponse, why: &str, policy: &Policy) -> AdmissionResponse {
+    let message = format!("stsguard could not evaluate this request: {why}");
     match policy.on_error {
         OnError::Allow => {
             let mut r = response;
-            r.warnings = Some(vec![validate::short(&format!(
-                "stsguard could not evaluate this request: {why}"
-            ))]);
+            r.warnings = Some(vec![validate::short(&message)]);
             r
         }
-        OnError::Deny => deny(
-            response,
-            format!("stsguard could not evaluate this request: {why}"),
-        ),
-    }
-}
-
-fn undecodable(uid: String, why: String, policy: &Policy) -> Answer {
-    let mut response = AdmissionResponse::invalid("");
-    response.uid = uid.clone();
-    response.allowed = true;
-    response.result = Default::default();
-    let response = failure_response(
-        response,
-        &format!("the object does not decode: {why}"),
-        policy,
-    );
-    let summary = Summary {
-        uid,
-        allowed: response.allowed,
-        outcome: "error",
-        ..Default::default()
-    };
-    Answer {
-        body: encode(&response, None),
-        summary,
+        OnError::Deny => deny(response, message),
     }
 }
 
@@ -284,103 +394,79 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
     r
 }
 
-type Decided = (
-    (
-        AdmissionResponse,
-        Vec<(crate::policy::RuleId, crate::policy::Mode, &'static str)>,
-    ),
-    Option<json_patch::Patch>,
-);
-
-fn with_warnings(mut r: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
-    if !warnings.is_empty() {
-        r.warnings = Some(warnings.iter().map(|w| validate::short(w)).collect());
-    }
-    r
-}
-
-fn is_resource(req: &AdmissionRequest<DynamicObject>, group: &str, resource: &str) -> bool {
-    req.resource.group == group && req.resource.resource == resource
-}
-
-/// The patch for a mutation, checked to apply to the object exactly as received.
-fn checked_patch<T: Serialize>(
-    received: &DynamicObject,
-    before: &T,
-    after: &T,
-) -> Result<Option<json_patch::Patch>, String> {
-    let patch = mutate::patch_for(before, after).map_err(one_line)?;
-    if patch.0.is_empty() {
-        return Ok(None);
-    }
-    let mut doc = serde_json::to_value(received).map_err(one_line)?;
-    json_patch::patch(&mut doc, &patch)
-        .map_err(|e| format!("internal: patch does not apply: {}", one_line(e)))?;
-    Ok(Some(patch))
-}
-
-fn mutate_request(
-    req: &AdmissionRequest<DynamicObject>,
-    policy: &Policy,
-) -> Result<Decided, String> {
-    let response = AdmissionResponse::from(req);
-    let none = |r| Ok(((r, Vec::new()), None));
-    if req.sub_resource.is_some() || policy.is_excluded(req.namespace.as_deref()) {
-        return none(response);
-    }
-    let Some(obj) = req.object.as_ref() else {
-        return none(response);
+fn mutate_request(req: &Request, policy: &Policy) -> Result<Decision, String> {
+    let Some(raw) = req.object.as_ref() else {
+        return Ok(Decision::default());
     };
-    if is_resource(req, "apps", "statefulsets")
-        && matches!(req.operation, Operation::Create | Operation::Update)
-    {
-        let sts: StatefulSet =
-            decode(obj).map_err(|e| format!("not a StatefulSet: {}", one_line(e)))?;
-        let m = mutate::mutate(&sts, policy);
-        let patch = checked_patch(obj, &sts, &m.object)?;
-        return Ok((
-            (with_warnings(response, m.report.warnings), Vec::new()),
-            patch,
-        ));
+    if req.resource.resource == "pods" {
+        let pod: Pod = typed(raw, "Pod")?;
+        let (out, report) = mutate::pod::mutate_pod(&pod);
+        let patch = mutate::pod_patch(&pod, &out).map_err(one_line)?;
+        return Ok(Decision {
+            warnings: report.warnings,
+            patch: Some(patch),
+            ..Default::default()
+        });
     }
-    if is_resource(req, "", "pods") && req.operation == Operation::Create {
-        let pod: Pod = decode(obj).map_err(|e| format!("not a Pod: {}", one_line(e)))?;
-        let (out, report): (Pod, Report) = mutate::pod::mutate_pod(&pod);
-        let patch = checked_patch(obj, &pod, &out)?;
-        return Ok((
-            (with_warnings(response, report.warnings), Vec::new()),
-            patch,
-        ));
-    }
-    none(response)
+    let mut sts: StatefulSet = typed(raw, "StatefulSet")?;
+    let (report, patch) = mutate::mutate_with_patch(&mut sts, policy).map_err(one_line)?;
+    Ok(Decision {
+        warnings: report.warnings,
+        patch: Some(patch),
+        ..Default::default()
+    })
 }
 
-fn replicas_of(obj: Option<&DynamicObject>) -> Option<i32> {
-    let v = obj?.data.get("spec")?.get("replicas")?.as_i64()?;
-    i32::try_from(v).ok()
+#[derive(Deserialize)]
+struct ScaleSpec {
+    #[serde(default)]
+    replicas: Option<i32>,
+}
+
+fn scale_replicas(raw: Option<&RawObject>) -> Option<i32> {
+    serde_json::from_str::<ScaleSpec>(raw?.get("spec")?.get())
+        .ok()?
+        .replicas
 }
 
 fn validate_request(
-    req: &AdmissionRequest<DynamicObject>,
+    req: &Request,
     policy: &Policy,
     lookups: &dyn Lookups,
-) -> Result<Decided, String> {
-    let response = AdmissionResponse::from(req);
-    if !is_resource(req, "apps", "statefulsets") {
-        return Ok(((response, Vec::new()), None));
-    }
+) -> Result<Decision, String> {
     let namespace = req.namespace.as_deref().unwrap_or("");
-    let decode_opt = |o: Option<&DynamicObject>| -> Result<Option<StatefulSet>, String> {
-        o.map(|o| decode(o).map_err(|e| format!("not a StatefulSet: {}", one_line(e))))
-            .transpose()
+    let sts = |raw: Option<&RawObject>| -> Result<Option<StatefulSet>, String> {
+        raw.map(|r| typed(r, "StatefulSet")).transpose()
     };
     let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
-        (None, Operation::Create | Operation::Update) => {
-            let Some(object) = decode_opt(req.object.as_ref())? else {
+        (Some(_), _) => {
+            let Some(n) = scale_replicas(req.object.as_ref()) else {
+                return Err("the Scale object has no spec.replicas".into());
+            };
+            let subject = Subject::Scale {
+                name: &req.name,
+                replicas: n,
+                old_replicas: scale_replicas(req.old_object.as_ref()),
+            };
+            validate::validate(&Review { namespace, subject }, policy, lookups)
+        }
+        (None, Operation::Delete) => {
+            let old = sts(req.old_object.as_ref())?;
+            validate::validate(
+                &Review {
+                    namespace,
+                    subject: Subject::Delete { old: old.as_ref() },
+                },
+                policy,
+                lookups,
+            )
+        }
+        (None, _) => {
+            let Some(object) = sts(req.object.as_ref())? else {
                 return Err("the request has no object".into());
             };
             let old = if req.operation == Operation::Update {
-                decode_opt(req.old_object.as_ref())?
+                sts(req.old_object.as_ref())?
             } else {
                 None
             };
@@ -393,36 +479,11 @@ fn validate_request(
             };
             validate::validate(&review, policy, lookups)
         }
-        (None, Operation::Delete) => {
-            let old = decode_opt(req.old_object.as_ref())?;
-            validate::validate(
-                &Review {
-                    namespace,
-                    subject: Subject::Delete { old: old.as_ref() },
-                },
-                policy,
-                lookups,
-            )
-        }
-        (Some("scale"), Operation::Update) => {
-            let Some(n) = replicas_of(req.object.as_ref()) else {
-                return Err("the Scale object has no spec.replicas".into());
-            };
-            let subject = Subject::Scale {
-                name: &req.name,
-                replicas: n,
-                old_replicas: replicas_of(req.old_object.as_ref()),
-            };
-            validate::validate(&Review { namespace, subject }, policy, lookups)
-        }
-        _ => Findings::default(),
     };
-    let results = findings.results.clone();
-    let response = with_warnings(response, findings.warning_lines());
-    let response = if findings.allowed() {
-        response
-    } else {
-        deny(response, findings.denial())
-    };
-    Ok(((response, results), None))
+    Ok(Decision {
+        denied: (!findings.allowed()).then(|| findings.denial()),
+        warnings: findings.warning_lines(),
+        patch: None,
+        rules: findings.results,
+    })
 }

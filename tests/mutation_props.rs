@@ -334,6 +334,13 @@ proptest! {
         let raw = serde_json::to_value(&sts).unwrap();
         let m = stsguard::mutate::mutate(&sts, &policy);
         let patch = stsguard::mutate::patch_for(&sts, &m.object).unwrap();
+        // The server's faster patch (a diff of spec.template only) is the same patch.
+        let fast = stsguard::mutate::statefulset_patch(&sts, &m.object).unwrap();
+        prop_assert_eq!(serde_json::to_value(&fast).unwrap(), serde_json::to_value(&patch).unwrap());
+        let mut in_place = sts.clone();
+        let (_, fast2) = stsguard::mutate::mutate_with_patch(&mut in_place, &policy).unwrap();
+        prop_assert_eq!(&in_place, &m.object);
+        prop_assert_eq!(serde_json::to_value(&fast2).unwrap(), serde_json::to_value(&patch).unwrap());
         // 1. the patch applies to the object as sent
         let mut doc = raw.clone();
         json_patch::patch(&mut doc, &patch).map_err(|e| TestCaseError::fail(format!("patch does not apply: {e}")))?;
