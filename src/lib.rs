@@ -8,6 +8,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod labels;
+pub mod loadgen;
 pub mod lookups;
 pub mod metrics;
 pub mod mutate;

@@ -399,6 +399,11 @@ fn mutate_request(req: &Request, policy: &Policy) -> Result<Decision, String> {
         return Ok(Decision::default());
     };
     if req.resource.resource == "pods" {
+        // The patch adds under /metadata and /spec: they must be objects in the JSON itself
+        // (k8s-openapi reads a `null` required field as its default).
+        if !is_object(raw.get("metadata")) || !is_object(raw.get("spec")) {
+            return Err("the Pod's metadata or spec is not an object".into());
+        }
         let pod: Pod = typed(raw, "Pod")?;
         let (out, report) = mutate::pod::mutate_pod(&pod);
         let patch = mutate::pod_patch(&pod, &out).map_err(one_line)?;
@@ -409,12 +414,32 @@ fn mutate_request(req: &Request, policy: &Policy) -> Result<Decision, String> {
         });
     }
     let mut sts: StatefulSet = typed(raw, "StatefulSet")?;
+    // Every patch path is under /spec/template: it must be an object in the JSON itself, not
+    // `null` or missing (which k8s-openapi reads as an empty template).
+    if sts.spec.is_some() && !template_is_object(raw) {
+        return Err("spec.template is not an object".into());
+    }
     let (report, patch) = mutate::mutate_with_patch(&mut sts, policy).map_err(one_line)?;
     Ok(Decision {
         warnings: report.warnings,
         patch: Some(patch),
         ..Default::default()
     })
+}
+
+fn is_object(raw: Option<&RawValue>) -> bool {
+    raw.is_some_and(|r| r.get().trim_start().starts_with('{'))
+}
+
+fn template_is_object(raw: &RawObject) -> bool {
+    #[derive(Deserialize)]
+    struct SpecTemplate<'a> {
+        #[serde(borrow, default)]
+        template: Option<&'a RawValue>,
+    }
+    raw.get("spec")
+        .and_then(|s| serde_json::from_str::<SpecTemplate>(s.get()).ok())
+        .is_some_and(|s| is_object(s.template))
 }
 
 #[derive(Deserialize)]

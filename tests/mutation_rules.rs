@@ -452,3 +452,45 @@ async fn https_create_update_delete() {
     assert!(d["response"].get("patch").is_none());
     assert!(d["response"].get("patchType").is_none());
 }
+
+/// Found by tests/fuzz.rs: k8s-openapi reads `template: null` as an empty template; a patch
+/// adding under /spec/template would not apply to the JSON the API server holds.
+#[test]
+fn a_null_template_gets_no_patch() {
+    let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
+    for bad in [serde_json::Value::Null, serde_json::json!("x")] {
+        r["request"]["object"]["spec"]["template"] = bad;
+        let a = stsguard::review::answer(
+            stsguard::review::Endpoint::Mutate,
+            &serde_json::to_vec(&r).unwrap(),
+            &Policy::default(),
+            &stsguard::validate::NoLookups("t".into()),
+        )
+        .unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert!(patch_of(&out).is_none());
+        assert_eq!(out["response"]["allowed"], true);
+        assert!(
+            out["response"]["warnings"][0]
+                .as_str()
+                .unwrap()
+                .contains("spec.template is not an object")
+                || out["response"]["warnings"][0]
+                    .as_str()
+                    .unwrap()
+                    .contains("not a StatefulSet")
+        );
+    }
+    r["request"]["object"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("template");
+    let a = stsguard::review::answer(
+        stsguard::review::Endpoint::Mutate,
+        &serde_json::to_vec(&r).unwrap(),
+        &Policy::default(),
+        &stsguard::validate::NoLookups("t".into()),
+    )
+    .unwrap();
+    assert!(patch_of(&serde_json::from_slice(&a.body).unwrap()).is_none());
+}

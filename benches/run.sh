@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Load benchmark (issue 7): stsguard's /mutate against the floor — the same TLS/HTTP stack doing
+# the least any correct webhook must do (parse the body as JSON, echo request.uid) — over TLS
+# with HTTP/2 keep-alive, in one run; then p99 at a fixed 500 req/s, the server's RSS, and a fault
+# run (certificate rotated the kubelet way mid-run, SIGTERM at the end) that counts failed
+# requests. Prints figures; never fails on machine noise. `--quick`: 5 s runs instead of 20 s.
+# Only 127.0.0.1 is used.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=20
+if [ "${1:-}" = "--quick" ]; then SECS=5; fi
+BODY=benches/mysql-k8s-website.create.mutating.json
+WORKERS=${WORKERS:-16}
+export MIMALLOC_ARENA_EAGER_COMMIT=0   # as in the Dockerfile and the chart
+
+cargo build --release --locked --quiet --bin stsguard --example floor --example loadgen
+BIN=target/release/stsguard
+LOAD=target/release/examples/loadgen
+T=$(mktemp -d)
+cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$T"; }
+trap cleanup EXIT
+
+# Waits for the JSON "serving" line a server wrote to $1, prints field $2.
+serving() {
+  for _ in $(seq 1 200); do
+    if [ -s "$1" ]; then
+      python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).readline())[sys.argv[2]])' "$1" "$2" && return
+    fi
+    sleep 0.05
+  done
+  echo "server did not start" >&2; exit 1
+}
+# A free port on 127.0.0.1 (stsguard's log, one JSON line per review, goes to /dev/null: a log
+# reader would compete for the two cores).
+freeport() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_ready() {
+  for _ in $(seq 1 200); do
+    curl -fs "http://$1/readyz" > /dev/null 2>&1 && return
+    sleep 0.05
+  done
+  echo "stsguard did not become ready at $1" >&2; exit 1
+}
+rss() { awk '/VmHWM|VmRSS/ { printf "%s %.1f MiB  ", $1, $2 / 1024 }' "/proc/$1/status"; }
+field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])[sys.argv[1]])' "$1"; }
+
+echo "== $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); $(rustc --version)"
+
+"target/release/examples/floor" 127.0.0.1:0 "$T/floor-ca.pem" > "$T/floor.serving" &
+FLOOR=$!
+SADDR=127.0.0.1:$(freeport); SMETRICS=127.0.0.1:$(freeport)
+"$BIN" serve --dev --no-cluster --dev-ca-file "$T/sg-ca.pem" --addr "$SADDR" --metrics-addr "$SMETRICS" 2> /dev/null &
+SG=$!
+FADDR=$(serving "$T/floor.serving" addr)
+wait_ready "$SMETRICS"
+echo "stsguard idle: $(rss $SG)"
+
+# Warm up both, then the measured runs, same client settings.
+"$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds 1 --workers "$WORKERS" > /dev/null
+"$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds 1 --workers "$WORKERS" > /dev/null
+F=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+S=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+echo "floor    /mutate h2, $WORKERS connections, ${SECS}s: $(echo "$F" | head -1)"
+echo "stsguard /mutate h2, $WORKERS connections, ${SECS}s: $(echo "$S" | head -1)"
+echo "stsguard under load: $(rss $SG)"
+python3 - "$(echo "$F" | field rps)" "$(echo "$S" | field rps)" <<'PY'
+import sys
+f, s = float(sys.argv[1]), float(sys.argv[2])
+print(f"THROUGHPUT stsguard {s:.0f} req/s / floor {f:.0f} req/s = {s / f:.2f}x (target >= 0.7x)")
+PY
+R=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
+echo "stsguard at 500 req/s: $(echo "$R" | head -1)"
+echo "P99 at 500 req/s: $(echo "$R" | field p99_us) us (target <= 1000 us)"
+echo "RSS stsguard after the runs: $(rss $SG)(target <= 20 MiB)"
+kill $FLOOR $SG 2>/dev/null || true
+wait $FLOOR $SG 2>/dev/null || true
+
+# Fault run: kubelet-style Secret volume, rotated mid-run; SIGTERM near the end. The client
+# stops sending when /readyz turns 503 (as the endpoints controller would), so every request it
+# sent must be answered.
+D="$T/tls"; mkdir -p "$D"
+"$BIN" certs --service localhost --namespace x --out "$D/..ts1" > /dev/null
+"$BIN" certs --service localhost --namespace x --out "$D/..ts2" > /dev/null
+# (the certificates are for localhost.x.svc; the client uses that name)
+ln -s ..ts1 "$D/..data"; ln -s ..data/tls.crt "$D/tls.crt"; ln -s ..data/tls.key "$D/tls.key"
+FADDR=127.0.0.1:$(freeport); MADDR=127.0.0.1:$(freeport)
+"$BIN" serve --tls-cert "$D/tls.crt" --tls-key "$D/tls.key" --no-cluster --addr "$FADDR" --metrics-addr "$MADDR" \
+  --shutdown-delay 1 2> "$T/fault.log" &
+FS=$!
+wait_ready "$MADDR"
+"$LOAD" --addr "$FADDR" --name localhost.x.svc --ca "$D/..ts1/ca.crt" --ca "$D/..ts2/ca.crt" --body "$BODY" \
+  --seconds $((SECS * 3)) --workers 8 --reconnect-every 200 --ready-addr "$MADDR" --json > "$T/fault.out" &
+LG=$!
+sleep $((SECS / 2 + 1))
+ln -s ..ts2 "$D/..data_tmp" && mv -T "$D/..data_tmp" "$D/..data"      # the kubelet's atomic swap
+echo "fault run: certificate rotated at $(date -u +%T)"
+sleep $((SECS / 2 + 1))
+kill -TERM $FS
+echo "fault run: SIGTERM at $(date -u +%T)"
+wait $LG || true
+set +e; wait $FS; CODE=$?; set -e
+echo "fault run: $(head -1 "$T/fault.out")"
+grep '^  error' "$T/fault.out" || true
+grep -c '"message":"serving certificate reloaded"' "$T/fault.log" | sed 's/^/fault run: certificate reloads logged: /'
+echo "FAILED REQUESTS in the fault run: $(field failed < "$T/fault.out") (stopped by readiness: $(field stopped_by_readiness < "$T/fault.out"), server exit code $CODE)"
