@@ -67,6 +67,8 @@ import sys
 f, s = float(sys.argv[1]), float(sys.argv[2])
 print(f"THROUGHPUT stsguard {s:.0f} req/s / floor {f:.0f} req/s = {s / f:.2f}x (target >= 0.7x)")
 PY
+RF=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
+echo "floor at 500 req/s:    $(echo "$RF" | head -1)"
 R=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
 echo "stsguard at 500 req/s: $(echo "$R" | head -1)"
 echo "P99 at 500 req/s: $(echo "$R" | field p99_us) us (target <= 1000 us)"
