@@ -45,13 +45,7 @@ async fn rotation_and_sigterm_under_load_fail_no_request() {
         "1",
     ]);
     let addr = p.wait_serving();
-    let maddr: std::net::SocketAddr = p
-        .log()
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .find(|v| v["message"] == "serving")
-        .and_then(|v| v["metrics_addr"].as_str().map(|s| s.parse().unwrap()))
-        .unwrap();
+    let maddr = p.metrics_addr();
     let roots: Vec<CertificateDer<'static>> =
         CertificateDer::pem_slice_iter(format!("{}{}", a.ca_pem, b.ca_pem).as_bytes())
             .map(|c| c.unwrap())

@@ -17,31 +17,7 @@ use stsguard::review::{Endpoint, answer};
 use stsguard::validate::NoLookups;
 
 fn yaml_statefulsets() -> Vec<(PathBuf, serde_json::Value)> {
-    let dir = shared().join("statefulsets");
-    let mut out = Vec::new();
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    for p in paths {
-        let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if !name.ends_with(".yaml") || name.ends_with(".service.yaml") {
-            continue;
-        }
-        let v = stsguard::check::yaml_documents(&std::fs::read_to_string(&p).unwrap())
-            .unwrap()
-            .remove(0);
-        if v["apiVersion"] == "apps/v1" && v["kind"] == "StatefulSet" {
-            out.push((p, v));
-        }
-    }
-    assert!(
-        out.len() >= 30,
-        "expected the 36 apps/v1 fixtures, found {}",
-        out.len()
-    );
-    out
+    apps_v1_statefulsets()
 }
 
 /// The four properties for one raw object; returns the mutated object.

@@ -132,17 +132,6 @@ async fn certificate_rotation_the_kubelet_way() {
     assert_eq!(peer_serial(&fresh), serial_of(&b.cert_pem));
 }
 
-fn metrics_addr(p: &Proc) -> std::net::SocketAddr {
-    for line in p.log().lines() {
-        if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-            if v["message"] == "serving" {
-                return v["metrics_addr"].as_str().unwrap().parse().unwrap();
-            }
-        }
-    }
-    panic!("no serving line")
-}
-
 async fn readyz(addr: std::net::SocketAddr) -> u16 {
     let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     tcp.write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -169,7 +158,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
         "--no-cluster",
     ]);
     let addr = p.wait_serving();
-    let maddr = metrics_addr(&p);
+    let maddr = p.metrics_addr();
     assert_eq!(readyz(maddr).await, 200);
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
     let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();

@@ -31,22 +31,8 @@ fn mutated_corpus_is_schema_valid() {
     let dir = tempfile::tempdir().unwrap();
     let mut originals = Vec::new();
     let mut mutated = Vec::new();
-    let mut paths: Vec<_> = std::fs::read_dir(shared().join("statefulsets"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    for p in paths {
+    for (p, raw) in apps_v1_statefulsets() {
         let name = p.file_name().unwrap().to_string_lossy().to_string();
-        if !name.ends_with(".yaml") || name.ends_with(".service.yaml") {
-            continue;
-        }
-        let raw = stsguard::check::yaml_documents(&std::fs::read_to_string(&p).unwrap())
-            .unwrap()
-            .remove(0);
-        if raw["apiVersion"] != "apps/v1" {
-            continue;
-        }
         for (variant, roles) in [("plain", false), ("roles", true)] {
             let mut raw = raw.clone();
             if roles {

@@ -189,14 +189,14 @@ impl Proc {
         self.stderr.lock().unwrap().clone()
     }
 
-    /// Waits for a JSON log line with `"message":"serving"` and returns the webhook address.
-    pub fn wait_serving(&self) -> SocketAddr {
+    /// Waits for the JSON log line `"message":"serving"` and returns one of its address fields.
+    pub fn serving_field(&self, field: &str) -> SocketAddr {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             for line in self.log().lines() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
                     if v["message"] == "serving" {
-                        return v["addr"].as_str().unwrap().parse().unwrap();
+                        return v[field].as_str().unwrap().parse().unwrap();
                     }
                 }
             }
@@ -207,6 +207,16 @@ impl Proc {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The webhook address, once serving.
+    pub fn wait_serving(&self) -> SocketAddr {
+        self.serving_field("addr")
+    }
+
+    /// The metrics address, once serving.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.serving_field("metrics_addr")
     }
 
     pub fn signal(&self, sig: &str) {
@@ -259,4 +269,32 @@ pub fn ignored_fields(v: &serde_json::Value) -> Result<Vec<String>, String> {
         serde_ignored::deserialize(v, |p| ignored.push(p.to_string()))
             .map_err(|e| e.to_string())?;
     Ok(ignored)
+}
+
+/// The apps/v1 StatefulSets of ../shared/fixtures/statefulsets, as (path, raw JSON), sorted.
+pub fn apps_v1_statefulsets() -> Vec<(PathBuf, serde_json::Value)> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(shared().join("statefulsets"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if !name.ends_with(".yaml") || name.ends_with(".service.yaml") {
+            continue;
+        }
+        let v = stsguard::check::yaml_documents(&std::fs::read_to_string(&p).unwrap())
+            .unwrap()
+            .remove(0);
+        if v["apiVersion"] == "apps/v1" && v["kind"] == "StatefulSet" {
+            out.push((p, v));
+        }
+    }
+    assert!(
+        out.len() >= 30,
+        "expected the 36 apps/v1 fixtures, found {}",
+        out.len()
+    );
+    out
 }
