@@ -216,10 +216,15 @@ pub fn placement(sts: &StatefulSet) -> Vec<(String, String)> {
     spec.roles()
         .into_iter()
         .map(|role| {
-            let ords: Vec<String> = (0..replicas)
+            // Listed up to a bound: `replicas` may be anything.
+            const SHOWN: u32 = 64;
+            let mut ords: Vec<String> = (0..replicas.min(SHOWN))
                 .filter(|o| spec.role_for(*o) == role)
                 .map(|o| o.to_string())
                 .collect();
+            if replicas > SHOWN {
+                ords.push(format!("… (of {replicas})"));
+            }
             let ords = if ords.is_empty() {
                 "no pod at this replica count".to_string()
             } else {

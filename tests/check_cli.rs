@@ -115,3 +115,22 @@ fn outputs_and_exit_codes() {
     let (code, out, _) = check(&["-f", "-"], Some(&json));
     assert_eq!(code, 0, "{out}");
 }
+
+#[test]
+fn huge_replica_counts_do_not_hang_the_report() {
+    let s = GOOD.replace("replicas: 1", "replicas: 2147483647").replace(
+        "metadata: {name: db}\nspec:\n  replicas",
+        "metadata: {name: db, annotations: {stsguard.io/roles: 'primary=0,replica=*'}}\nspec:\n  replicas",
+    );
+    assert!(s.contains("stsguard.io/roles"));
+    let t = std::time::Instant::now();
+    let (code, out, err) = check(&["-f", "-"], Some(&s));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(20),
+        "took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("primary: ordinals 0: any node"), "{out}");
+    assert!(out.contains("(of 2147483647)"), "{out}");
+}

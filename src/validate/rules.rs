@@ -144,7 +144,8 @@ pub fn hostpath_spread(sts: &StatefulSet) -> Verdict {
 
 pub fn quorum_odd(sts: &StatefulSet) -> Verdict {
     let n = replicas(sts);
-    if !is_true(sts, keys::QUORUM) || n == 0 || n % 2 == 1 {
+    // n <= 0: a full stop (or invalid, which the API server's own validation rejects).
+    if !is_true(sts, keys::QUORUM) || n <= 0 || n % 2 == 1 {
         return Verdict::Pass;
     }
     Verdict::Fail(format!(
