@@ -222,7 +222,9 @@ pub fn placement(sts: &StatefulSet) -> Vec<(String, String)> {
                 .filter(|o| spec.role_for(*o) == role)
                 .map(|o| o.to_string())
                 .collect();
-            if replicas > SHOWN {
+            if replicas > SHOWN
+                && (spec.role_for(SHOWN) == role || spec.role_for(replicas - 1) == role)
+            {
                 ords.push(format!("… (of {replicas})"));
             }
             let ords = if ords.is_empty() {
