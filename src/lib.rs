@@ -3,6 +3,41 @@
 //! The core is pure: [`mutate::mutate`] and [`validate::validate`] take typed objects and the
 //! [`policy::Policy`]; [`review`] decodes AdmissionReviews, dispatches and encodes; [`server`] is
 //! the HTTPS layer.
+//!
+//! ```
+//! use k8s_openapi::api::apps::v1::StatefulSet;
+//! use stsguard::mutate::{mutate, patch_for};
+//! use stsguard::policy::Policy;
+//! use stsguard::validate::{validate, NoLookups, Review, Subject};
+//!
+//! let sts: StatefulSet = serde_yaml::from_str(r#"
+//! apiVersion: apps/v1
+//! kind: StatefulSet
+//! metadata: {name: db, namespace: ns}
+//! spec:
+//!   replicas: 4
+//!   serviceName: db
+//!   selector: {matchLabels: {app: db}}
+//!   template:
+//!     metadata: {labels: {app: db}}
+//!     spec: {containers: [{name: db, image: postgres}]}
+//! "#).unwrap();
+//! let policy = Policy::default();
+//! let m = mutate(&sts, &policy);
+//! let env = m.object.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+//! assert_eq!(env[0].name, "POD_NAME");
+//! assert!(!patch_for(&sts, &m.object).unwrap().0.is_empty());
+//! // Idempotent: mutating the result changes nothing.
+//! assert!(patch_for(&m.object, &mutate(&m.object, &policy).object).unwrap().0.is_empty());
+//!
+//! let findings = validate(
+//!     &Review { namespace: "ns", subject: Subject::Write { object: &m.object, old: None } },
+//!     &policy,
+//!     &NoLookups("no cluster".into()),
+//! );
+//! assert!(findings.allowed()); // warnings only: no readinessProbe, look-ups not checked
+//! assert!(findings.warning_lines().iter().any(|w| w.starts_with("[readiness-probe]")));
+//! ```
 
 pub mod certs;
 pub mod check;
