@@ -75,15 +75,15 @@ fn yaml_corpus_default_policy() {
 fn yaml_corpus_with_roles_and_required_anti_affinity() {
     let policy = Policy::default();
     for (p, mut raw) in yaml_statefulsets() {
-        let anns = raw["metadata"]
-            .as_object_mut()
-            .unwrap()
-            .entry("annotations")
-            .or_insert(serde_json::json!({}));
-        anns["stsguard.io/roles"] = "primary=0,replica=*".into();
-        anns["stsguard.io/role-config"] = "cfg".into();
-        anns["stsguard.io/anti-affinity"] = "required".into();
-        anns["stsguard.io/role-node-selector.primary"] = "node-class=big".into();
+        annotate(
+            &mut raw,
+            &[
+                ("stsguard.io/roles", "primary=0,replica=*"),
+                ("stsguard.io/role-config", "cfg"),
+                ("stsguard.io/anti-affinity", "required"),
+                ("stsguard.io/role-node-selector.primary", "node-class=big"),
+            ],
+        );
         let out = check(&format!("{} +roles", p.display()), &raw, &policy);
         let inits = out["spec"]["template"]["spec"]["initContainers"]
             .as_array()

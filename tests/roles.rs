@@ -15,14 +15,14 @@ fn mysql_with_roles() -> serde_json::Value {
     let text =
         std::fs::read_to_string(shared().join("statefulsets/mysql-k8s-website.yaml")).unwrap();
     let mut raw = stsguard::check::yaml_documents(&text).unwrap().remove(0);
-    let anns = raw["metadata"]
-        .as_object_mut()
-        .unwrap()
-        .entry("annotations")
-        .or_insert(serde_json::json!({}));
-    anns["stsguard.io/roles"] = "primary=0,replica=*".into();
-    anns["stsguard.io/role-config"] = "mysql".into();
-    anns["stsguard.io/server-id-base"] = "100".into();
+    annotate(
+        &mut raw,
+        &[
+            ("stsguard.io/roles", "primary=0,replica=*"),
+            ("stsguard.io/role-config", "mysql"),
+            ("stsguard.io/server-id-base", "100"),
+        ],
+    );
     raw
 }
 

@@ -36,13 +36,13 @@ fn mutated_corpus_is_schema_valid() {
         for (variant, roles) in [("plain", false), ("roles", true)] {
             let mut raw = raw.clone();
             if roles {
-                let anns = raw["metadata"]
-                    .as_object_mut()
-                    .unwrap()
-                    .entry("annotations")
-                    .or_insert(serde_json::json!({}));
-                anns["stsguard.io/roles"] = "primary=0,replica=*".into();
-                anns["stsguard.io/role-config"] = "cfg".into();
+                annotate(
+                    &mut raw,
+                    &[
+                        ("stsguard.io/roles", "primary=0,replica=*"),
+                        ("stsguard.io/role-config", "cfg"),
+                    ],
+                );
             }
             let sts: StatefulSet = serde_json::from_value(raw.clone()).unwrap();
             let m = stsguard::mutate::mutate(&sts, &Policy::default());

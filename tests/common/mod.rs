@@ -298,3 +298,14 @@ pub fn apps_v1_statefulsets() -> Vec<(PathBuf, serde_json::Value)> {
     );
     out
 }
+
+/// Sets annotations on a raw manifest (creating `metadata.annotations`, or replacing a `null` one).
+pub fn annotate(raw: &mut serde_json::Value, pairs: &[(&str, &str)]) {
+    let anns = &mut raw["metadata"]["annotations"];
+    if !anns.is_object() {
+        *anns = serde_json::json!({});
+    }
+    for (k, v) in pairs {
+        anns[*k] = (*v).into();
+    }
+}
