@@ -247,7 +247,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let mut readiness = Readiness::default();
     let no_cluster = args.no_cluster || (args.dev && kube::Config::infer().await.is_err());
     let lookups: Arc<dyn Lookups> = if no_cluster {
-        tracing::info!("no cluster: look-up rules answer \"unknown\" and never deny");
+        tracing::info!("no cluster: look-up rules answer \"not checked\" and never deny");
         Arc::new(NoLookups("no cluster (--no-cluster)".into()))
     } else {
         let client = kube::Client::try_default().await.map_err(|e| {
