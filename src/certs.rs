@@ -137,13 +137,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bundle_loads_and_keys_match() {
-        let b = generate("x", &["localhost".into(), "127.0.0.1".into()], 1).unwrap();
-        let loaded = crate::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap();
+    fn bundle_loads_and_keys_match() -> Result<(), Box<dyn std::error::Error>> {
+        let b = generate("x", &["localhost".into(), "127.0.0.1".into()], 1)?;
+        let loaded = crate::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes())?;
         assert!(!loaded.serial.is_empty());
-        let other = generate("y", &["localhost".into()], 1).unwrap();
+        let other = generate("y", &["localhost".into()], 1)?;
         let err =
             crate::tls::load_pem(b.cert_pem.as_bytes(), other.key_pem.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+        Ok(())
     }
 }

@@ -213,14 +213,15 @@ mod tests {
     }
 
     #[test]
-    fn pairs() {
+    fn pairs() -> Result<(), Box<dyn std::error::Error>> {
         assert_eq!(
-            parse_label_pairs("a=b, c/d=").unwrap(),
+            parse_label_pairs("a=b, c/d=")?,
             vec![("a".into(), "b".into()), ("c/d".into(), "".into())]
         );
         assert!(parse_label_pairs("a").unwrap_err().contains("\"a\""));
         assert!(parse_label_pairs("a=b c").unwrap_err().contains("\"b c\""));
         assert!(parse_label_pairs("").is_err());
         assert!(parse_label_pairs("a=1,a=2").is_err());
+        Ok(())
     }
 }

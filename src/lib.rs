@@ -21,14 +21,15 @@
 //!   template:
 //!     metadata: {labels: {app: db}}
 //!     spec: {containers: [{name: db, image: postgres}]}
-//! "#).unwrap();
+//! "#)?;
 //! let policy = Policy::default();
 //! let m = mutate(&sts, &policy);
-//! let env = m.object.spec.as_ref().unwrap().template.spec.as_ref().unwrap().containers[0].env.clone().unwrap();
+//! let pod = m.object.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or("no pod spec")?;
+//! let env = pod.containers[0].env.clone().unwrap_or_default();
 //! assert_eq!(env[0].name, "POD_NAME");
-//! assert!(!patch_for(&sts, &m.object).unwrap().0.is_empty());
+//! assert!(!patch_for(&sts, &m.object)?.0.is_empty());
 //! // Idempotent: mutating the result changes nothing.
-//! assert!(patch_for(&m.object, &mutate(&m.object, &policy).object).unwrap().0.is_empty());
+//! assert!(patch_for(&m.object, &mutate(&m.object, &policy).object)?.0.is_empty());
 //!
 //! let findings = validate(
 //!     &Review { namespace: "ns", subject: Subject::Write { object: &m.object, old: None } },
@@ -37,6 +38,7 @@
 //! );
 //! assert!(findings.allowed()); // warnings only: no readinessProbe, look-ups not checked
 //! assert!(findings.warning_lines().iter().any(|w| w.starts_with("[readiness-probe]")));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod certs;

@@ -317,12 +317,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn empty_file_is_defaults() {
-        assert_eq!(Policy::from_yaml("", "x").unwrap(), Policy::default());
+    fn empty_file_is_defaults() -> Result<(), Box<dyn std::error::Error>> {
+        assert_eq!(Policy::from_yaml("", "x")?, Policy::default());
+        Ok(())
     }
 
     #[test]
-    fn design_example_parses() {
+    fn design_example_parses() -> Result<(), Box<dyn std::error::Error>> {
         let text = r#"
 clusterDomain: cluster.local
 excludeNamespaces: [kube-system, kube-node-lease, kube-public]
@@ -334,10 +335,11 @@ validation:
   allowObjectOverrides: false
   rules: {shared-claim: enforce, governing-service: warn}
 "#;
-        let p = Policy::from_yaml(text, "x").unwrap();
+        let p = Policy::from_yaml(text, "x")?;
         assert_eq!(p.mode(RuleId::SharedClaim), Mode::Enforce);
         assert_eq!(p.mode(RuleId::QuorumOdd), Mode::Enforce);
         assert_eq!(p.mode(RuleId::ClaimRetention), Mode::Warn);
+        Ok(())
     }
 
     #[test]

@@ -213,7 +213,7 @@ mod tests {
     }
 
     #[test]
-    fn identity_from_ordinal_or_hostname() {
+    fn identity_from_ordinal_or_hostname() -> Result<(), Box<dyn std::error::Error>> {
         let id = identity(
             &args(),
             &env(&[
@@ -222,8 +222,7 @@ mod tests {
                 ("STATEFULSET_SERVICE", "mysql"),
                 ("POD_NAMESPACE", "db"),
             ]),
-        )
-        .unwrap();
+        )?;
         assert_eq!(
             id,
             Identity {
@@ -233,7 +232,7 @@ mod tests {
                 primary_fqdn: "mysql-0.mysql.db.svc.cluster.local".into()
             }
         );
-        let id = identity(&args(), &env(&[("HOSTNAME", "my-sql-0")])).unwrap();
+        let id = identity(&args(), &env(&[("HOSTNAME", "my-sql-0")]))?;
         assert_eq!(
             (id.role.as_str(), id.ordinal, id.primary_fqdn.as_str()),
             ("primary", 0, "")
@@ -243,6 +242,7 @@ mod tests {
                 .unwrap_err()
                 .contains("POD_ORDINAL")
         );
+        Ok(())
     }
 
     #[test]

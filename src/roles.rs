@@ -249,31 +249,33 @@ mod tests {
     use super::*;
 
     #[test]
-    fn mysql_spec() {
-        let s = RoleSpec::parse("primary=0,replica=*").unwrap();
+    fn mysql_spec() -> Result<(), Box<dyn std::error::Error>> {
+        let s = RoleSpec::parse("primary=0,replica=*")?;
         assert_eq!(s.role_for(0), "primary");
         assert_eq!(s.role_for(1), "replica");
         assert_eq!(s.role_for(77), "replica");
         assert_eq!(s.roles(), vec!["primary", "replica"]);
         assert_eq!(s.primary_ordinal(), 0);
+        Ok(())
     }
 
     #[test]
-    fn ranges() {
-        let s = RoleSpec::parse("seed=0-2, data=3-5 ,ingest=6-").unwrap();
+    fn ranges() -> Result<(), Box<dyn std::error::Error>> {
+        let s = RoleSpec::parse("seed=0-2, data=3-5 ,ingest=6-")?;
         assert_eq!(s.role_for(2), "seed");
         assert_eq!(s.role_for(3), "data");
         assert_eq!(s.role_for(6), "ingest");
         assert_eq!(s.role_for(600), "ingest");
-        let s = RoleSpec::parse("replica=*,primary=0").unwrap();
+        let s = RoleSpec::parse("replica=*,primary=0")?;
         assert_eq!(
             s.primary_ordinal(),
             1,
             "first role is replica; its lowest ordinal is 1"
         );
-        let s = RoleSpec::parse("a=0,b=1,a=2-").unwrap();
+        let s = RoleSpec::parse("a=0,b=1,a=2-")?;
         assert_eq!(s.role_for(2), "a");
         assert_eq!(s.roles(), vec!["a", "b"]);
+        Ok(())
     }
 
     #[test]
