@@ -344,13 +344,7 @@ async fn chart_webhooks_cli_and_server_agree() {
         std::future::pending(),
     ));
     let host = "t-stsguard.stsguard.svc";
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&b64("ca.crt")).unwrap())
-        .resolve(host, addr)
-        .build()
-        .unwrap();
+    let client = client_resolving(&b64("ca.crt"), host, addr);
     let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
     for kind in [
         "MutatingWebhookConfiguration",
@@ -413,13 +407,7 @@ async fn serve_on_the_output_of_stsguard_certs_is_trusted() {
     let addr = p.wait_serving();
     let ca = std::fs::read(out.join("ca.crt")).unwrap();
     let host = "stsguard.stsguard.svc";
-    let client = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .resolve(host, addr)
-        .build()
-        .unwrap();
+    let client = client_resolving(&ca, host, addr);
     let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
     let r = client
         .post(format!("https://{host}:{}/mutate", addr.port()))
@@ -429,13 +417,7 @@ async fn serve_on_the_output_of_stsguard_certs_is_trusted() {
         .unwrap();
     assert_eq!(r.status(), 200);
     // A name the certificate does not carry is refused by the same client.
-    let other = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(&ca).unwrap())
-        .resolve("other.stsguard.svc", addr)
-        .build()
-        .unwrap();
+    let other = client_resolving(&ca, "other.stsguard.svc", addr);
     assert!(
         other
             .get(format!("https://other.stsguard.svc:{}/mutate", addr.port()))

@@ -309,3 +309,16 @@ pub fn annotate(raw: &mut serde_json::Value, pairs: &[(&str, &str)]) {
         anns[*k] = (*v).into();
     }
 }
+
+/// An HTTPS client that trusts only `ca_pem` and resolves `host` to `addr` (a Service name
+/// served on 127.0.0.1).
+pub fn client_resolving(ca_pem: &[u8], host: &str, addr: SocketAddr) -> reqwest::Client {
+    stsguard::install_crypto_provider();
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
+        .resolve(host, addr)
+        .build()
+        .unwrap()
+}
