@@ -24,6 +24,9 @@ struct Resource {
     list_kind: &'static str,
     api_version: &'static str,
     items: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// Every event sent so far: a watch that connects after an event was sent still gets it
+    /// (the real API server replays from the resourceVersion the watch asks for).
+    history: Arc<Mutex<Vec<String>>>,
     events: broadcast::Sender<String>,
 }
 
@@ -61,6 +64,7 @@ impl FakeApi {
                         list_kind: k,
                         api_version: v,
                         items: Default::default(),
+                        history: Default::default(),
                         events: broadcast::channel(64).0,
                     },
                 )
@@ -80,7 +84,10 @@ impl FakeApi {
     /// Sends a watch event, as the API server does when an object changes.
     fn event(&self, path: &str, kind: &str, obj: serde_json::Value) {
         let line = serde_json::json!({"type": kind, "object": obj}).to_string() + "\n";
-        let _ = self.resources[path].events.send(line);
+        let res = &self.resources[path];
+        let mut history = res.history.lock().unwrap();
+        history.push(line.clone());
+        let _ = res.events.send(line);
     }
 
     fn open_gate(&self) {
@@ -106,13 +113,19 @@ async fn handler(
         return (axum::http::StatusCode::NOT_FOUND, "not found").into_response();
     };
     if q.get("watch").map(String::as_str) == Some("true") {
-        let rx = res.events.subscribe();
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
+        // Subscribe and copy the history under one lock, so no event is lost or sent twice.
+        let (rx, past) = {
+            let history = res.history.lock().unwrap();
+            (res.events.subscribe(), history.clone())
+        };
+        let past = futures::stream::iter(past.into_iter().map(Ok::<_, std::io::Error>));
+        let live = futures::stream::unfold(rx, |mut rx| async move {
             match rx.recv().await {
                 Ok(line) => Some((Ok::<_, std::io::Error>(line), rx)),
                 Err(_) => None,
             }
         });
+        let stream = futures::StreamExt::chain(past, live);
         return (
             [("content-type", "application/json")],
             Body::from_stream(stream),
