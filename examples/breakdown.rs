@@ -106,6 +106,14 @@ fn main() {
     time("typed parse of the RawValue", n, || {
         serde_json::from_str::<StatefulSet>(e.request.object.get()).unwrap()
     });
+    let raw: stsguard::review::RawObject = serde_json::from_str(e.request.object.get()).unwrap();
+    time("typed parse skipping managedFields", n, || {
+        stsguard::review::without_managed_fields::<StatefulSet>(&raw).unwrap()
+    });
+    time("mutate_with_patch", n, || {
+        let mut s = sts.clone();
+        stsguard::mutate::mutate_with_patch(&mut s, &policy).unwrap()
+    });
     let patch = stsguard::mutate::statefulset_patch(&sts, &m.object).unwrap();
     let resp = kube::core::admission::AdmissionResponse::invalid("x");
     time("encode", n, || {

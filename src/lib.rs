@@ -44,6 +44,7 @@
 pub mod certs;
 pub mod check;
 pub mod cli;
+pub mod decode;
 pub mod labels;
 pub mod loadgen;
 pub mod lookups;

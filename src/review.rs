@@ -8,7 +8,6 @@
 //! `Operation` types, the objects kept as borrowed raw JSON — and parse the object once, straight
 //! into its k8s-openapi type. The answer is kube's `AdmissionResponse`.
 
-use base64::Engine as _;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Pod;
 use kube::core::admission::{AdmissionResponse, Operation};
@@ -134,47 +133,49 @@ struct UidOnlyRequest {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct WireResponse<'a> {
-    #[serde(flatten)]
-    inner: &'a AdmissionResponse,
-    /// The documented wire form: base64 of the JSONPatch document.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    patch_type: Option<&'static str>,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct WireReview<'a> {
     api_version: &'static str,
     kind: &'static str,
-    response: WireResponse<'a>,
+    response: &'a AdmissionResponse,
 }
 
 /// Encodes a response; `patch` goes out base64-encoded with `patchType: JSONPatch` (kube's
 /// `with_patch` would serialise the bytes as a number array).
+///
+/// The base64 text (which never needs escaping) is appended to the serialised review as the
+/// response's last two fields, without a second pass through the JSON string escaper.
 pub fn encode(response: &AdmissionResponse, patch: Option<&json_patch::Patch>) -> Vec<u8> {
-    let patch = patch
-        .filter(|p| !p.0.is_empty())
-        .and_then(|p| serde_json::to_vec(p).ok());
     let wire = WireReview {
         api_version: API_VERSION,
         kind: KIND,
-        response: WireResponse {
-            inner: response,
-            patch_type: patch.as_ref().map(|_| "JSONPatch"),
-            patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
-        },
+        response,
     };
     // Serialising these plain types cannot fail; fall back to a minimal allowed answer if it did.
-    serde_json::to_vec(&wire).unwrap_or_else(|_| {
-        format!(
+    let Ok(mut out) = serde_json::to_vec(&wire) else {
+        return format!(
             r#"{{"apiVersion":"{API_VERSION}","kind":"{KIND}","response":{{"uid":{},"allowed":true}}}}"#,
             serde_json::Value::String(response.uid.clone())
         )
-        .into_bytes()
-    })
+        .into_bytes();
+    };
+    let Some(patch) = patch.filter(|p| !p.0.is_empty()) else {
+        return out;
+    };
+    // `out` ends with the two closing braces of `response` and of the review.
+    let Ok(json) = serde_json::to_vec(patch) else {
+        return out;
+    };
+    if !out.ends_with(b"}}") {
+        return out;
+    }
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+    out.truncate(out.len() - 2);
+    out.reserve(b64.len() + 48);
+    out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+    out.extend_from_slice(b64.as_bytes());
+    out.extend_from_slice(b"\"}}");
+    out
 }
 
 /// kube's response for a uid: allowed, empty status.
@@ -217,43 +218,12 @@ fn typed<T: serde::de::DeserializeOwned>(raw: &RawObject, what: &str) -> Result<
     without_managed_fields(raw).map_err(|e| format!("not a {what}: {}", one_line(e)))
 }
 
-/// Reads a Kubernetes object from raw JSON, passing over `metadata.managedFields`.
-///
-/// k8s-openapi keeps managedFields as `serde_json::Value` trees: on the captured reviews they
-/// are a third of the object and 60% of its parse, and stsguard never reads them (the patch
-/// never touches metadata). The object is read as a map of borrowed raw values; metadata is
-/// re-read the same way without that key, and the typed deserializer runs over the result.
+/// Reads a Kubernetes object from its raw top-level fields, passing over
+/// `metadata.managedFields` (see [`crate::decode`]).
 pub fn without_managed_fields<T: serde::de::DeserializeOwned>(
     raw: &RawObject,
 ) -> serde_json::Result<T> {
-    use serde::de::value::MapDeserializer;
-    let mut metadata: Option<Box<RawValue>> = None;
-    if let Some(meta) = raw
-        .get("metadata")
-        .filter(|m| m.get().contains("\"managedFields\""))
-    {
-        let fields: RawObject = serde_json::from_str(meta.get())?;
-        let mut text = String::with_capacity(meta.get().len());
-        text.push('{');
-        for (k, v) in fields.0.iter().filter(|(k, _)| *k != "managedFields") {
-            if text.len() > 1 {
-                text.push(',');
-            }
-            text.push_str(&serde_json::to_string(k)?);
-            text.push(':');
-            text.push_str(v.get());
-        }
-        text.push('}');
-        metadata = Some(RawValue::from_string(text)?);
-    }
-    let fields = raw.0.iter().map(|(k, v)| {
-        let v: &RawValue = match (&metadata, k.as_ref()) {
-            (Some(m), "metadata") => m,
-            _ => v,
-        };
-        (k.as_ref(), v)
-    });
-    T::deserialize(MapDeserializer::new(fields))
+    crate::decode::typed_from_fields(raw.0.iter().map(|(k, v)| (k.as_ref(), *v)))
 }
 
 /// What the dispatch decided.

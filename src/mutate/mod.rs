@@ -102,21 +102,16 @@ pub fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
     report
 }
 
-/// The server's path: mutates `sts` in place and returns the patch from what it was (the same
-/// patch as [`statefulset_patch`] of a copy; no copy of the object is made).
+/// The server's path: mutates `sts` and returns the patch from what it was (the same patch as
+/// [`statefulset_patch`]).
 pub fn mutate_with_patch(
     sts: &mut StatefulSet,
     policy: &Policy,
 ) -> Result<(Report, json_patch::Patch), serde_json::Error> {
-    let Some(before) = projection(sts).map(serde_json::to_value).transpose()? else {
-        let m = mutate(sts, policy);
-        let patch = patch_for(sts, &m.object)?;
-        *sts = m.object;
-        return Ok((m.report, patch));
-    };
-    let report = mutate_in_place(sts, policy);
-    let after = serde_json::to_value(projection(sts))?;
-    Ok((report, json_patch::diff(&before, &after)))
+    let m = mutate(sts, policy);
+    let patch = statefulset_patch(sts, &m.object)?;
+    *sts = m.object;
+    Ok((m.report, patch))
 }
 
 /// The JSONPatch turning `before` into `after`: a diff of their typed serialisations.
@@ -133,31 +128,37 @@ pub fn patch_for<T: serde::Serialize>(
 /// The same patch as [`patch_for`] for a StatefulSet [`mutate`] produced, computed faster: only
 /// what the mutation can change is serialised and diffed — the template's labels and
 /// annotations, affinity, volumes, init containers (whole: one may be inserted), and each
-/// container's env and volumeMounts. Everything else is identical on both sides and would yield
-/// no operation. The property tests check that it equals the full diff.
+/// container's env and volumeMounts — and of those only the fields that differ (typed
+/// equality); a field equal on both sides is left out of both projections. Everything left out
+/// is identical on both sides and would yield no operation. The property tests check that it
+/// equals the full diff.
 pub fn statefulset_patch(
     before: &StatefulSet,
     after: &StatefulSet,
 ) -> Result<json_patch::Patch, serde_json::Error> {
-    match (projection(before), projection(after)) {
-        (Some(b), Some(a)) => Ok(json_patch::diff(
+    match project::pair(before, after) {
+        Some((b, a)) => Ok(json_patch::diff(
             &serde_json::to_value(b)?,
             &serde_json::to_value(a)?,
         )),
-        _ => patch_for(before, after),
+        None => patch_for(before, after),
     }
 }
 
 mod project {
     use std::collections::BTreeMap;
 
+    use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{Affinity, Container, EnvVar, Volume, VolumeMount};
     use serde::Serialize;
 
-    // Absent stays absent, as k8s-openapi serialises it, never `null` (a diff from `null` would
-    // be a `replace` on a path the real object does not have).
-    fn absent<T>(o: &&Option<T>) -> bool {
-        o.is_none()
+    /// A field of the projection: `None` when it is equal on both sides (left out of both),
+    /// else the field as it is, absent staying absent as k8s-openapi serialises it, never
+    /// `null` (a diff from `null` would be a `replace` on a path the real object does not have).
+    type F<'a, T> = Option<&'a Option<T>>;
+
+    fn skip<T>(f: &F<'_, T>) -> bool {
+        !matches!(f, Some(Some(_)))
     }
 
     #[derive(Serialize)]
@@ -177,57 +178,105 @@ mod project {
     }
     #[derive(Serialize)]
     pub struct Meta<'a> {
-        #[serde(skip_serializing_if = "absent")]
-        pub labels: &'a Option<BTreeMap<String, String>>,
-        #[serde(skip_serializing_if = "absent")]
-        pub annotations: &'a Option<BTreeMap<String, String>>,
+        #[serde(skip_serializing_if = "skip")]
+        pub labels: F<'a, BTreeMap<String, String>>,
+        #[serde(skip_serializing_if = "skip")]
+        pub annotations: F<'a, BTreeMap<String, String>>,
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     pub struct PodSpec<'a> {
-        #[serde(skip_serializing_if = "absent")]
-        pub affinity: &'a Option<Affinity>,
-        #[serde(skip_serializing_if = "absent")]
-        pub volumes: &'a Option<Vec<Volume>>,
-        #[serde(skip_serializing_if = "absent")]
-        pub init_containers: &'a Option<Vec<Container>>,
+        #[serde(skip_serializing_if = "skip")]
+        pub affinity: F<'a, Affinity>,
+        #[serde(skip_serializing_if = "skip")]
+        pub volumes: F<'a, Vec<Volume>>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub init_containers: Option<Inits<'a>>,
         pub containers: Vec<ContainerEnv<'a>>,
+    }
+    /// Init containers: each one's env and volumeMounts when both lists have the same length,
+    /// else the whole list (the role init container was inserted at the front).
+    #[derive(Serialize)]
+    #[serde(untagged)]
+    pub enum Inits<'a> {
+        Each(Vec<ContainerEnv<'a>>),
+        Whole(&'a Vec<Container>),
     }
     #[derive(Serialize)]
     #[serde(rename_all = "camelCase")]
     pub struct ContainerEnv<'a> {
-        #[serde(skip_serializing_if = "absent")]
-        pub env: &'a Option<Vec<EnvVar>>,
-        #[serde(skip_serializing_if = "absent")]
-        pub volume_mounts: &'a Option<Vec<VolumeMount>>,
+        #[serde(skip_serializing_if = "skip")]
+        pub env: F<'a, Vec<EnvVar>>,
+        #[serde(skip_serializing_if = "skip")]
+        pub volume_mounts: F<'a, Vec<VolumeMount>>,
     }
-}
 
-fn projection(s: &StatefulSet) -> Option<project::Sts<'_>> {
-    let t = &s.spec.as_ref()?.template;
-    Some(project::Sts {
-        spec: project::Spec {
-            template: project::Template {
-                metadata: t.metadata.as_ref().map(|m| project::Meta {
-                    labels: &m.labels,
-                    annotations: &m.annotations,
-                }),
-                spec: t.spec.as_ref().map(|p| project::PodSpec {
-                    affinity: &p.affinity,
-                    volumes: &p.volumes,
-                    init_containers: &p.init_containers,
-                    containers: p
-                        .containers
-                        .iter()
-                        .map(|c| project::ContainerEnv {
-                            env: &c.env,
-                            volume_mounts: &c.volume_mounts,
-                        })
-                        .collect(),
-                }),
+    /// `x` if it differs from `other`, else left out.
+    fn differ<'a, T: PartialEq>(x: &'a Option<T>, other: &Option<T>) -> F<'a, T> {
+        (x != other).then_some(x)
+    }
+
+    fn one<'a>(s: &'a StatefulSet, other: &StatefulSet) -> Option<Sts<'a>> {
+        let t = &s.spec.as_ref()?.template;
+        let o = &other.spec.as_ref()?.template;
+        let none = Default::default();
+        let om = o.metadata.as_ref().unwrap_or(&none);
+        let none_spec = Default::default();
+        let op = o.spec.as_ref().unwrap_or(&none_spec);
+        Some(Sts {
+            spec: Spec {
+                template: Template {
+                    metadata: t.metadata.as_ref().map(|m| Meta {
+                        labels: differ(&m.labels, &om.labels),
+                        annotations: differ(&m.annotations, &om.annotations),
+                    }),
+                    spec: t.spec.as_ref().map(|p| PodSpec {
+                        affinity: differ(&p.affinity, &op.affinity),
+                        volumes: differ(&p.volumes, &op.volumes),
+                        init_containers: inits(&p.init_containers, &op.init_containers),
+                        containers: each(&p.containers, &op.containers),
+                    }),
+                },
             },
-        },
-    })
+        })
+    }
+
+    fn each<'a>(cs: &'a [Container], other: &[Container]) -> Vec<ContainerEnv<'a>> {
+        cs.iter()
+            .zip(other)
+            .map(|(c, oc)| ContainerEnv {
+                env: differ(&c.env, &oc.env),
+                volume_mounts: differ(&c.volume_mounts, &oc.volume_mounts),
+            })
+            .collect()
+    }
+
+    fn inits<'a>(
+        cs: &'a Option<Vec<Container>>,
+        other: &Option<Vec<Container>>,
+    ) -> Option<Inits<'a>> {
+        match (cs, other) {
+            _ if cs == other => None,
+            (Some(cs), Some(o)) if cs.len() == o.len() => Some(Inits::Each(each(cs, o))),
+            (Some(cs), _) => Some(Inits::Whole(cs)),
+            (None, _) => None,
+        }
+    }
+
+    /// Both projections, or `None` when they cannot be compared field by field (no spec, or
+    /// the container lists differ in length — the mutation never adds containers).
+    pub fn pair<'a>(b: &'a StatefulSet, a: &'a StatefulSet) -> Option<(Sts<'a>, Sts<'a>)> {
+        let containers = |s: &StatefulSet| {
+            s.spec
+                .as_ref()
+                .and_then(|s| s.template.spec.as_ref())
+                .map(|p| p.containers.len())
+        };
+        if containers(b) != containers(a) {
+            return None;
+        }
+        Some((one(b, a)?, one(a, b)?))
+    }
 }
 
 /// The same patch as [`patch_for`] for a Pod [`pod::mutate_pod`] produced: it changes only
