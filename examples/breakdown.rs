@@ -108,7 +108,7 @@ fn main() {
     });
     let raw: stsguard::review::RawObject = serde_json::from_str(e.request.object.get()).unwrap();
     time("typed parse skipping managedFields", n, || {
-        stsguard::review::without_managed_fields::<StatefulSet>(&raw).unwrap()
+        stsguard::review::without_managed_fields::<StatefulSet, false>(&raw).unwrap()
     });
     time("mutate_with_patch", n, || {
         let mut s = sts.clone();

@@ -173,7 +173,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for SkipManagedMap<A> {
 }
 
 /// A map key, borrowed from the input when it has no escapes.
-struct Key<'de>(Cow<'de, str>);
+pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
 
 impl<'de> serde::Deserialize<'de> for Key<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -241,5 +241,201 @@ mod tests {
             read(r#"{"metadata":null}"#).is_ok(),
             serde_json::from_str::<Pod>(r#"{"metadata":null}"#).is_ok()
         );
+    }
+}
+
+/// An object read straight into its type while the envelope is read (see [`typed_rest`]).
+pub enum TypedObject {
+    StatefulSet(Box<k8s_openapi::api::apps::v1::StatefulSet>),
+    Pod(Box<k8s_openapi::api::core::v1::Pod>),
+}
+
+/// The kinds read in one pass.
+#[derive(Clone, Copy)]
+pub enum Known {
+    StatefulSet,
+    Pod,
+}
+
+/// The object's kind from its `apiVersion` and `kind` fields read so far (the API server writes
+/// them first), when it is one read in one pass.
+pub fn known_kind<'de>(fields: &[(Cow<'de, str>, &'de RawValue)]) -> Option<Known> {
+    let get = |key: &str| {
+        fields
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.get())
+    };
+    match (get("apiVersion")?, get("kind")?) {
+        (r#""apps/v1""#, r#""StatefulSet""#) => Some(Known::StatefulSet),
+        (r#""v1""#, r#""Pod""#) => Some(Known::Pod),
+        _ => None,
+    }
+}
+
+/// Reads the object typed: the fields already read (`buffered`), then the rest of the map
+/// straight from the input — one pass, `metadata.managedFields` skipped either way.
+pub fn typed_rest<'de, A: MapAccess<'de>>(
+    kind: Known,
+    buffered: &[(Cow<'de, str>, &'de RawValue)],
+    live: A,
+) -> Result<TypedObject, A::Error> {
+    let de = Chain(ChainMap {
+        buf: buffered.iter(),
+        live,
+        next: Next::Live,
+    });
+    Ok(match kind {
+        Known::StatefulSet => {
+            TypedObject::StatefulSet(Box::new(serde::Deserialize::deserialize(de)?))
+        }
+        Known::Pod => TypedObject::Pod(Box::new(serde::Deserialize::deserialize(de)?)),
+    })
+}
+
+struct Chain<'b, 'de, A>(ChainMap<'b, 'de, A>);
+
+impl<'de, A: MapAccess<'de>> Deserializer<'de> for Chain<'_, 'de, A> {
+    type Error = A::Error;
+
+    fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, A::Error> {
+        visitor.visit_map(self.0)
+    }
+
+    serde::forward_to_deserialize_any! {
+        bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
+        bytes byte_buf option unit unit_struct newtype_struct seq tuple
+        tuple_struct map struct enum identifier ignored_any
+    }
+}
+
+enum Next<'de> {
+    Buffered(&'de RawValue, bool),
+    LiveMetadata,
+    Live,
+}
+
+struct ChainMap<'b, 'de, A> {
+    buf: std::slice::Iter<'b, (Cow<'de, str>, &'de RawValue)>,
+    live: A,
+    next: Next<'de>,
+}
+
+impl<'de, A: MapAccess<'de>> MapAccess<'de> for ChainMap<'_, 'de, A> {
+    type Error = A::Error;
+
+    fn next_key_seed<K: DeserializeSeed<'de>>(
+        &mut self,
+        seed: K,
+    ) -> Result<Option<K::Value>, A::Error> {
+        let key = if let Some((k, v)) = self.buf.next() {
+            self.next = Next::Buffered(v, k == "metadata");
+            k.clone()
+        } else {
+            let Some(Key(k)) = self.live.next_key::<Key<'de>>()? else {
+                return Ok(None);
+            };
+            self.next = if k == "metadata" {
+                Next::LiveMetadata
+            } else {
+                Next::Live
+            };
+            k
+        };
+        let key: CowStrDeserializer<'de, A::Error> = key.into_deserializer();
+        seed.deserialize(key).map(Some)
+    }
+
+    fn next_value_seed<S: DeserializeSeed<'de>>(&mut self, seed: S) -> Result<S::Value, A::Error> {
+        match std::mem::replace(&mut self.next, Next::Live) {
+            Next::Buffered(raw, metadata) => {
+                let field = if metadata {
+                    Field::Metadata(raw)
+                } else {
+                    Field::Plain(raw)
+                };
+                seed.deserialize(field).map_err(serde::de::Error::custom)
+            }
+            Next::LiveMetadata => self.live.next_value_seed(MetadataSeed(seed)),
+            Next::Live => self.live.next_value_seed(seed),
+        }
+    }
+}
+
+/// Reads `metadata` through [`SkipManaged`].
+struct MetadataSeed<S>(S);
+
+impl<'de, S: DeserializeSeed<'de>> DeserializeSeed<'de> for MetadataSeed<S> {
+    type Value = S::Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<S::Value, D::Error> {
+        self.0.deserialize(SkipManagedDe(d))
+    }
+}
+
+struct SkipManagedDe<D>(D);
+
+/// An Option visitor whose `Some` is read through [`SkipManagedDe`].
+struct SkipManagedSome<V>(V);
+
+impl<'de, V: Visitor<'de>> Visitor<'de> for SkipManagedSome<V> {
+    type Value = V::Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.expecting(f)
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_none()
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<V::Value, E> {
+        self.0.visit_unit()
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<V::Value, D::Error> {
+        self.0.visit_some(SkipManagedDe(d))
+    }
+}
+
+macro_rules! forward_inner {
+    ($($method:ident ($($arg:ident: $ty:ty),*)),* $(,)?) => {
+        $(fn $method<V: Visitor<'de>>(self, $($arg: $ty,)* visitor: V) -> Result<V::Value, D::Error> {
+            self.0.$method($($arg,)* visitor)
+        })*
+    };
+}
+
+impl<'de, D: Deserializer<'de>> Deserializer<'de> for SkipManagedDe<D> {
+    type Error = D::Error;
+
+    fn deserialize_struct<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        _fields: &'static [&'static str],
+        visitor: V,
+    ) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(SkipManaged(visitor))
+    }
+
+    fn deserialize_map<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_map(SkipManaged(visitor))
+    }
+
+    // k8s-openapi reads `metadata` as an Option first.
+    fn deserialize_option<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, D::Error> {
+        self.0.deserialize_option(SkipManagedSome(visitor))
+    }
+
+    forward_inner! {
+        deserialize_any(), deserialize_bool(), deserialize_i8(), deserialize_i16(),
+        deserialize_i32(), deserialize_i64(), deserialize_i128(), deserialize_u8(),
+        deserialize_u16(), deserialize_u32(), deserialize_u64(), deserialize_u128(),
+        deserialize_f32(), deserialize_f64(), deserialize_char(), deserialize_str(),
+        deserialize_string(), deserialize_bytes(), deserialize_byte_buf(), deserialize_unit(), deserialize_unit_struct(name: &'static str),
+        deserialize_newtype_struct(name: &'static str), deserialize_seq(),
+        deserialize_tuple(len: usize), deserialize_tuple_struct(name: &'static str, len: usize),
+        deserialize_enum(name: &'static str, variants: &'static [&'static str]),
+        deserialize_identifier(), deserialize_ignored_any(),
     }
 }

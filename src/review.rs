@@ -72,9 +72,13 @@ const API_VERSION: &str = "admission.k8s.io/v1";
 const KIND: &str = "AdmissionReview";
 
 /// The request of an AdmissionReview, objects left as raw JSON until dispatch picks their type.
+///
+/// With `NEW` (`OLD`), `object` (`oldObject`) is read straight into its type when it is a
+/// StatefulSet or a Pod whose `apiVersion` and `kind` come first, as the API server writes them
+/// (see [`RawObject`]).
 #[derive(Deserialize, Debug)]
 #[serde(rename_all = "camelCase")]
-pub struct Request<'a> {
+pub struct Request<'a, const NEW: bool = false, const OLD: bool = false> {
     pub uid: String,
     pub kind: GroupVersionKind,
     pub resource: GroupVersionResource,
@@ -88,31 +92,106 @@ pub struct Request<'a> {
     #[serde(default)]
     pub dry_run: bool,
     #[serde(borrow, default)]
-    pub object: Option<RawObject<'a>>,
+    pub object: Option<RawObject<'a, NEW>>,
     #[serde(borrow, default)]
-    pub old_object: Option<RawObject<'a>>,
+    pub old_object: Option<RawObject<'a, OLD>>,
 }
 
 /// A JSON object as its top-level fields, each left as borrowed raw JSON. Reading the envelope
 /// splits the object this way in the same pass, so picking the type later costs no rescan.
-#[derive(Deserialize, Debug, Default)]
-pub struct RawObject<'a>(#[serde(borrow)] pub BTreeMap<Cow<'a, str>, &'a RawValue>);
+///
+/// With `TYPED`, a StatefulSet or Pod is instead read straight into its k8s-openapi type once
+/// its `apiVersion` and `kind` have been read (one pass over the object); `fields` then holds
+/// only the fields read before that.
+#[derive(Default)]
+pub struct RawObject<'a, const TYPED: bool = false> {
+    pub fields: BTreeMap<Cow<'a, str>, &'a RawValue>,
+    typed: std::cell::Cell<Option<crate::decode::TypedObject>>,
+    was_typed: bool,
+}
 
-impl<'a> RawObject<'a> {
+impl<'a, const TYPED: bool> RawObject<'a, TYPED> {
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
-        self.0.get(key).copied()
+        self.fields.get(key).copied()
+    }
+
+    /// Was the object read typed? Its raw fields are then not all kept.
+    pub fn was_typed(&self) -> bool {
+        self.was_typed
+    }
+
+    /// The typed object read with the envelope, once.
+    pub fn take_typed(&self) -> Option<crate::decode::TypedObject> {
+        self.typed.take()
+    }
+}
+
+impl<const TYPED: bool> std::fmt::Debug for RawObject<'_, TYPED> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawObject")
+            .field("fields", &self.fields)
+            .field("was_typed", &self.was_typed)
+            .finish()
+    }
+}
+
+impl<'de: 'a, 'a, const TYPED: bool> Deserialize<'de> for RawObject<'a, TYPED> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ObjectVisitor<'a, const TYPED: bool>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a, const TYPED: bool> serde::de::Visitor<'de> for ObjectVisitor<'a, TYPED> {
+            type Value = RawObject<'a, TYPED>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut fields: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+                while let Some(key) = map.next_key::<crate::decode::Key<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    let head = key.0 == "kind" || key.0 == "apiVersion";
+                    fields.push((key.0, value));
+                    if let Some(kind) = head
+                        .then(|| crate::decode::known_kind(&fields))
+                        .flatten()
+                        .filter(|_| TYPED)
+                    {
+                        let typed = crate::decode::typed_rest(kind, &fields, map)?;
+                        return Ok(RawObject {
+                            fields: shorten(fields),
+                            typed: Some(typed).into(),
+                            was_typed: true,
+                        });
+                    }
+                }
+                Ok(RawObject {
+                    fields: shorten(fields),
+                    ..Default::default()
+                })
+            }
+        }
+        fn shorten<'de: 'a, 'a>(
+            fields: Vec<(Cow<'de, str>, &'de RawValue)>,
+        ) -> BTreeMap<Cow<'a, str>, &'a RawValue> {
+            fields
+                .into_iter()
+                .map(|(k, v)| (k as Cow<'a, str>, v as &'a RawValue))
+                .collect()
+        }
+        d.deserialize_map(ObjectVisitor::<'a, TYPED>(std::marker::PhantomData))
     }
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Envelope<'a> {
+struct Envelope<'a, const NEW: bool, const OLD: bool> {
     #[serde(default)]
     api_version: String,
     #[serde(default)]
     kind: String,
     #[serde(borrow, default)]
-    request: Option<Request<'a>>,
+    request: Option<Request<'a, NEW, OLD>>,
 }
 
 /// Just enough of an envelope to echo a uid when the request itself does not decode.
@@ -214,16 +293,47 @@ fn op_str(op: &Operation) -> &'static str {
     }
 }
 
-fn typed<T: serde::de::DeserializeOwned>(raw: &RawObject, what: &str) -> Result<T, String> {
-    without_managed_fields(raw).map_err(|e| format!("not a {what}: {}", one_line(e)))
+/// The object as `T`: the one read typed with the envelope, else parsed from the raw fields.
+fn typed<T: FromTyped, const TYPED: bool>(
+    raw: &RawObject<'_, TYPED>,
+    what: &str,
+) -> Result<T, Why> {
+    if raw.was_typed() {
+        // Read as another kind than dispatch expects, or taken already: the two-pass read.
+        return raw.take_typed().and_then(T::from_typed).ok_or(Why::Slow);
+    }
+    without_managed_fields(raw).map_err(|e| Why::Eval(format!("not a {what}: {}", one_line(e))))
+}
+
+/// The types an object may have been read as in one pass.
+trait FromTyped: serde::de::DeserializeOwned {
+    fn from_typed(t: crate::decode::TypedObject) -> Option<Self>;
+}
+
+impl FromTyped for StatefulSet {
+    fn from_typed(t: crate::decode::TypedObject) -> Option<Self> {
+        match t {
+            crate::decode::TypedObject::StatefulSet(s) => Some(*s),
+            _ => None,
+        }
+    }
+}
+
+impl FromTyped for Pod {
+    fn from_typed(t: crate::decode::TypedObject) -> Option<Self> {
+        match t {
+            crate::decode::TypedObject::Pod(p) => Some(*p),
+            _ => None,
+        }
+    }
 }
 
 /// Reads a Kubernetes object from its raw top-level fields, passing over
 /// `metadata.managedFields` (see [`crate::decode`]).
-pub fn without_managed_fields<T: serde::de::DeserializeOwned>(
-    raw: &RawObject,
+pub fn without_managed_fields<T: serde::de::DeserializeOwned, const TYPED: bool>(
+    raw: &RawObject<'_, TYPED>,
 ) -> serde_json::Result<T> {
-    crate::decode::typed_from_fields(raw.0.iter().map(|(k, v)| (k.as_ref(), *v)))
+    crate::decode::typed_from_fields(raw.fields.iter().map(|(k, v)| (k.as_ref(), *v)))
 }
 
 /// What the dispatch decided.
@@ -242,10 +352,78 @@ pub fn answer(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Answer, BadReview> {
-    let env: Envelope = match serde_json::from_slice(body) {
+    // First the one-pass read (the object typed as the envelope is read; /mutate never reads
+    // oldObject); anything it cannot settle — a body that does not decode, an object whose raw
+    // shape must be checked — is answered by the two-pass read, whose errors are the reference.
+    let fast = match endpoint {
+        Endpoint::Mutate => answer_with::<true, false>(endpoint, body, policy, lookups),
+        Endpoint::Validate => answer_with::<true, true>(endpoint, body, policy, lookups),
+    };
+    match fast {
+        Ok(a) => Ok(a),
+        Err(_) => answer_two_pass(endpoint, body, policy, lookups),
+    }
+}
+
+/// [`answer`] with the two-pass read only: every object kept as raw fields until dispatch picks
+/// its type. The reference the one-pass read is tested against.
+pub fn answer_two_pass(
+    endpoint: Endpoint,
+    body: &[u8],
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Answer, BadReview> {
+    answer_with::<false, false>(endpoint, body, policy, lookups).map_err(|r| match r {
+        Reject::Bad(b) => b,
+        Reject::Slow => BadReview("the review could not be read".into()),
+    })
+}
+
+/// Not answered: a bad request (HTTP 400), or handed to the two-pass read.
+enum Reject {
+    Bad(BadReview),
+    Slow,
+}
+
+impl From<BadReview> for Reject {
+    fn from(b: BadReview) -> Self {
+        Reject::Bad(b)
+    }
+}
+
+/// Why a review was not decided: it cannot be evaluated (the failure mode applies), or the
+/// one-pass read must hand it to the two-pass read.
+enum Why {
+    Eval(String),
+    Slow,
+}
+
+impl From<String> for Why {
+    fn from(s: String) -> Self {
+        Why::Eval(s)
+    }
+}
+
+impl From<&str> for Why {
+    fn from(s: &str) -> Self {
+        Why::Eval(s.to_string())
+    }
+}
+
+/// [`answer`] with objects read typed in one pass (`NEW` for object, `OLD` for oldObject) or
+/// not. `None`: hand over to the two-pass read (only when `NEW` or `OLD`).
+fn answer_with<const NEW: bool, const OLD: bool>(
+    endpoint: Endpoint,
+    body: &[u8],
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Answer, Reject> {
+    let fast = NEW || OLD;
+    let env: Envelope<NEW, OLD> = match serde_json::from_slice(body) {
         Ok(e) => e,
+        Err(_) if fast => return Err(Reject::Slow),
         Err(e) if e.is_syntax() || e.is_eof() => {
-            return Err(BadReview(format!("body is not JSON: {}", one_line(e))));
+            return Err(BadReview(format!("body is not JSON: {}", one_line(e))).into());
         }
         Err(e) => {
             // A v1 review whose request does not decode, but that has a uid, is answered per the
@@ -258,7 +436,8 @@ pub fn answer(
                 return Err(BadReview(format!(
                     "AdmissionReview has no usable request: {}",
                     one_line(&e)
-                )));
+                ))
+                .into());
             };
             let response = failure(
                 response_for(&r.uid),
@@ -279,10 +458,10 @@ pub fn answer(
     };
     check_envelope(&env.api_version, &env.kind)?;
     let Some(req) = env.request else {
-        return Err(BadReview("AdmissionReview has no request".into()));
+        return Err(BadReview("AdmissionReview has no request".into()).into());
     };
     if req.uid.is_empty() {
-        return Err(BadReview("request.uid is empty".into()));
+        return Err(BadReview("request.uid is empty".into()).into());
     }
     let op = op_str(&req.operation);
     let mut summary = Summary {
@@ -311,7 +490,8 @@ pub fn answer(
     let mut response = response_for(&req.uid);
     let d = match decided {
         Ok(d) => d,
-        Err(why) => {
+        Err(Why::Slow) => return Err(Reject::Slow),
+        Err(Why::Eval(why)) => {
             let response = failure(response, &why, policy);
             summary.outcome = "error";
             summary.allowed = response.allowed;
@@ -364,17 +544,25 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
     r
 }
 
-fn mutate_request(req: &Request, policy: &Policy) -> Result<Decision, String> {
+fn mutate_request<const NEW: bool, const OLD: bool>(
+    req: &Request<'_, NEW, OLD>,
+    policy: &Policy,
+) -> Result<Decision, Why> {
     let Some(raw) = req.object.as_ref() else {
         return Ok(Decision::default());
     };
     if req.resource.resource == "pods" {
         // The patch adds under /metadata and /spec: they must be objects in the JSON itself
         // (k8s-openapi reads a `null` required field as its default).
-        if !is_object(raw.get("metadata")) || !is_object(raw.get("spec")) {
+        if !raw.was_typed() && (!is_object(raw.get("metadata")) || !is_object(raw.get("spec"))) {
             return Err("the Pod's metadata or spec is not an object".into());
         }
         let pod: Pod = typed(raw, "Pod")?;
+        // Read in one pass, a null or missing metadata or spec reads as its default: the
+        // two-pass read checks the raw shape.
+        if raw.was_typed() && (pod.metadata == Default::default() || pod.spec.is_none()) {
+            return Err(Why::Slow);
+        }
         let (out, report) = mutate::pod::mutate_pod(&pod);
         let patch = mutate::pod_patch(&pod, &out).map_err(one_line)?;
         return Ok(Decision {
@@ -386,8 +574,15 @@ fn mutate_request(req: &Request, policy: &Policy) -> Result<Decision, String> {
     let mut sts: StatefulSet = typed(raw, "StatefulSet")?;
     // Every patch path is under /spec/template: it must be an object in the JSON itself, not
     // `null` or missing (which k8s-openapi reads as an empty template).
-    if sts.spec.is_some() && !template_is_object(raw) {
-        return Err("spec.template is not an object".into());
+    if let Some(spec) = sts.spec.as_ref() {
+        if raw.was_typed() {
+            // Only an object reads as a template other than the default.
+            if spec.template == Default::default() {
+                return Err(Why::Slow);
+            }
+        } else if !template_is_object(raw) {
+            return Err("spec.template is not an object".into());
+        }
     }
     let (report, patch) = mutate::mutate_with_patch(&mut sts, policy).map_err(one_line)?;
     Ok(Decision {
@@ -401,7 +596,7 @@ fn is_object(raw: Option<&RawValue>) -> bool {
     raw.is_some_and(|r| r.get().trim_start().starts_with('{'))
 }
 
-fn template_is_object(raw: &RawObject) -> bool {
+fn template_is_object<const TYPED: bool>(raw: &RawObject<'_, TYPED>) -> bool {
     #[derive(Deserialize)]
     struct SpecTemplate<'a> {
         #[serde(borrow, default)]
@@ -418,23 +613,31 @@ struct ScaleSpec {
     replicas: Option<i32>,
 }
 
-fn scale_replicas(raw: Option<&RawObject>) -> Option<i32> {
+fn scale_replicas<const TYPED: bool>(raw: Option<&RawObject<'_, TYPED>>) -> Option<i32> {
     serde_json::from_str::<ScaleSpec>(raw?.get("spec")?.get())
         .ok()?
         .replicas
 }
 
-fn validate_request(
-    req: &Request,
+fn validate_request<const NEW: bool, const OLD: bool>(
+    req: &Request<'_, NEW, OLD>,
     policy: &Policy,
     lookups: &dyn Lookups,
-) -> Result<Decision, String> {
+) -> Result<Decision, Why> {
     let namespace = req.namespace.as_deref().unwrap_or("");
-    let sts = |raw: Option<&RawObject>| -> Result<Option<StatefulSet>, String> {
+    fn sts<const TYPED: bool>(
+        raw: Option<&RawObject<'_, TYPED>>,
+    ) -> Result<Option<StatefulSet>, Why> {
         raw.map(|r| typed(r, "StatefulSet")).transpose()
-    };
+    }
     let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
         (Some(_), _) => {
+            // A Scale is never read typed; anything else here goes to the two-pass read.
+            if req.object.as_ref().is_some_and(RawObject::was_typed)
+                || req.old_object.as_ref().is_some_and(RawObject::was_typed)
+            {
+                return Err(Why::Slow);
+            }
             let Some(n) = scale_replicas(req.object.as_ref()) else {
                 return Err("the Scale object has no spec.replicas".into());
             };
