@@ -25,6 +25,8 @@ fi
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
   retry python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
+# Print the versions (no pipes into `head`: under pipefail a writer killed by SIGPIPE fails CI).
 .tools/bin/helm version --short
-.tools/bin/kubectl version --client 2>/dev/null | head -1
-python3 -m kubernetes_validate --version 2>/dev/null || kubernetes-validate --version
+.tools/bin/kubectl version --client
+python3 -c 'import importlib.metadata as m; print("kubernetes-validate", m.version("kubernetes-validate"))'
+

@@ -59,8 +59,8 @@ echo "stsguard idle: $(rss $SG)"
 "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds 1 --workers "$WORKERS" > /dev/null
 F=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
 S=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-echo "floor    /mutate h2, $WORKERS connections, ${SECS}s: $(echo "$F" | head -1)"
-echo "stsguard /mutate h2, $WORKERS connections, ${SECS}s: $(echo "$S" | head -1)"
+echo "floor    /mutate h2, $WORKERS connections, ${SECS}s: ${F%%$'\n'*}"
+echo "stsguard /mutate h2, $WORKERS connections, ${SECS}s: ${S%%$'\n'*}"
 echo "stsguard under load: $(rss $SG)"
 python3 - "$(echo "$F" | field rps)" "$(echo "$S" | field rps)" <<'PY'
 import sys
@@ -68,9 +68,9 @@ f, s = float(sys.argv[1]), float(sys.argv[2])
 print(f"THROUGHPUT stsguard {s:.0f} req/s / floor {f:.0f} req/s = {s / f:.2f}x (target >= 0.7x)")
 PY
 RF=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-echo "floor at 500 req/s:    $(echo "$RF" | head -1)"
+echo "floor at 500 req/s:    ${RF%%$'\n'*}"
 R=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-echo "stsguard at 500 req/s: $(echo "$R" | head -1)"
+echo "stsguard at 500 req/s: ${R%%$'\n'*}"
 echo "P99 at 500 req/s: $(echo "$R" | field p99_us) us (target <= 1000 us)"
 echo "RSS stsguard after the runs: $(rss $SG)(target <= 20 MiB)"
 
@@ -84,8 +84,8 @@ if command -v taskset > /dev/null && [ "$LAST" -ge 1 ]; then
   PIN="taskset -c 0"
   PF=$($PIN "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
   PS=$($PIN "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-  echo "pinned floor    /mutate h2, $WORKERS connections, ${SECS}s: $(echo "$PF" | head -1)"
-  echo "pinned stsguard /mutate h2, $WORKERS connections, ${SECS}s: $(echo "$PS" | head -1)"
+  echo "pinned floor    /mutate h2, $WORKERS connections, ${SECS}s: ${PF%%$'\n'*}"
+  echo "pinned stsguard /mutate h2, $WORKERS connections, ${SECS}s: ${PS%%$'\n'*}"
   python3 - "$(echo "$PF" | field rps)" "$(echo "$PS" | field rps)" <<'PY'
 import sys
 f, s = float(sys.argv[1]), float(sys.argv[2])
@@ -93,8 +93,8 @@ print(f"PINNED THROUGHPUT stsguard {s:.0f} req/s / floor {f:.0f} req/s = {s / f:
 PY
   PRF=$($PIN "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
   PR=$($PIN "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-  echo "pinned floor at 500 req/s:    $(echo "$PRF" | head -1)"
-  echo "pinned stsguard at 500 req/s: $(echo "$PR" | head -1)"
+  echo "pinned floor at 500 req/s:    ${PRF%%$'\n'*}"
+  echo "pinned stsguard at 500 req/s: ${PR%%$'\n'*}"
   echo "PINNED P99 at 500 req/s: $(echo "$PR" | field p99_us) us (target <= 1000 us)"
   echo "RSS stsguard after the pinned runs: $(rss $SG)(target <= 20 MiB)"
 fi
@@ -127,5 +127,5 @@ wait $LG || true
 set +e; wait $FS; CODE=$?; set -e
 echo "fault run: $(head -1 "$T/fault.out")"
 grep '^  error' "$T/fault.out" || true
-grep -c '"message":"serving certificate reloaded"' "$T/fault.log" | sed 's/^/fault run: certificate reloads logged: /'
+echo "fault run: certificate reloads logged: $(grep -c '"message":"serving certificate reloaded"' "$T/fault.log" || true)"
 echo "FAILED REQUESTS in the fault run: $(field failed < "$T/fault.out") (stopped by readiness: $(field stopped_by_readiness < "$T/fault.out"), server exit code $CODE)"
