@@ -8,11 +8,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use stsguard::cli::{self, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-fn init_tracing(format: LogFormat) {
+/// Logs go to stderr through a background thread (`tracing_appender::non_blocking`), so a slow log
+/// reader never stalls a review, and the lines of a burst go out in one write. The guard flushes
+/// what is queued when dropped: keep it until the process exits.
+fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .thread_name("stsguard-log")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Json => builder
             .json()
@@ -21,6 +30,7 @@ fn init_tracing(format: LogFormat) {
             .init(),
         LogFormat::Text => builder.init(),
     }
+    guard
 }
 
 fn main() {
@@ -28,7 +38,7 @@ fn main() {
     let code = match cli.command {
         Command::Serve(args) => {
             stsguard::install_crypto_provider();
-            init_tracing(cli.log_format);
+            let log = init_tracing(cli.log_format);
             let rt = match tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()
@@ -39,14 +49,16 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            match rt.block_on(cli::serve(args)) {
+            let code = match rt.block_on(cli::serve(args)) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = %e, "stsguard serve failed");
                     eprintln!("stsguard serve: {e}");
                     1
                 }
-            }
+            };
+            drop(log); // flushes the queued log lines before `exit`
+            code
         }
         Command::Check(args) => cli::check(args),
         Command::RoleInit(args) => cli::role_init(args),

@@ -93,12 +93,12 @@ async fn handle(endpoint: Endpoint, state: AppState, body: Bytes) -> Response {
                 .record(endpoint.as_str(), s, elapsed.as_secs_f64());
             tracing::info!(
                 endpoint = endpoint.as_str(),
-                uid = %s.uid,
-                kind = %s.kind,
-                namespace = %s.namespace,
-                name = %s.name,
-                operation = %s.operation,
-                sub_resource = %s.sub_resource,
+                uid = s.uid.as_str(),
+                kind = s.kind.as_str(),
+                namespace = s.namespace.as_str(),
+                name = s.name.as_str(),
+                operation = s.operation.as_str(),
+                sub_resource = s.sub_resource.as_str(),
                 dry_run = s.dry_run,
                 allowed = s.allowed,
                 patched = s.patched,

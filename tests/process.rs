@@ -223,6 +223,34 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(status.code(), Some(0), "{}", p.log());
+
+    // Logs go out through a background writer (src/main.rs): none is lost on the way out — the
+    // review's line is there, and the last line is the one written just before the exit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let lines: Vec<serde_json::Value> = loop {
+        let lines: Vec<serde_json::Value> = p
+            .log()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        if lines.last().is_some_and(|l| l["message"] == "stopped") || Instant::now() > deadline {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        lines.last().map(|l| l["message"].clone()),
+        Some("stopped".into()),
+        "the last log line is not the exit's:\n{}",
+        p.log()
+    );
+    let review_line = lines
+        .iter()
+        .find(|l| l["message"] == "review")
+        .unwrap_or_else(|| panic!("no review log line:\n{}", p.log()));
+    assert_eq!(review_line["uid"], uid);
+    assert_eq!(review_line["outcome"], "patched");
+    assert_eq!(review_line["operation"], "CREATE");
 }
 
 #[tokio::test]

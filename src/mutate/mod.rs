@@ -102,16 +102,26 @@ pub fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
     report
 }
 
-/// The server's path: mutates `sts` and returns the patch from what it was (the same patch as
-/// [`statefulset_patch`]).
+/// The server's path: mutates `sts` in place and returns the patch from what it was (the same
+/// patch as [`statefulset_patch`] of a copy taken before).
+///
+/// Only what the mutation can change is copied first (`project::Snapshot`), not the whole
+/// object — unless `stsguard.io/roles` is set: the role init container is then inserted, and the
+/// patch needs the whole original init container list, so the object is copied as a whole.
 pub fn mutate_with_patch(
     sts: &mut StatefulSet,
     policy: &Policy,
 ) -> Result<(Report, json_patch::Patch), serde_json::Error> {
-    let m = mutate(sts, policy);
-    let patch = statefulset_patch(sts, &m.object)?;
-    *sts = m.object;
-    Ok((m.report, patch))
+    if annotation(sts, keys::ROLES).is_some() {
+        let m = mutate(sts, policy);
+        let patch = statefulset_patch(sts, &m.object)?;
+        *sts = m.object;
+        return Ok((m.report, patch));
+    }
+    let before = project::Snapshot::of(sts);
+    let report = mutate_in_place(sts, policy);
+    let patch = before.patch_to(sts)?;
+    Ok((report, patch))
 }
 
 /// The JSONPatch turning `before` into `after`: a diff of their typed serialisations.
@@ -136,7 +146,10 @@ pub fn statefulset_patch(
     before: &StatefulSet,
     after: &StatefulSet,
 ) -> Result<json_patch::Patch, serde_json::Error> {
-    match project::pair(before, after) {
+    match project::Parts::of(before)
+        .zip(project::Parts::of(after))
+        .and_then(|(b, a)| project::pair(&b, &a))
+    {
         Some((b, a)) => Ok(json_patch::diff(
             &serde_json::to_value(b)?,
             &serde_json::to_value(a)?,
@@ -151,6 +164,165 @@ mod project {
     use k8s_openapi::api::apps::v1::StatefulSet;
     use k8s_openapi::api::core::v1::{Affinity, Container, EnvVar, Volume, VolumeMount};
     use serde::Serialize;
+
+    type Labels = Option<BTreeMap<String, String>>;
+    type Env = Option<Vec<EnvVar>>;
+    type Mounts = Option<Vec<VolumeMount>>;
+
+    static NO_LABELS: Labels = None;
+    static NO_AFFINITY: Option<Affinity> = None;
+    static NO_VOLUMES: Option<Vec<Volume>> = None;
+
+    /// The fields of a StatefulSet's template the mutation can change, borrowed.
+    pub struct Parts<'a> {
+        /// The template's labels and annotations; `None`: no template metadata.
+        meta: Option<(&'a Labels, &'a Labels)>,
+        /// `None`: no pod spec.
+        pod: Option<PodParts<'a>>,
+    }
+
+    struct PodParts<'a> {
+        affinity: &'a Option<Affinity>,
+        volumes: &'a Option<Vec<Volume>>,
+        init: Init<'a>,
+        /// Each container's env and volumeMounts.
+        containers: Vec<(&'a Env, &'a Mounts)>,
+    }
+
+    enum Init<'a> {
+        /// The whole list, as it is.
+        Whole(&'a Option<Vec<Container>>),
+        /// Each init container's env and volumeMounts (`None`: no list): enough while the list
+        /// keeps its length.
+        Each(Option<Vec<(&'a Env, &'a Mounts)>>),
+    }
+
+    impl<'a> Init<'a> {
+        fn len(&self) -> Option<usize> {
+            match self {
+                Init::Whole(w) => w.as_ref().map(Vec::len),
+                Init::Each(e) => e.as_ref().map(Vec::len),
+            }
+        }
+        fn each(&self) -> Option<Vec<(&'a Env, &'a Mounts)>> {
+            match self {
+                Init::Whole(w) => w.as_ref().map(|cs| env_mounts(cs)),
+                Init::Each(e) => e.clone(),
+            }
+        }
+    }
+
+    fn env_mounts(cs: &[Container]) -> Vec<(&Env, &Mounts)> {
+        cs.iter().map(|c| (&c.env, &c.volume_mounts)).collect()
+    }
+
+    impl<'a> Parts<'a> {
+        /// `None` when there is no spec.
+        pub fn of(sts: &'a StatefulSet) -> Option<Self> {
+            let t = &sts.spec.as_ref()?.template;
+            Some(Parts {
+                meta: t.metadata.as_ref().map(|m| (&m.labels, &m.annotations)),
+                pod: t.spec.as_ref().map(|p| PodParts {
+                    affinity: &p.affinity,
+                    volumes: &p.volumes,
+                    init: Init::Whole(&p.init_containers),
+                    containers: env_mounts(&p.containers),
+                }),
+            })
+        }
+    }
+
+    /// A copy of what the mutation can change, taken before it runs, when it will not change
+    /// the number of init containers (no roles): each init container's env and volumeMounts,
+    /// not the whole list.
+    pub struct Snapshot {
+        /// `None`: no spec.
+        template: Option<TemplateCopy>,
+    }
+
+    struct TemplateCopy {
+        meta: Option<(Labels, Labels)>,
+        pod: Option<PodCopy>,
+    }
+
+    struct PodCopy {
+        affinity: Option<Affinity>,
+        volumes: Option<Vec<Volume>>,
+        init: Option<Vec<(Env, Mounts)>>,
+        containers: Vec<(Env, Mounts)>,
+    }
+
+    fn copy(cs: &[Container]) -> Vec<(Env, Mounts)> {
+        cs.iter()
+            .map(|c| (c.env.clone(), c.volume_mounts.clone()))
+            .collect()
+    }
+
+    fn borrow(cs: &[(Env, Mounts)]) -> Vec<(&Env, &Mounts)> {
+        cs.iter().map(|(e, m)| (e, m)).collect()
+    }
+
+    impl Snapshot {
+        pub fn of(sts: &StatefulSet) -> Self {
+            let template = sts
+                .spec
+                .as_ref()
+                .map(|s| &s.template)
+                .map(|t| TemplateCopy {
+                    meta: t
+                        .metadata
+                        .as_ref()
+                        .map(|m| (m.labels.clone(), m.annotations.clone())),
+                    pod: t.spec.as_ref().map(|p| PodCopy {
+                        affinity: p.affinity.clone(),
+                        volumes: p.volumes.clone(),
+                        init: p.init_containers.as_deref().map(copy),
+                        containers: copy(&p.containers),
+                    }),
+                });
+            Snapshot { template }
+        }
+
+        fn parts(&self) -> Option<Parts<'_>> {
+            let t = self.template.as_ref()?;
+            Some(Parts {
+                meta: t.meta.as_ref().map(|(l, a)| (l, a)),
+                pod: t.pod.as_ref().map(|p| PodParts {
+                    affinity: &p.affinity,
+                    volumes: &p.volumes,
+                    init: Init::Each(p.init.as_deref().map(borrow)),
+                    containers: borrow(&p.containers),
+                }),
+            })
+        }
+
+        /// The patch from the copied state to `after`: the same as
+        /// [`super::statefulset_patch`] from the object the copy was taken of.
+        pub fn patch_to(
+            &self,
+            after: &StatefulSet,
+        ) -> Result<json_patch::Patch, serde_json::Error> {
+            let (b, a) = match (self.parts(), Parts::of(after)) {
+                // No spec: the mutation changed nothing.
+                (None, None) => return Ok(json_patch::Patch(Vec::new())),
+                (Some(b), Some(a)) => (b, a),
+                _ => {
+                    return Err(serde::ser::Error::custom(
+                        "the mutation added or removed spec",
+                    ));
+                }
+            };
+            let Some((b, a)) = pair(&b, &a) else {
+                return Err(serde::ser::Error::custom(
+                    "the mutation changed the number of containers",
+                ));
+            };
+            Ok(json_patch::diff(
+                &serde_json::to_value(b)?,
+                &serde_json::to_value(a)?,
+            ))
+        }
+    }
 
     /// A field of the projection: `None` when it is equal on both sides (left out of both),
     /// else the field as it is, absent staying absent as k8s-openapi serialises it, never
@@ -216,62 +388,76 @@ mod project {
         (x != other).then_some(x)
     }
 
-    fn one<'a>(s: &'a StatefulSet, other: &StatefulSet) -> Option<Sts<'a>> {
-        let t = &s.spec.as_ref()?.template;
-        let o = &other.spec.as_ref()?.template;
-        let none = Default::default();
-        let om = o.metadata.as_ref().unwrap_or(&none);
-        let none_spec = Default::default();
-        let op = o.spec.as_ref().unwrap_or(&none_spec);
+    /// One side's projection; `None` when the init containers changed in number and this side
+    /// has only their env and volumeMounts.
+    fn one<'a>(s: &Parts<'a>, other: &Parts<'_>) -> Option<Sts<'a>> {
+        let (ol, oa) = other.meta.unwrap_or((&NO_LABELS, &NO_LABELS));
+        let spec = match &s.pod {
+            None => None,
+            Some(p) => {
+                let (oaff, ovol) = other
+                    .pod
+                    .as_ref()
+                    .map_or((&NO_AFFINITY, &NO_VOLUMES), |o| (o.affinity, o.volumes));
+                let no_init = Init::Each(None);
+                let oinit = other.pod.as_ref().map_or(&no_init, |o| &o.init);
+                let ocontainers = other.pod.as_ref().map_or(&[][..], |o| &o.containers[..]);
+                Some(PodSpec {
+                    affinity: differ(p.affinity, oaff),
+                    volumes: differ(p.volumes, ovol),
+                    init_containers: inits(&p.init, oinit)?,
+                    containers: each(&p.containers, ocontainers),
+                })
+            }
+        };
         Some(Sts {
             spec: Spec {
                 template: Template {
-                    metadata: t.metadata.as_ref().map(|m| Meta {
-                        labels: differ(&m.labels, &om.labels),
-                        annotations: differ(&m.annotations, &om.annotations),
+                    metadata: s.meta.map(|(l, a)| Meta {
+                        labels: differ(l, ol),
+                        annotations: differ(a, oa),
                     }),
-                    spec: t.spec.as_ref().map(|p| PodSpec {
-                        affinity: differ(&p.affinity, &op.affinity),
-                        volumes: differ(&p.volumes, &op.volumes),
-                        init_containers: inits(&p.init_containers, &op.init_containers),
-                        containers: each(&p.containers, &op.containers),
-                    }),
+                    spec,
                 },
             },
         })
     }
 
-    fn each<'a>(cs: &'a [Container], other: &[Container]) -> Vec<ContainerEnv<'a>> {
+    fn each<'a>(cs: &[(&'a Env, &'a Mounts)], other: &[(&Env, &Mounts)]) -> Vec<ContainerEnv<'a>> {
         cs.iter()
             .zip(other)
-            .map(|(c, oc)| ContainerEnv {
-                env: differ(&c.env, &oc.env),
-                volume_mounts: differ(&c.volume_mounts, &oc.volume_mounts),
+            .map(|((env, mounts), (oenv, omounts))| ContainerEnv {
+                env: differ(env, oenv),
+                volume_mounts: differ(mounts, omounts),
             })
             .collect()
     }
 
-    fn inits<'a>(
-        cs: &'a Option<Vec<Container>>,
-        other: &Option<Vec<Container>>,
-    ) -> Option<Inits<'a>> {
-        match (cs, other) {
-            _ if cs == other => None,
-            (Some(cs), Some(o)) if cs.len() == o.len() => Some(Inits::Each(each(cs, o))),
-            (Some(cs), _) => Some(Inits::Whole(cs)),
-            (None, _) => None,
+    /// `Some(None)`: left out; `None`: cannot be projected from this side.
+    fn inits<'a>(cs: &Init<'a>, other: &Init<'_>) -> Option<Option<Inits<'a>>> {
+        if let (Init::Whole(w), Init::Whole(o)) = (cs, other) {
+            if w == o {
+                return Some(None);
+            }
+        }
+        match (cs.len(), other.len()) {
+            (None, _) => Some(None),
+            (Some(n), Some(m)) if n == m => Some(Some(Inits::Each(each(
+                &cs.each().unwrap_or_default(),
+                &other.each().unwrap_or_default(),
+            )))),
+            _ => match cs {
+                Init::Whole(Some(w)) => Some(Some(Inits::Whole(w))),
+                _ => None,
+            },
         }
     }
 
-    /// Both projections, or `None` when they cannot be compared field by field (no spec, or
-    /// the container lists differ in length — the mutation never adds containers).
-    pub fn pair<'a>(b: &'a StatefulSet, a: &'a StatefulSet) -> Option<(Sts<'a>, Sts<'a>)> {
-        let containers = |s: &StatefulSet| {
-            s.spec
-                .as_ref()
-                .and_then(|s| s.template.spec.as_ref())
-                .map(|p| p.containers.len())
-        };
+    /// Both projections, or `None` when they cannot be compared field by field (the container
+    /// lists differ in length — the mutation never adds containers — or the init containers
+    /// changed in number and a side has only their env and volumeMounts).
+    pub fn pair<'a>(b: &Parts<'a>, a: &Parts<'a>) -> Option<(Sts<'a>, Sts<'a>)> {
+        let containers = |p: &Parts| p.pod.as_ref().map(|p| p.containers.len());
         if containers(b) != containers(a) {
             return None;
         }
@@ -323,5 +509,69 @@ pub fn pod_patch(
     match (project(before), project(after)) {
         (Some(b), Some(a)) => Ok(json_patch::diff(&b, &a)),
         _ => patch_for(before, after),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+
+    use super::project::Snapshot;
+
+    fn sts(inits: usize) -> StatefulSet {
+        let c = |name: &str| Container {
+            name: name.into(),
+            ..Default::default()
+        };
+        StatefulSet {
+            spec: Some(StatefulSetSpec {
+                template: PodTemplateSpec {
+                    metadata: None,
+                    spec: Some(PodSpec {
+                        containers: vec![c("app")],
+                        init_containers: Some((0..inits).map(|i| c(&format!("i{i}"))).collect()),
+                        ..Default::default()
+                    }),
+                },
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The copy holds only each init container's env and mounts: if their number changed, it
+    /// refuses rather than give a wrong patch (the server answers per the failure mode).
+    #[test]
+    fn snapshot_refuses_a_changed_init_container_count() {
+        let before = sts(1);
+        let snap = Snapshot::of(&before);
+        assert!(snap.patch_to(&sts(2)).is_err());
+        assert!(snap.patch_to(&sts(0)).is_err());
+        // The same count: the same patch as the full diff.
+        let mut after = sts(1);
+        after
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0]
+            .env = Some(vec![Default::default()]);
+        assert_eq!(
+            snap.patch_to(&after).unwrap(),
+            super::patch_for(&before, &after).unwrap()
+        );
+        assert!(!snap.patch_to(&after).unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn snapshot_without_spec() {
+        let none = StatefulSet::default();
+        let snap = Snapshot::of(&none);
+        assert!(snap.patch_to(&none).unwrap().0.is_empty());
+        assert!(snap.patch_to(&sts(0)).is_err());
     }
 }
