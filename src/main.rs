@@ -9,14 +9,19 @@ use stsguard::cli::{self, Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr through a background thread (`tracing_appender::non_blocking`), so a slow log
-/// reader never stalls a review, and the lines of a burst go out in one write. The guard flushes
-/// what is queued when dropped: keep it until the process exits.
+/// reader never stalls a review, and the lines of a burst go out in one write. Up to `LOG_QUEUE`
+/// lines wait; beyond that new lines are dropped rather than block a review (the queue is
+/// allocated up front: 32 bytes a line). The guard flushes what is queued when dropped: keep it
+/// until the process exits.
+const LOG_QUEUE: usize = 4096;
+
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .thread_name("stsguard-log")
+        .buffered_lines_limit(LOG_QUEUE)
         .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
+            16 * 1024,
             std::io::stderr(),
         ));
     let builder = tracing_subscriber::fmt()
