@@ -1,4 +1,8 @@
-//! Runs /mutate's review path in a loop, for a profiler (valgrind --tool=callgrind).
+//! Runs /mutate's review path in a loop, for a profiler (valgrind --tool=callgrind), with the
+//! server's allocator.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let file = std::env::args()
         .nth(1)

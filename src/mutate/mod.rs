@@ -72,6 +72,9 @@ pub fn mutate(sts: &StatefulSet, policy: &Policy) -> Mutation {
 }
 
 /// [`mutate`] without the copy: changes `sts` itself.
+///
+/// Without `stsguard.io/roles` it changes only the template's affinity and the containers' and
+/// init containers' env: [`mutate_with_patch`] relies on that (the property tests check it).
 pub fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
     let mut report = Report::default();
     if policy.is_excluded(sts.metadata.namespace.as_deref())
@@ -172,6 +175,7 @@ mod project {
     static NO_LABELS: Labels = None;
     static NO_AFFINITY: Option<Affinity> = None;
     static NO_VOLUMES: Option<Vec<Volume>> = None;
+    static NO_MOUNTS: Mounts = None;
 
     /// The fields of a StatefulSet's template the mutation can change, borrowed.
     pub struct Parts<'a> {
@@ -233,63 +237,68 @@ mod project {
     }
 
     /// A copy of what the mutation can change, taken before it runs, when it will not change
-    /// the number of init containers (no roles): each init container's env and volumeMounts,
-    /// not the whole list.
+    /// the number of init containers (no roles): without roles it changes only the template's
+    /// affinity and each container's and init container's env, so only those are copied, and
+    /// only those are compared and diffed (labels, annotations, volumes and volumeMounts are left
+    /// out of both sides). The property tests check the patch equals the full diff.
     pub struct Snapshot {
-        /// `None`: no spec.
-        template: Option<TemplateCopy>,
-    }
-
-    struct TemplateCopy {
-        meta: Option<(Labels, Labels)>,
-        pod: Option<PodCopy>,
+        /// `None`: no spec; `Some(None)`: no pod spec.
+        template: Option<Option<PodCopy>>,
     }
 
     struct PodCopy {
         affinity: Option<Affinity>,
-        volumes: Option<Vec<Volume>>,
-        init: Option<Vec<(Env, Mounts)>>,
-        containers: Vec<(Env, Mounts)>,
+        init: Option<Vec<Env>>,
+        containers: Vec<Env>,
     }
 
-    fn copy(cs: &[Container]) -> Vec<(Env, Mounts)> {
-        cs.iter()
-            .map(|c| (c.env.clone(), c.volume_mounts.clone()))
-            .collect()
+    fn copy(cs: &[Container]) -> Vec<Env> {
+        cs.iter().map(|c| c.env.clone()).collect()
     }
 
-    fn borrow(cs: &[(Env, Mounts)]) -> Vec<(&Env, &Mounts)> {
-        cs.iter().map(|(e, m)| (e, m)).collect()
+    fn borrow(cs: &[Env]) -> Vec<(&Env, &Mounts)> {
+        cs.iter().map(|e| (e, &NO_MOUNTS)).collect()
+    }
+
+    /// Each container's env alone: its volumeMounts left out.
+    fn env_only<'a>(cs: Vec<(&'a Env, &'a Mounts)>) -> Vec<(&'a Env, &'a Mounts)> {
+        cs.into_iter().map(|(e, _)| (e, &NO_MOUNTS)).collect()
+    }
+
+    impl<'a> Parts<'a> {
+        /// The parts a [`Snapshot`] keeps.
+        fn lean(self) -> Self {
+            Parts {
+                meta: None,
+                pod: self.pod.map(|p| PodParts {
+                    affinity: p.affinity,
+                    volumes: &NO_VOLUMES,
+                    init: Init::Each(p.init.each().map(env_only)),
+                    containers: env_only(p.containers),
+                }),
+            }
+        }
     }
 
     impl Snapshot {
         pub fn of(sts: &StatefulSet) -> Self {
-            let template = sts
-                .spec
-                .as_ref()
-                .map(|s| &s.template)
-                .map(|t| TemplateCopy {
-                    meta: t
-                        .metadata
-                        .as_ref()
-                        .map(|m| (m.labels.clone(), m.annotations.clone())),
-                    pod: t.spec.as_ref().map(|p| PodCopy {
-                        affinity: p.affinity.clone(),
-                        volumes: p.volumes.clone(),
-                        init: p.init_containers.as_deref().map(copy),
-                        containers: copy(&p.containers),
-                    }),
-                });
+            let template = sts.spec.as_ref().map(|s| {
+                s.template.spec.as_ref().map(|p| PodCopy {
+                    affinity: p.affinity.clone(),
+                    init: p.init_containers.as_deref().map(copy),
+                    containers: copy(&p.containers),
+                })
+            });
             Snapshot { template }
         }
 
         fn parts(&self) -> Option<Parts<'_>> {
             let t = self.template.as_ref()?;
             Some(Parts {
-                meta: t.meta.as_ref().map(|(l, a)| (l, a)),
-                pod: t.pod.as_ref().map(|p| PodParts {
+                meta: None,
+                pod: t.as_ref().map(|p| PodParts {
                     affinity: &p.affinity,
-                    volumes: &p.volumes,
+                    volumes: &NO_VOLUMES,
                     init: Init::Each(p.init.as_deref().map(borrow)),
                     containers: borrow(&p.containers),
                 }),
@@ -302,7 +311,7 @@ mod project {
             &self,
             after: &StatefulSet,
         ) -> Result<json_patch::Patch, serde_json::Error> {
-            let (b, a) = match (self.parts(), Parts::of(after)) {
+            let (b, a) = match (self.parts(), Parts::of(after).map(Parts::lean)) {
                 // No spec: the mutation changed nothing.
                 (None, None) => return Ok(json_patch::Patch(Vec::new())),
                 (Some(b), Some(a)) => (b, a),
