@@ -4,13 +4,15 @@
 # with HTTP/2 keep-alive, in one run; then p99 at a fixed 500 req/s, the server's RSS, and a fault
 # run (certificate rotated the kubelet way mid-run, SIGTERM at the end) that counts failed
 # requests. Prints figures; never fails on machine noise. `--quick`: 5 s runs instead of 20 s.
+# Throughput is measured in ROUNDS (default 3) rounds, floor and stsguard alternating which goes
+# first, and reported as the median of the rounds' ratios: the host's speed drifts between runs.
 # Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=20
 if [ "${1:-}" = "--quick" ]; then SECS=5; fi
-BODY=benches/mysql-k8s-website.create.mutating.json
 WORKERS=${WORKERS:-16}
+ROUNDS=${ROUNDS:-3}
 export MIMALLOC_ARENA_EAGER_COMMIT=0   # as in the Dockerfile and the chart
 
 cargo build --release --locked --quiet --bin stsguard --example floor --example loadgen
@@ -19,6 +21,10 @@ LOAD=target/release/examples/loadgen
 T=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
+# The review as the API server sends it: compact JSON (the fixture is stored pretty-printed).
+BODY="$T/review.json"
+python3 -c 'import json, sys; json.dump(json.load(open(sys.argv[1])), open(sys.argv[2], "w"), separators=(",", ":"))' \
+  benches/mysql-k8s-website.create.mutating.json "$BODY"
 
 # Waits for the JSON "serving" line a server wrote to $1, prints field $2.
 serving() {
@@ -44,6 +50,35 @@ rss() { awk '/VmHWM|VmRSS/ { printf "%s %.1f MiB  ", $1, $2 / 1024 }' "/proc/$1/
 field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitlines()[-1])[sys.argv[1]])' "$1"; }
 
 echo "== $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); $(rustc --version)"
+echo "body: the mysql-k8s-website CREATE review, compact, $(wc -c < "$BODY") bytes"
+
+# ab LABEL [PIN...]: ROUNDS rounds of the floor and stsguard at full speed, same client settings,
+# alternating which goes first; prints every run and the median of the rounds' ratios.
+ab() {
+  local label=$1 r f s pairs=()
+  shift
+  for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+    else
+      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+    fi
+    echo "${label}round $r: floor    /mutate h2, $WORKERS connections, ${SECS}s: ${f%%$'\n'*}"
+    echo "${label}round $r: stsguard /mutate h2, $WORKERS connections, ${SECS}s: ${s%%$'\n'*}"
+    pairs+=("$(echo "$f" | field rps)" "$(echo "$s" | field rps)")
+  done
+  python3 - "$label" "${pairs[@]}" <<'PY'
+import statistics, sys
+label, v = sys.argv[1], [float(x) for x in sys.argv[2:]]
+f, s = v[0::2], v[1::2]
+ratios = [b / a for a, b in zip(f, s)]
+print(f"{label.upper()}THROUGHPUT stsguard / floor per round: " + ", ".join(f"{r:.2f}x" for r in ratios)
+      + f"; median {statistics.median(ratios):.2f}x (target >= 0.7x); medians stsguard "
+      + f"{statistics.median(s):.0f} req/s, floor {statistics.median(f):.0f} req/s")
+PY
+}
 
 "target/release/examples/floor" 127.0.0.1:0 "$T/floor-ca.pem" > "$T/floor.serving" &
 FLOOR=$!
@@ -57,16 +92,8 @@ echo "stsguard idle: $(rss $SG)"
 # Warm up both, then the measured runs, same client settings.
 "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds 1 --workers "$WORKERS" > /dev/null
 "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds 1 --workers "$WORKERS" > /dev/null
-F=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-S=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-echo "floor    /mutate h2, $WORKERS connections, ${SECS}s: ${F%%$'\n'*}"
-echo "stsguard /mutate h2, $WORKERS connections, ${SECS}s: ${S%%$'\n'*}"
+ab ""
 echo "stsguard under load: $(rss $SG)"
-python3 - "$(echo "$F" | field rps)" "$(echo "$S" | field rps)" <<'PY'
-import sys
-f, s = float(sys.argv[1]), float(sys.argv[2])
-print(f"THROUGHPUT stsguard {s:.0f} req/s / floor {f:.0f} req/s = {s / f:.2f}x (target >= 0.7x)")
-PY
 RF=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
 echo "floor at 500 req/s:    ${RF%%$'\n'*}"
 R=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
@@ -82,15 +109,7 @@ if command -v taskset > /dev/null && [ "$LAST" -ge 1 ]; then
   taskset -a -cp "$LAST" "$FLOOR" > /dev/null
   taskset -a -cp "$LAST" "$SG" > /dev/null
   PIN="taskset -c 0"
-  PF=$($PIN "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-  PS=$($PIN "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-  echo "pinned floor    /mutate h2, $WORKERS connections, ${SECS}s: ${PF%%$'\n'*}"
-  echo "pinned stsguard /mutate h2, $WORKERS connections, ${SECS}s: ${PS%%$'\n'*}"
-  python3 - "$(echo "$PF" | field rps)" "$(echo "$PS" | field rps)" <<'PY'
-import sys
-f, s = float(sys.argv[1]), float(sys.argv[2])
-print(f"PINNED THROUGHPUT stsguard {s:.0f} req/s / floor {f:.0f} req/s = {s / f:.2f}x (target >= 0.7x)")
-PY
+  ab "pinned " $PIN
   PRF=$($PIN "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
   PR=$($PIN "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
   echo "pinned floor at 500 req/s:    ${PRF%%$'\n'*}"
