@@ -1,5 +1,6 @@
 //! Per-review CPU of stsguard (mutate + validate of the same review) against the floor of any
-//! webhook: a bare serde_json parse + serialize of the review. Prints the ratio (target <= 2x).
+//! webhook: a bare serde_json parse + serialize of the review. Prints the ratio (target <= 2x),
+//! from criterion's estimates and measured interleaved (see [`interleaved`]).
 //!
 //! Inputs: the captured reviews benches/mysql-k8s-website.create.mutating.json (typical, 15 KB)
 //! and benches/argocd-controller-argo-cd.create.mutating.json (the corpus's largest, 46 KB),
@@ -7,6 +8,7 @@
 
 use std::hint::black_box;
 use std::path::Path;
+use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
 use stsguard::policy::Policy;
@@ -87,10 +89,67 @@ fn estimate(group: &str, f: &str) -> Option<f64> {
     v["median"]["point_estimate"].as_f64()
 }
 
+/// The ratio measured interleaved: blocks of floor and stsguard runs alternate (which goes first
+/// alternates too), and the median of the per-block ratios is taken. On a VM whose speed drifts
+/// within seconds this is steadier than criterion's sequential groups.
+fn interleaved(body: &[u8], policy: &Policy, lookups: &NoLookups) -> (f64, f64, f64) {
+    const BLOCKS: usize = 400;
+    const PER_BLOCK: u32 = 20;
+    let time = |f: &dyn Fn()| {
+        let t = Instant::now();
+        for _ in 0..PER_BLOCK {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e6 / f64::from(PER_BLOCK)
+    };
+    let floor_once = || {
+        black_box(floor(black_box(body)));
+    };
+    let sts_once = || {
+        black_box(stsguard_review(black_box(body), policy, lookups));
+    };
+    let (mut fs, mut ss, mut rs) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..BLOCKS {
+        let (f, s) = if i % 2 == 0 {
+            let f = time(&floor_once);
+            (f, time(&sts_once))
+        } else {
+            let s = time(&sts_once);
+            (time(&floor_once), s)
+        };
+        fs.push(f);
+        ss.push(s);
+        rs.push(s / f);
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    (median(&mut ss), median(&mut fs), median(&mut rs))
+}
+
 fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
+    let policy = Policy::default();
+    let lookups = NoLookups("bench".into());
+    // `cargo bench -- FILTER` runs only the groups whose name contains FILTER: the interleaved
+    // measurement and the ratios follow the same filter (no stale figures of groups not run).
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected = |name: &str| filter.as_ref().is_none_or(|f| name.contains(f.as_str()));
+    for (name, body) in variants() {
+        if !selected(&name) {
+            continue;
+        }
+        let (s, f, r) = interleaved(&body, &policy, &lookups);
+        println!(
+            "RATIO {name} interleaved: mutate+validate {s:.1} us / floor {f:.1} us, median of 400 paired blocks {r:.2}x (target <= 2x)"
+        );
+    }
     for (name, _) in variants() {
+        if !selected(&name) {
+            continue;
+        }
         let Some(f) = estimate(&name, "floor_parse_serialize") else {
             continue;
         };
