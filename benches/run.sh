@@ -4,8 +4,9 @@
 # with HTTP/2 keep-alive, in one run; then p99 at a fixed 500 req/s, the server's RSS, and a fault
 # run (certificate rotated the kubelet way mid-run, SIGTERM at the end) that counts failed
 # requests. Prints figures; never fails on machine noise. `--quick`: 5 s runs instead of 20 s.
-# Throughput is measured in ROUNDS (default 3) rounds, floor and stsguard alternating which goes
-# first, and reported as the median of the rounds' ratios: the host's speed drifts between runs.
+# Throughput and p99 are measured in ROUNDS (default 3) rounds, floor and stsguard alternating
+# which goes first, and reported as medians (throughput: of the rounds' ratios): the host's speed
+# drifts between runs.
 # Only 127.0.0.1 is used.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,6 +81,33 @@ print(f"{label.upper()}THROUGHPUT stsguard / floor per round: " + ", ".join(f"{r
 PY
 }
 
+# lat LABEL [PIN...]: ROUNDS rounds of the floor and stsguard at a fixed 500 req/s (4 connections),
+# alternating which goes first; prints every run and the median p99 of each.
+lat() {
+  local label=$1 r f s pairs=()
+  shift
+  for r in $(seq 1 "$ROUNDS"); do
+    if [ $((r % 2)) = 1 ]; then
+      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
+      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
+    else
+      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
+      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
+    fi
+    echo "${label}round $r: floor    at 500 req/s: ${f%%$'\n'*}"
+    echo "${label}round $r: stsguard at 500 req/s: ${s%%$'\n'*}"
+    pairs+=("$(echo "$f" | field p99_us)" "$(echo "$s" | field p99_us)")
+  done
+  python3 - "$label" "${pairs[@]}" <<'PY'
+import statistics, sys
+label, v = sys.argv[1], [float(x) for x in sys.argv[2:]]
+f, s = v[0::2], v[1::2]
+print(f"{label.upper()}P99 at 500 req/s per round: stsguard " + ", ".join(f"{x:.0f}" for x in s)
+      + " us, floor " + ", ".join(f"{x:.0f}" for x in f)
+      + f" us; median stsguard {statistics.median(s):.0f} us (target <= 1000 us), floor {statistics.median(f):.0f} us")
+PY
+}
+
 "target/release/examples/floor" 127.0.0.1:0 "$T/floor-ca.pem" > "$T/floor.serving" &
 FLOOR=$!
 SADDR=127.0.0.1:$(freeport); SMETRICS=127.0.0.1:$(freeport)
@@ -94,11 +122,7 @@ echo "stsguard idle: $(rss $SG)"
 "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds 1 --workers "$WORKERS" > /dev/null
 ab ""
 echo "stsguard under load: $(rss $SG)"
-RF=$("$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-echo "floor at 500 req/s:    ${RF%%$'\n'*}"
-R=$("$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-echo "stsguard at 500 req/s: ${R%%$'\n'*}"
-echo "P99 at 500 req/s: $(echo "$R" | field p99_us) us (target <= 1000 us)"
+lat ""
 echo "RSS stsguard after the runs: $(rss $SG)(target <= 20 MiB)"
 
 # The same, with the servers pinned to the last core and the client to core 0: on two cores
@@ -110,11 +134,7 @@ if command -v taskset > /dev/null && [ "$LAST" -ge 1 ]; then
   taskset -a -cp "$LAST" "$SG" > /dev/null
   PIN="taskset -c 0"
   ab "pinned " $PIN
-  PRF=$($PIN "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-  PR=$($PIN "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-  echo "pinned floor at 500 req/s:    ${PRF%%$'\n'*}"
-  echo "pinned stsguard at 500 req/s: ${PR%%$'\n'*}"
-  echo "PINNED P99 at 500 req/s: $(echo "$PR" | field p99_us) us (target <= 1000 us)"
+  lat "pinned " $PIN
   echo "RSS stsguard after the pinned runs: $(rss $SG)(target <= 20 MiB)"
 fi
 kill $FLOOR $SG 2>/dev/null || true
