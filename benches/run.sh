@@ -53,24 +53,31 @@ field() { python3 -c 'import json,sys; print(json.loads(sys.stdin.read().splitli
 echo "== $(date -u +%FT%TZ) on $(nproc) cores, $(uname -r); $(rustc --version)"
 echo "body: the mysql-k8s-website CREATE review, compact, $(wc -c < "$BODY") bytes"
 
-# ab LABEL [PIN...]: ROUNDS rounds of the floor and stsguard at full speed, same client settings,
-# alternating which goes first; prints every run and the median of the rounds' ratios.
-ab() {
-  local label=$1 r f s pairs=()
-  shift
+# rounds WHAT FIELD LABEL [PIN...]: ROUNDS rounds of the floor and stsguard with the same loadgen
+# arguments (LG_ARGS), alternating which goes first; prints every run (as WHAT) and leaves FIELD of
+# each run's figures in PAIRS (floor, stsguard, floor, ...).
+rounds() {
+  local what=$1 fld=$2 label=$3 r f s
+  shift 3
+  one() { "${@:3}" "$LOAD" --addr "$1" --ca "$2" --body "$BODY" --seconds "$SECS" "${LG_ARGS[@]}" --json; }
+  PAIRS=()
   for r in $(seq 1 "$ROUNDS"); do
     if [ $((r % 2)) = 1 ]; then
-      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+      f=$(one "$FADDR" "$T/floor-ca.pem" "$@"); s=$(one "$SADDR" "$T/sg-ca.pem" "$@")
     else
-      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
-      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers "$WORKERS" --json)
+      s=$(one "$SADDR" "$T/sg-ca.pem" "$@"); f=$(one "$FADDR" "$T/floor-ca.pem" "$@")
     fi
-    echo "${label}round $r: floor    /mutate h2, $WORKERS connections, ${SECS}s: ${f%%$'\n'*}"
-    echo "${label}round $r: stsguard /mutate h2, $WORKERS connections, ${SECS}s: ${s%%$'\n'*}"
-    pairs+=("$(echo "$f" | field rps)" "$(echo "$s" | field rps)")
+    echo "${label}round $r: floor    $what: ${f%%$'\n'*}"
+    echo "${label}round $r: stsguard $what: ${s%%$'\n'*}"
+    PAIRS+=("$(echo "$f" | field "$fld")" "$(echo "$s" | field "$fld")")
   done
-  python3 - "$label" "${pairs[@]}" <<'PY'
+}
+
+# ab LABEL [PIN...]: throughput at full speed in rounds; prints the median of the rounds' ratios.
+ab() {
+  LG_ARGS=(--workers "$WORKERS")
+  rounds "/mutate h2, $WORKERS connections, ${SECS}s" rps "$@"
+  python3 - "$1" "${PAIRS[@]}" <<'PY'
 import statistics, sys
 label, v = sys.argv[1], [float(x) for x in sys.argv[2:]]
 f, s = v[0::2], v[1::2]
@@ -81,24 +88,11 @@ print(f"{label.upper()}THROUGHPUT stsguard / floor per round: " + ", ".join(f"{r
 PY
 }
 
-# lat LABEL [PIN...]: ROUNDS rounds of the floor and stsguard at a fixed 500 req/s (4 connections),
-# alternating which goes first; prints every run and the median p99 of each.
+# lat LABEL [PIN...]: p99 at a fixed 500 req/s (4 connections) in rounds; prints the medians.
 lat() {
-  local label=$1 r f s pairs=()
-  shift
-  for r in $(seq 1 "$ROUNDS"); do
-    if [ $((r % 2)) = 1 ]; then
-      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-    else
-      s=$("$@" "$LOAD" --addr "$SADDR" --ca "$T/sg-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-      f=$("$@" "$LOAD" --addr "$FADDR" --ca "$T/floor-ca.pem" --body "$BODY" --seconds "$SECS" --workers 4 --rate 500 --json)
-    fi
-    echo "${label}round $r: floor    at 500 req/s: ${f%%$'\n'*}"
-    echo "${label}round $r: stsguard at 500 req/s: ${s%%$'\n'*}"
-    pairs+=("$(echo "$f" | field p99_us)" "$(echo "$s" | field p99_us)")
-  done
-  python3 - "$label" "${pairs[@]}" <<'PY'
+  LG_ARGS=(--workers 4 --rate 500)
+  rounds "at 500 req/s" p99_us "$@"
+  python3 - "$1" "${PAIRS[@]}" <<'PY'
 import statistics, sys
 label, v = sys.argv[1], [float(x) for x in sys.argv[2:]]
 f, s = v[0::2], v[1::2]
