@@ -16,9 +16,9 @@ WORKERS=${WORKERS:-16}
 ROUNDS=${ROUNDS:-3}
 export MIMALLOC_ARENA_EAGER_COMMIT=0   # as in the Dockerfile and the chart
 
-cargo build --release --locked --quiet --bin stsguard --example floor --example loadgen
+cargo build --release --locked --quiet --features bench-tools --bin stsguard --bin floor --bin loadgen
 BIN=target/release/stsguard
-LOAD=target/release/examples/loadgen
+LOAD=target/release/loadgen
 T=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
@@ -102,7 +102,7 @@ print(f"{label.upper()}P99 at 500 req/s per round: stsguard " + ", ".join(f"{x:.
 PY
 }
 
-"target/release/examples/floor" 127.0.0.1:0 "$T/floor-ca.pem" > "$T/floor.serving" &
+"target/release/floor" 127.0.0.1:0 "$T/floor-ca.pem" > "$T/floor.serving" &
 FLOOR=$!
 SADDR=127.0.0.1:$(freeport); SMETRICS=127.0.0.1:$(freeport)
 "$BIN" serve --dev --no-cluster --dev-ca-file "$T/sg-ca.pem" --addr "$SADDR" --metrics-addr "$SMETRICS" 2> /dev/null &
