@@ -256,27 +256,28 @@ mod project {
         cs.iter().map(|c| c.env.clone()).collect()
     }
 
-    fn borrow(cs: &[Env]) -> Vec<(&Env, &Mounts)> {
-        cs.iter().map(|e| (e, &NO_MOUNTS)).collect()
+    /// Each container's env alone: its volumeMounts left out.
+    fn env_only<'a>(envs: impl Iterator<Item = &'a Env>) -> Vec<(&'a Env, &'a Mounts)> {
+        envs.map(|e| (e, &NO_MOUNTS)).collect()
     }
 
-    /// Each container's env alone: its volumeMounts left out.
-    fn env_only<'a>(cs: Vec<(&'a Env, &'a Mounts)>) -> Vec<(&'a Env, &'a Mounts)> {
-        cs.into_iter().map(|(e, _)| (e, &NO_MOUNTS)).collect()
+    fn envs(cs: &[Container]) -> Vec<(&Env, &Mounts)> {
+        env_only(cs.iter().map(|c| &c.env))
     }
 
     impl<'a> Parts<'a> {
-        /// The parts a [`Snapshot`] keeps.
-        fn lean(self) -> Self {
-            Parts {
+        /// The parts of `sts` a [`Snapshot`] keeps; `None` when there is no spec.
+        fn lean_of(sts: &'a StatefulSet) -> Option<Self> {
+            let t = &sts.spec.as_ref()?.template;
+            Some(Parts {
                 meta: None,
-                pod: self.pod.map(|p| PodParts {
-                    affinity: p.affinity,
+                pod: t.spec.as_ref().map(|p| PodParts {
+                    affinity: &p.affinity,
                     volumes: &NO_VOLUMES,
-                    init: Init::Each(p.init.each().map(env_only)),
-                    containers: env_only(p.containers),
+                    init: Init::Each(p.init_containers.as_deref().map(envs)),
+                    containers: envs(&p.containers),
                 }),
-            }
+            })
         }
     }
 
@@ -299,8 +300,8 @@ mod project {
                 pod: t.as_ref().map(|p| PodParts {
                     affinity: &p.affinity,
                     volumes: &NO_VOLUMES,
-                    init: Init::Each(p.init.as_deref().map(borrow)),
-                    containers: borrow(&p.containers),
+                    init: Init::Each(p.init.as_ref().map(|es| env_only(es.iter()))),
+                    containers: env_only(p.containers.iter()),
                 }),
             })
         }
@@ -311,7 +312,7 @@ mod project {
             &self,
             after: &StatefulSet,
         ) -> Result<json_patch::Patch, serde_json::Error> {
-            let (b, a) = match (self.parts(), Parts::of(after).map(Parts::lean)) {
+            let (b, a) = match (self.parts(), Parts::lean_of(after)) {
                 // No spec: the mutation changed nothing.
                 (None, None) => return Ok(json_patch::Patch(Vec::new())),
                 (Some(b), Some(a)) => (b, a),
