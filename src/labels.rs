@@ -106,27 +106,38 @@ pub fn ordinal_from_name(name: &str) -> Option<u32> {
     suffix.parse().ok()
 }
 
-/// Parses `key=value,key2=value2` (as in `stsguard.io/role-node-selector.<role>`).
+/// Parses `key=value,key2=value2` (as in `stsguard.io/role-node-selector.<role>`). Linear in the
+/// text: duplicates are found with a set; messages quote a cut-down part.
 pub fn parse_label_pairs(s: &str) -> Result<Vec<(String, String)>, String> {
+    use crate::text::quote;
     let mut out: Vec<(String, String)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let Some((k, v)) = part.split_once('=') else {
-            return Err(format!("\"{part}\" is not key=value"));
+            return Err(format!("\"{}\" is not key=value", quote(part)));
         };
         let (k, v) = (k.trim(), v.trim());
         if !is_qualified_name(k) {
-            return Err(format!("\"{k}\" in \"{part}\" is not a valid label key"));
+            return Err(format!(
+                "\"{}\" in \"{}\" is not a valid label key",
+                quote(k),
+                quote(part)
+            ));
         }
         if !is_label_value(v) {
-            return Err(format!("\"{v}\" in \"{part}\" is not a valid label value"));
+            return Err(format!(
+                "\"{}\" in \"{}\" is not a valid label value",
+                quote(v),
+                quote(part)
+            ));
         }
-        if out.iter().any(|(ek, _)| ek == k) {
+        if !seen.insert(k) {
             return Err(format!("key \"{k}\" appears twice"));
         }
         out.push((k.to_string(), v.to_string()));
     }
     if out.is_empty() {
-        return Err(format!("\"{s}\" names no key=value pair"));
+        return Err(format!("\"{}\" names no key=value pair", quote(s)));
     }
     Ok(out)
 }

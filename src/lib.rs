@@ -41,6 +41,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod bounds;
 pub mod certs;
 pub mod check;
 pub mod cli;
@@ -56,6 +57,7 @@ pub mod review;
 pub mod role_init;
 pub mod roles;
 pub mod server;
+pub mod text;
 pub mod tls;
 pub mod validate;
 pub mod webhooks;

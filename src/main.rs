@@ -10,10 +10,46 @@ use tracing_subscriber::EnvFilter;
 
 /// Logs go to stderr through a background thread (`tracing_appender::non_blocking`), so a slow log
 /// reader never stalls a review, and the lines of a burst go out in one write. Up to `LOG_QUEUE`
-/// lines wait; beyond that new lines are dropped rather than block a review (the queue is
-/// allocated up front: 32 bytes a line). The guard flushes what is queued when dropped: keep it
-/// until the process exits.
-const LOG_QUEUE: usize = 4096;
+/// lines wait; beyond that new lines are dropped rather than block a review. Each line is at most
+/// `LOG_LINE_MAX` bytes (request fields are cut to 256 bytes before they are logged; a longer
+/// line is replaced by a notice), so the queue holds at most `LOG_QUEUE * LOG_LINE_MAX` = 8 MiB.
+/// The guard flushes what is queued when dropped: keep it until the process exits.
+const LOG_QUEUE: usize = 1024;
+const LOG_LINE_MAX: usize = 8 * 1024;
+
+/// mimalloc's `arena_eager_commit` (option 4 in mimalloc 3): off, the process commits memory as
+/// it uses it. Set before anything else allocates much; the same as
+/// `MIMALLOC_ARENA_EAGER_COMMIT=0`, without asking the user for an environment variable.
+const MI_OPTION_ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+
+/// Caps every write (one log line) at `LOG_LINE_MAX` bytes.
+struct Capped<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Capped<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if buf.len() <= LOG_LINE_MAX {
+            return self.0.write(buf);
+        }
+        let notice = format!(
+            "{{\"level\":\"WARN\",\"message\":\"a log line of {} bytes was dropped (over {LOG_LINE_MAX})\"}}\n",
+            buf.len()
+        );
+        self.0.write_all(notice.as_bytes())?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+struct CappedMake(tracing_appender::non_blocking::NonBlocking);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for CappedMake {
+    type Writer = Capped<tracing_appender::non_blocking::NonBlocking>;
+    fn make_writer(&'a self) -> Self::Writer {
+        Capped(self.0.clone())
+    }
+}
 
 fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
@@ -24,6 +60,7 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
             16 * 1024,
             std::io::stderr(),
         ));
+    let writer = CappedMake(writer);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -39,6 +76,8 @@ fn init_tracing(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuar
 }
 
 fn main() {
+    // SAFETY: sets a plain integer option of the allocator; no memory is touched.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_ARENA_EAGER_COMMIT, 0) };
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => {

@@ -7,12 +7,37 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+/// Label values come from fixed sets only ([`kind_label`], [`operation_label`], outcomes): a
+/// client can never add a series or write into the exposition.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
     pub endpoint: &'static str,
-    pub kind: String,
-    pub operation: String,
+    pub kind: &'static str,
+    pub operation: &'static str,
     pub outcome: &'static str,
+}
+
+/// The `kind` label: the kinds the webhooks are registered for, else `other`.
+pub fn kind_label(kind: &str) -> &'static str {
+    match kind {
+        "StatefulSet" => "StatefulSet",
+        "Pod" => "Pod",
+        "Scale" => "Scale",
+        "" => "",
+        _ => "other",
+    }
+}
+
+/// The `operation` label: the four admission operations, else `other`.
+pub fn operation_label(op: &str) -> &'static str {
+    match op {
+        "CREATE" => "CREATE",
+        "UPDATE" => "UPDATE",
+        "DELETE" => "DELETE",
+        "CONNECT" => "CONNECT",
+        "" => "",
+        _ => "other",
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -24,6 +49,12 @@ pub struct EndpointLabels {
 pub struct ReloadLabels {
     pub what: &'static str,
     pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    /// `connections`, `bytes` (the in-flight budget), `time` (the review's budget), `size` (413).
+    pub bound: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -40,6 +71,7 @@ pub struct Metrics {
     pub cert_expiry: Gauge,
     pub reloads: Family<ReloadLabels, Counter>,
     pub rules: Family<RuleLabels, Counter>,
+    pub rejected: Family<RejectLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -75,6 +107,12 @@ impl Metrics {
         );
         let reloads = Family::<ReloadLabels, Counter>::default();
         registry.register("reloads", "Certificate and policy reloads", reloads.clone());
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "rejected",
+            "Connections and requests turned away by a bound (connection cap, byte budget, time budget)",
+            rejected.clone(),
+        );
         let rules = Family::<RuleLabels, Counter>::default();
         registry.register(
             "rule_results",
@@ -88,6 +126,7 @@ impl Metrics {
             cert_expiry,
             reloads,
             rules,
+            rejected,
         }
     }
 
@@ -106,12 +145,16 @@ impl Metrics {
             .inc();
     }
 
+    pub fn reject(&self, bound: &'static str) {
+        self.rejected.get_or_create(&RejectLabels { bound }).inc();
+    }
+
     pub fn record(&self, endpoint: &'static str, s: &crate::review::Summary, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint,
-                kind: s.kind.clone(),
-                operation: s.operation.clone(),
+                kind: kind_label(&s.kind),
+                operation: operation_label(&s.operation),
                 outcome: s.outcome,
             })
             .inc();

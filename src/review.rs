@@ -269,12 +269,14 @@ fn response_for(uid: &str) -> AdmissionResponse {
 fn check_envelope(api_version: &str, kind: &str) -> Result<(), BadReview> {
     if kind != KIND {
         return Err(BadReview(format!(
-            "expected kind AdmissionReview, got {kind:?}"
+            "expected kind AdmissionReview, got {:?}",
+            crate::text::quote(kind)
         )));
     }
     if api_version != API_VERSION {
         return Err(BadReview(format!(
-            "expected apiVersion {API_VERSION}, got {api_version:?}"
+            "expected apiVersion {API_VERSION}, got {:?}",
+            crate::text::quote(api_version)
         )));
     }
     Ok(())
@@ -298,16 +300,21 @@ fn typed<T: FromTyped, const TYPED: bool>(
     raw: &RawObject<'_, TYPED>,
     what: &str,
 ) -> Result<T, Why> {
-    if raw.was_typed() {
+    let object = if raw.was_typed() {
         // Read as another kind than dispatch expects, or taken already: the two-pass read.
-        return raw.take_typed().and_then(T::from_typed).ok_or(Why::Slow);
-    }
-    without_managed_fields(raw).map_err(|e| Why::Eval(format!("not a {what}: {}", one_line(e))))
+        raw.take_typed().and_then(T::from_typed).ok_or(Why::Slow)?
+    } else {
+        without_managed_fields(raw)
+            .map_err(|e| Why::Eval(format!("not a {what}: {}", one_line(e))))?
+    };
+    crate::bounds::check_pod(object.pod_spec())?;
+    Ok(object)
 }
 
 /// The types an object may have been read as in one pass.
 trait FromTyped: serde::de::DeserializeOwned {
     fn from_typed(t: crate::decode::TypedObject) -> Option<Self>;
+    fn pod_spec(&self) -> Option<&k8s_openapi::api::core::v1::PodSpec>;
 }
 
 impl FromTyped for StatefulSet {
@@ -317,6 +324,9 @@ impl FromTyped for StatefulSet {
             _ => None,
         }
     }
+    fn pod_spec(&self) -> Option<&k8s_openapi::api::core::v1::PodSpec> {
+        self.spec.as_ref()?.template.spec.as_ref()
+    }
 }
 
 impl FromTyped for Pod {
@@ -325,6 +335,9 @@ impl FromTyped for Pod {
             crate::decode::TypedObject::Pod(p) => Some(*p),
             _ => None,
         }
+    }
+    fn pod_spec(&self) -> Option<&k8s_openapi::api::core::v1::PodSpec> {
+        self.spec.as_ref()
     }
 }
 
@@ -352,6 +365,10 @@ pub fn answer(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Answer, BadReview> {
+    // A body past the bounds on work is not evaluated (answered per onError).
+    if let Err(why) = crate::bounds::check_body(body) {
+        return unevaluated(body, policy, &why);
+    }
     // First the one-pass read (the object typed as the envelope is read; /mutate never reads
     // oldObject); anything it cannot settle — a body that does not decode, an object whose raw
     // shape must be checked — is answered by the two-pass read, whose errors are the reference.
@@ -428,32 +445,12 @@ fn answer_with<const NEW: bool, const OLD: bool>(
         Err(e) => {
             // A v1 review whose request does not decode, but that has a uid, is answered per the
             // failure mode (the API server needs the uid echoed); anything else is a bad request.
-            let u: UidOnly = serde_json::from_slice(body).map_err(|_| {
-                BadReview(format!("body is not an AdmissionReview: {}", one_line(&e)))
-            })?;
-            check_envelope(&u.api_version, &u.kind)?;
-            let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
-                return Err(BadReview(format!(
-                    "AdmissionReview has no usable request: {}",
-                    one_line(&e)
-                ))
-                .into());
-            };
-            let response = failure(
-                response_for(&r.uid),
-                &format!("the request does not decode: {}", one_line(e)),
+            return unevaluated(
+                body,
                 policy,
-            );
-            let summary = Summary {
-                uid: r.uid,
-                allowed: response.allowed,
-                outcome: "error",
-                ..Default::default()
-            };
-            return Ok(Answer {
-                body: encode(&response, None),
-                summary,
-            });
+                &format!("the request does not decode: {}", one_line(e)),
+            )
+            .map_err(Reject::Bad);
         }
     };
     check_envelope(&env.api_version, &env.kind)?;
@@ -521,6 +518,37 @@ fn answer_with<const NEW: bool, const OLD: bool>(
     };
     Ok(Answer {
         body: encode(&response, d.patch.as_ref()),
+        summary,
+    })
+}
+
+/// The answer to a review that is not evaluated (it does not decode, it is past a bound, or its
+/// time budget ran out): per the policy's `onError`, with `why` as a warning or the denial. Only
+/// the envelope and the uid are read. `Err`: not even that reads (HTTP 400).
+pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer, BadReview> {
+    let u: UidOnly = serde_json::from_slice(body).map_err(|e| {
+        BadReview(if e.is_syntax() || e.is_eof() {
+            format!("body is not JSON: {}", one_line(e))
+        } else {
+            format!("body is not an AdmissionReview: {}", one_line(e))
+        })
+    })?;
+    check_envelope(&u.api_version, &u.kind)?;
+    let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
+        return Err(BadReview(format!(
+            "AdmissionReview has no usable request ({})",
+            one_line(why)
+        )));
+    };
+    let response = failure(response_for(&r.uid), why, policy);
+    let summary = Summary {
+        uid: r.uid,
+        allowed: response.allowed,
+        outcome: "error",
+        ..Default::default()
+    };
+    Ok(Answer {
+        body: encode(&response, None),
         summary,
     })
 }

@@ -4,11 +4,19 @@
 //! `*` (every ordinal no other entry names). A role may appear in several entries. Every ordinal
 //! must map to exactly one role: overlaps, gaps, bad numbers and bad role names are errors that
 //! quote the bad part.
+//!
+//! Every operation is linear or n log n in the spec's length: the spans are sorted once at parse
+//! time, a role is found by binary search, and nothing walks the ordinals.
 
+use std::collections::HashSet;
 use std::fmt;
 
 /// The largest ordinal a spec may name; StatefulSets never get near it.
 pub const MAX_ORDINAL: u32 = 1_000_000;
+
+/// The longest spec accepted: 256 KiB, the API server's limit on all of an object's annotations
+/// together (`TotalAnnotationSizeLimitB`). Mutating webhooks see objects before that check.
+pub const MAX_SPEC_BYTES: usize = 256 * 1024;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Range {
@@ -31,6 +39,10 @@ struct Entry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoleSpec {
     entries: Vec<Entry>,
+    /// The spans as (first, last, entry index), sorted by `first`, not overlapping.
+    sorted: Vec<(u32, Option<u32>, usize)>,
+    /// The entry of `*`, if any.
+    rest: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -46,13 +58,17 @@ fn parse_ordinal(s: &str, entry: &str) -> Result<u32, RoleSpecError> {
     let s = s.trim();
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
         return Err(RoleSpecError(format!(
-            "\"{entry}\": \"{s}\" is not an ordinal (a number 0, 1, 2…)"
+            "\"{}\": \"{}\" is not an ordinal (a number 0, 1, 2…)",
+            short(entry),
+            short(s)
         )));
     }
     match s.parse::<u32>() {
         Ok(n) if n <= MAX_ORDINAL => Ok(n),
         _ => Err(RoleSpecError(format!(
-            "\"{entry}\": ordinal \"{s}\" is larger than {MAX_ORDINAL}"
+            "\"{}\": ordinal \"{}\" is larger than {MAX_ORDINAL}",
+            short(entry),
+            short(s)
         ))),
     }
 }
@@ -60,6 +76,13 @@ fn parse_ordinal(s: &str, entry: &str) -> Result<u32, RoleSpecError> {
 impl RoleSpec {
     pub fn parse(spec: &str) -> Result<RoleSpec, RoleSpecError> {
         let mut entries = Vec::new();
+        if spec.len() > MAX_SPEC_BYTES {
+            return Err(RoleSpecError(format!(
+                "the roles spec is {} bytes, over the {MAX_SPEC_BYTES}-byte limit \
+                 (the API server's limit on all annotations together)",
+                spec.len()
+            )));
+        }
         if spec.trim().is_empty() {
             return Err(RoleSpecError(
                 "the roles spec is empty; write e.g. \"primary=0,replica=*\"".into(),
@@ -69,21 +92,28 @@ impl RoleSpec {
             let text = raw.trim();
             if text.is_empty() {
                 return Err(RoleSpecError(format!(
-                    "\"{spec}\" has an empty entry (two commas, or a trailing comma)"
+                    "\"{}\" has an empty entry (two commas, or a trailing comma)",
+                    short(spec)
                 )));
             }
             let Some((role, ords)) = text.split_once('=') else {
                 return Err(RoleSpecError(format!(
-                    "\"{text}\" is not role=ordinals (e.g. primary=0)"
+                    "\"{}\" is not role=ordinals (e.g. primary=0)",
+                    short(text)
                 )));
             };
             let role = role.trim();
             if role.is_empty() {
-                return Err(RoleSpecError(format!("\"{text}\" has an empty role name")));
+                return Err(RoleSpecError(format!(
+                    "\"{}\" has an empty role name",
+                    short(text)
+                )));
             }
             if !is_role_name(role) {
                 return Err(RoleSpecError(format!(
-                    "\"{text}\": role \"{role}\" must be lower-case letters, digits and '-', at most 63"
+                    "\"{}\": role \"{}\" must be lower-case letters, digits and '-', at most 63",
+                    short(text),
+                    short(role)
                 )));
             }
             let ords = ords.trim();
@@ -98,7 +128,8 @@ impl RoleSpec {
                 let (first, last) = (parse_ordinal(a, text)?, parse_ordinal(b, text)?);
                 if last < first {
                     return Err(RoleSpecError(format!(
-                        "\"{text}\": range {first}-{last} runs backwards"
+                        "\"{}\": range {first}-{last} runs backwards",
+                        short(text)
                     )));
                 }
                 Range::Span {
@@ -118,49 +149,53 @@ impl RoleSpec {
                 text: text.to_string(),
             });
         }
-        let parsed = RoleSpec { entries };
+        let mut sorted: Vec<(u32, Option<u32>, usize)> = entries
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e.range {
+                Range::Span { first, last } => Some((first, last, i)),
+                Range::Rest => None,
+            })
+            .collect();
+        sorted.sort_by_key(|s| s.0);
+        let rest = entries.iter().position(|e| e.range == Range::Rest);
+        let parsed = RoleSpec {
+            entries,
+            sorted,
+            rest,
+        };
         parsed.check()?;
         Ok(parsed)
     }
 
-    fn spans(&self) -> impl Iterator<Item = (u32, Option<u32>, &Entry)> {
-        self.entries.iter().filter_map(|e| match e.range {
-            Range::Span { first, last } => Some((first, last, e)),
-            Range::Rest => None,
-        })
-    }
-
     fn check(&self) -> Result<(), RoleSpecError> {
-        let rests: Vec<&Entry> = self
-            .entries
-            .iter()
-            .filter(|e| e.range == Range::Rest)
-            .collect();
-        if rests.len() > 1 {
+        let mut rests = self.entries.iter().filter(|e| e.range == Range::Rest);
+        if let (Some(a), Some(b)) = (rests.next(), rests.next()) {
             return Err(RoleSpecError(format!(
                 "\"{}\" and \"{}\" both claim the rest (*); only one entry may",
-                rests[0].text, rests[1].text
+                short(&a.text),
+                short(&b.text)
             )));
         }
-        let mut spans: Vec<(u32, Option<u32>, &Entry)> = self.spans().collect();
-        spans.sort_by_key(|s| s.0);
-        for pair in spans.windows(2) {
+        for pair in self.sorted.windows(2) {
             let (a, b) = (&pair[0], &pair[1]);
             if a.1.is_none_or(|last| b.0 <= last) {
                 return Err(RoleSpecError(format!(
                     "\"{}\" and \"{}\" overlap at ordinal {}: every ordinal must have exactly one role",
-                    a.2.text, b.2.text, b.0
+                    short(&self.entries[a.2].text),
+                    short(&self.entries[b.2].text),
+                    b.0
                 )));
             }
         }
-        if rests.is_empty() {
+        if self.rest.is_none() {
             // No `*`: the spans must cover 0.. without a gap and end open.
             let mut next = 0u32;
-            for (first, last, _) in &spans {
+            for (first, last, _) in &self.sorted {
                 if *first > next {
                     return Err(RoleSpecError(format!(
                         "ordinal {next} has no role in \"{}\"; add it to a role or end with role=* or role=N-",
-                        self
+                        short(&self.to_string())
                     )));
                 }
                 match last {
@@ -170,36 +205,37 @@ impl RoleSpec {
             }
             return Err(RoleSpecError(format!(
                 "ordinals from {next} on have no role in \"{}\"; end with role=* or role={next}-",
-                self
+                short(&self.to_string())
             )));
         }
         Ok(())
     }
 
-    /// The role of an ordinal.
+    /// The role of an ordinal (binary search over the sorted spans).
     pub fn role_for(&self, ordinal: u32) -> &str {
-        for (first, last, e) in self.spans() {
-            if ordinal >= first && last.is_none_or(|l| ordinal <= l) {
-                return &e.role;
+        let i = self.sorted.partition_point(|s| s.0 <= ordinal);
+        if let Some((_, last, e)) = i.checked_sub(1).map(|i| self.sorted[i]) {
+            if last.is_none_or(|l| ordinal <= l) {
+                return &self.entries[e].role;
             }
         }
         // check() guarantees a `*` entry exists when the spans leave a gap.
-        self.entries
-            .iter()
-            .find(|e| e.range == Range::Rest)
-            .map(|e| e.role.as_str())
-            .unwrap_or("")
+        self.rest.map_or("", |r| self.entries[r].role.as_str())
     }
 
     /// The distinct role names, in first-mention order.
     pub fn roles(&self) -> Vec<&str> {
-        let mut out: Vec<&str> = Vec::new();
-        for e in &self.entries {
-            if !out.contains(&e.role.as_str()) {
-                out.push(&e.role);
-            }
-        }
-        out
+        let mut seen = HashSet::new();
+        self.entries
+            .iter()
+            .map(|e| e.role.as_str())
+            .filter(|r| seen.insert(*r))
+            .collect()
+    }
+
+    /// Does the spec name this role?
+    pub fn has_role(&self, role: &str) -> bool {
+        self.entries.iter().any(|e| e.role == role)
     }
 
     /// The role named first (the "primary").
@@ -211,25 +247,35 @@ impl RoleSpec {
     pub fn primary_ordinal(&self) -> u32 {
         let first = self.first_role();
         // The lowest ordinal of the first role is either a span start of that role, or, for `*`,
-        // the lowest ordinal no span covers.
-        let mut candidates: Vec<u32> = self
-            .spans()
-            .filter(|(_, _, e)| e.role == first)
-            .map(|s| s.0)
-            .collect();
-        if self
-            .entries
+        // the lowest ordinal no span covers (one walk over the sorted spans).
+        let lowest_span = self
+            .sorted
             .iter()
-            .any(|e| e.role == first && e.range == Range::Rest)
-        {
-            let mut n = 0;
-            while self.role_for(n) != first && n < MAX_ORDINAL {
-                n += 1;
-            }
-            candidates.push(n);
+            .find(|s| self.entries[s.2].role == first)
+            .map(|s| s.0);
+        let lowest_rest = self
+            .rest
+            .filter(|r| self.entries[*r].role == first)
+            .and_then(|_| {
+                let mut next = 0u32;
+                for (start, last, _) in &self.sorted {
+                    if *start > next {
+                        break;
+                    }
+                    next = last.map(|l| l.saturating_add(1))?;
+                }
+                Some(next)
+            });
+        match (lowest_span, lowest_rest) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b).unwrap_or(0),
         }
-        candidates.into_iter().min().unwrap_or(0)
     }
+}
+
+/// A spec entry quoted in a message, cut to a readable length.
+fn short(s: &str) -> std::borrow::Cow<'_, str> {
+    crate::text::quote(s)
 }
 
 impl fmt::Display for RoleSpec {
@@ -298,5 +344,39 @@ mod tests {
         assert!(e("primary=0,,replica=*").contains("empty entry"));
         assert!(e("").contains("empty"));
         assert!(e("primary=99999999999,replica=*").contains("larger than"));
+        let long = format!("primary=0,replica=*,{}", "x".repeat(10_000));
+        assert!(e(&long).len() < 400, "messages quote a cut-down part");
+        let huge = format!("primary=0,replica=1-{}", ",a=9".repeat(MAX_SPEC_BYTES / 4));
+        assert!(e(&huge).contains("byte limit"));
+    }
+
+    /// A spec as large as the API server lets through, in the shapes that used to walk every
+    /// ordinal or compare every pair: each answer is exact and needs no walk.
+    #[test]
+    fn large_specs_are_exact() -> Result<(), Box<dyn std::error::Error>> {
+        // `p=*` first, then spans of another role over 0..=N: the primary is the first gap.
+        let mut text = String::from("p=*");
+        let mut n = 0u32;
+        while text.len() < MAX_SPEC_BYTES - 32 {
+            text.push_str(&format!(",a={}-{}", n, n + 9));
+            n += 10;
+        }
+        let s = RoleSpec::parse(&text)?;
+        assert_eq!(s.primary_ordinal(), n);
+        assert_eq!(s.role_for(n), "p");
+        assert_eq!(s.role_for(n - 1), "a");
+        assert_eq!(s.role_for(5), "a");
+        assert_eq!(s.roles(), vec!["p", "a"]);
+        // Spans given out of order still find their roles.
+        let s = RoleSpec::parse("b=5-9,a=0-4,c=10-")?;
+        assert_eq!(
+            (s.role_for(0), s.role_for(7), s.role_for(99)),
+            ("a", "b", "c")
+        );
+        assert_eq!(s.primary_ordinal(), 5);
+        // `*` first and no gap before an open span: the rest is empty, the span decides.
+        let s = RoleSpec::parse("a=*,b=0-3,a=4-")?;
+        assert_eq!(s.primary_ordinal(), 4);
+        Ok(())
     }
 }

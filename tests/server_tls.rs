@@ -116,6 +116,7 @@ async fn half_a_header_is_cut_off_within_the_timeout() {
         handshake: Duration::from_secs(1),
         header_read: Duration::from_secs(1),
         drain: Duration::from_secs(5),
+        ..Default::default()
     };
     let s = start_server(
         Default::default(),

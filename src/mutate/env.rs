@@ -85,15 +85,15 @@ pub fn identity_vars(
     out
 }
 
-/// Does `value` reference `$(name)`?
+/// Does `value` reference `$(name)`? One pass over `value`.
 fn references(value: &str, name: &str) -> bool {
     let mut rest = value;
     while let Some(i) = rest.find("$(") {
         rest = &rest[i + 2..];
-        if let Some(end) = rest.find(')') {
-            if &rest[..end] == name {
-                return true;
-            }
+        // The reference is `name` followed by `)`; otherwise go on from here (not from the next
+        // `)`, which may be far away: every byte is looked at a bounded number of times).
+        if rest.starts_with(name) && rest[name.len()..].starts_with(')') {
+            return true;
         }
     }
     false
@@ -175,5 +175,7 @@ mod tests {
         assert!(references("$(A)$(POD_FQDN)", "POD_FQDN"));
         assert!(!references("$(POD_NAMESPACE)", "POD_NAME"));
         assert!(!references("$(POD_NAME", "POD_NAME"));
+        assert!(!references("$(POD_NAMEX)", "POD_NAME"));
+        assert!(references("$($(POD_NAME)", "POD_NAME"));
     }
 }

@@ -18,15 +18,25 @@ use crate::policy::Policy;
 pub struct Report {
     /// Short human lines: what was added.
     pub added: Vec<String>,
-    /// Things skipped or kept; they go to `response.warnings`.
+    /// Things skipped or kept; they go to `response.warnings`. At most [`Report::MAX_WARNINGS`].
     pub warnings: Vec<String>,
+    /// Warnings past the first [`Report::MAX_WARNINGS`], counted and dropped.
+    pub more_warnings: usize,
 }
 
 impl Report {
+    /// Enough to say what went wrong; the API server's warning headers are small.
+    pub const MAX_WARNINGS: usize = 16;
+
     pub fn warn(&mut self, w: impl Into<String>) {
         let w = w.into();
-        if !self.warnings.contains(&w) {
+        if self.warnings.contains(&w) {
+            return;
+        }
+        if self.warnings.len() < Self::MAX_WARNINGS {
             self.warnings.push(w);
+        } else {
+            self.more_warnings += 1;
         }
     }
     pub fn added(&mut self, a: impl Into<String>) {

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::PodSpec;
 
 use super::{Lookup, Lookups, Verdict, replicas};
 use crate::labels::{self, keys, selector_matches};
+use crate::text::quote as short;
 use crate::mutate::{affinity, pod::role_node_selector, roles as mroles};
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
@@ -317,7 +318,8 @@ pub fn ordered_roles(sts: &StatefulSet) -> Verdict {
 }
 
 pub fn role_spec(sts: &StatefulSet) -> Verdict {
-    let anns = sts.metadata.annotations.clone().unwrap_or_default();
+    let empty = BTreeMap::new();
+    let anns = sts.metadata.annotations.as_ref().unwrap_or(&empty);
     let spec = match mroles::spec_of(sts) {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => return Verdict::Fail(format!("{}: {e}", keys::ROLES)),
@@ -342,7 +344,15 @@ pub fn role_spec(sts: &StatefulSet) -> Verdict {
             ));
         }
     }
-    for key in anns.keys() {
+    // The placement annotations sort together: a range over the prefix, not every key.
+    for key in anns
+        .range::<str, _>((
+            std::ops::Bound::Included(keys::ROLE_NODE_SELECTOR_PREFIX),
+            std::ops::Bound::Unbounded,
+        ))
+        .map(|(k, _)| k)
+        .take_while(|k| k.starts_with(keys::ROLE_NODE_SELECTOR_PREFIX))
+    {
         let Some(role) = key.strip_prefix(keys::ROLE_NODE_SELECTOR_PREFIX) else {
             continue;
         };
@@ -352,13 +362,15 @@ pub fn role_spec(sts: &StatefulSet) -> Verdict {
                 keys::ROLES
             ));
         };
-        if !spec.roles().contains(&role) {
+        if !spec.has_role(role) {
             return Verdict::Fail(format!(
-                "{key}: role \"{role}\" is not in {} \"{spec}\"",
+                "{}: role \"{}\" is not in {}",
+                short(key),
+                short(role),
                 keys::ROLES
             ));
         }
-        if let Some(Err(e)) = role_node_selector(&anns, role) {
+        if let Some(Err(e)) = role_node_selector(anns, role) {
             return Verdict::Fail(format!("{key}: {e}"));
         }
     }

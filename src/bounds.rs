@@ -1,0 +1,160 @@
+//! The limits that keep one review's work and memory bounded, whatever the client sends.
+//!
+//! Each limit says where its number comes from. A review past a limit is not evaluated: it is
+//! answered per the policy's `onError` with a warning that names the limit.
+
+use k8s_openapi::api::core::v1::PodSpec;
+
+/// Bodies over this are refused with 413: an UPDATE carries `object` and `oldObject`, each up to
+/// the API server's 3 MiB request limit.
+pub const MAX_BODY: usize = 7 * 1024 * 1024;
+
+/// JSON objects in one review body, not counting `metadata.managedFields` (never read into a
+/// type). A JSON object becomes a typed struct of up to ~3 KiB (a `Volume`: 3,208 bytes; a
+/// `Container`: 2,120), so `{}` — two bytes — can cost three thousand: this bounds that
+/// amplification to ~13 MiB per review. The largest real StatefulSet review in the corpus
+/// (argo-cd's application controller) has 775 objects with managedFields; an UPDATE has two
+/// objects: 4,096 leaves room for StatefulSets twice that size.
+pub const MAX_OBJECTS: usize = 4096;
+
+/// Containers and init containers in one pod template. Kubernetes sets no number; real pods have
+/// a handful (the corpus: at most 5). Each container gets the identity variables and the role
+/// mount, so this bounds the patch (~2,000 operations at most).
+pub const MAX_CONTAINERS: usize = 256;
+
+/// The first limit `body` breaks, as the reason the review is not evaluated.
+pub fn check_body(body: &[u8]) -> Result<(), String> {
+    let objects = count_objects(body, MAX_OBJECTS + 1);
+    if objects > MAX_OBJECTS {
+        return Err(format!(
+            "the review holds more than {MAX_OBJECTS} JSON objects (stsguard's bound on work per review)"
+        ));
+    }
+    Ok(())
+}
+
+/// The pod template's container count against [`MAX_CONTAINERS`].
+pub fn check_pod(pod: Option<&PodSpec>) -> Result<(), String> {
+    let n = pod.map_or(0, |p| {
+        p.containers.len()
+            + p.init_containers.as_ref().map_or(0, Vec::len)
+            + p.ephemeral_containers.as_ref().map_or(0, Vec::len)
+    });
+    if n > MAX_CONTAINERS {
+        return Err(format!(
+            "the pod has {n} containers, over stsguard's bound of {MAX_CONTAINERS}"
+        ));
+    }
+    Ok(())
+}
+
+/// Counts the JSON objects (`{`) in `json` outside strings and outside the values of
+/// `managedFields` keys, stopping once `stop` is reached. One pass; strings are skipped with
+/// `memchr`. Not a validator: malformed JSON gets some count and fails later in the parser.
+pub fn count_objects(json: &[u8], stop: usize) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    // The span of the last string read outside a string, to recognise `"managedFields":`.
+    let mut last_string: (usize, usize) = (0, 0);
+    while n < stop {
+        let Some(at) = memchr::memchr3(b'{', b'"', b':', &json[i..]) else {
+            break;
+        };
+        let at = i + at;
+        match json[at] {
+            b'{' => {
+                n += 1;
+                i = at + 1;
+            }
+            b'"' => {
+                let end = string_end(json, at + 1);
+                last_string = (at + 1, end);
+                i = (end + 1).min(json.len());
+            }
+            _ => {
+                // ':' — is the key just read `managedFields`? Then pass over its value.
+                let (s, e) = last_string;
+                i = at + 1;
+                if e <= json.len() && &json[s..e] == b"managedFields" {
+                    i = value_end(json, i);
+                }
+                last_string = (0, 0);
+            }
+        }
+    }
+    n
+}
+
+/// The index of the closing quote of a string whose content starts at `i` (or `json.len()`).
+fn string_end(json: &[u8], mut i: usize) -> usize {
+    loop {
+        match memchr::memchr2(b'"', b'\\', &json[i.min(json.len())..]) {
+            None => return json.len(),
+            Some(off) if json[i + off] == b'\\' => i += off + 2,
+            Some(off) => return i + off,
+        }
+    }
+}
+
+/// The index just past the JSON value that starts (after white space) at `i`.
+fn value_end(json: &[u8], mut i: usize) -> usize {
+    let mut depth = 0usize;
+    while i < json.len() {
+        match json[i] {
+            b'"' => i = string_end(json, i + 1).saturating_add(1),
+            b'{' | b'[' => {
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                // Closing at depth 0 is the end of the enclosing object: not ours to pass.
+                if depth == 0 {
+                    return i;
+                }
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return i;
+                }
+            }
+            b',' if depth == 0 => return i,
+            _ => i += 1,
+        }
+    }
+    json.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_objects_outside_strings_and_managed_fields() {
+        assert_eq!(count_objects(br#"{"a":{"b":"{{{"},"c":[{},{}]}"#, 100), 4);
+        assert_eq!(count_objects(br#"{"a":"\"{\\","b":{}}"#, 100), 2);
+        let with_mf = br#"{"metadata":{"managedFields":[{"f:x":{"f:y":{}}},{"a":"}"}],"name":"n"},"spec":{}}"#;
+        assert_eq!(count_objects(with_mf, 100), 3);
+        // A string that says managedFields but is a value, not a key: no skip.
+        assert_eq!(count_objects(br#"{"k":"managedFields","x":{}}"#, 100), 2);
+        // Stops early.
+        assert_eq!(count_objects(&b"{}".repeat(1000), 10), 10);
+        // Unterminated input: no panic.
+        for s in [&b"{\"a"[..], b"{\"managedFields\":[{", b"\"\\", b"{\"managedFields\":"] {
+            let _ = count_objects(s, 100);
+        }
+    }
+
+    #[test]
+    fn real_reviews_are_far_below_the_bound() {
+        let body = include_bytes!("../benches/argocd-controller-argo-cd.create.mutating.json");
+        let n = count_objects(body, usize::MAX);
+        assert!(n > 100 && n < MAX_OBJECTS / 4, "{n}");
+        assert!(check_body(body).is_ok());
+        let hostile = format!(r#"{{"volumes":[{}{{}}]}}"#, "{},".repeat(MAX_OBJECTS));
+        assert!(
+            check_body(hostile.as_bytes())
+                .unwrap_err()
+                .contains("JSON objects")
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! Cutting text that comes from a request before it goes into a message, a log line or a label.
+
+use std::borrow::Cow;
+
+/// `s` cut to at most `max` bytes on a character boundary, with `…` and the number of bytes cut
+/// appended when it was longer (so a reader knows it was cut, and by how much).
+pub fn cut(s: &str, max: usize) -> Cow<'_, str> {
+    if s.len() <= max {
+        return Cow::Borrowed(s);
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…[{} bytes cut]", &s[..end], s.len() - end))
+}
+
+/// A part of a user's value quoted in a message: 80 bytes at most.
+pub fn quote(s: &str) -> Cow<'_, str> {
+    cut(s, 80)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_on_a_char_boundary_and_says_so() {
+        assert_eq!(cut("short", 10), "short");
+        let s = "é".repeat(100); // 200 bytes
+        let c = cut(&s, 11);
+        assert!(c.starts_with(&"é".repeat(5)), "{c}");
+        assert!(c.ends_with("…[190 bytes cut]"), "{c}");
+        assert!(quote(&"x".repeat(10_000)).len() < 110);
+    }
+}
+
