@@ -76,12 +76,28 @@ pub struct ServeArgs {
     /// How often to re-read certificate and policy files besides the file watch (seconds).
     #[arg(long, default_value_t = 10)]
     pub reload_interval: u64,
-    /// TLS handshake and HTTP header-read timeout (seconds).
+    /// TLS handshake, HTTP header-read and first-request (HTTP/2 preface) timeout, on both
+    /// ports (seconds).
     #[arg(long, default_value_t = 5)]
     pub io_timeout: u64,
-    /// Time budget of one request (seconds).
-    #[arg(long, default_value_t = 10)]
+    /// A connection with no request in flight for this long is closed (seconds).
+    #[arg(long, default_value_t = 60)]
+    pub idle_timeout: u64,
+    /// Time budget of one review, from its first byte to its answer (seconds). Keep it below the
+    /// webhooks' timeoutSeconds (the chart's default is 5): past it the review is answered per
+    /// the policy's onError while the API server still waits.
+    #[arg(long, default_value_t = 4)]
     pub request_timeout: u64,
+    /// Open connections at most, per port; past it new connections are closed at once.
+    #[arg(long, default_value_t = 512)]
+    pub max_connections: usize,
+    /// Budget of request bytes in flight (bodies being read and reviews being evaluated), MiB.
+    /// Past it a request waits up to a second, then gets 503.
+    #[arg(long, default_value_t = 32)]
+    pub max_inflight_mib: usize,
+    /// Reviews evaluated at once (default: the number of CPUs).
+    #[arg(long)]
+    pub review_workers: Option<usize>,
     /// On SIGTERM, wait this long (not ready, still serving) before closing the listener (seconds).
     #[arg(long, default_value_t = 0)]
     pub shutdown_delay: u64,
@@ -258,10 +274,33 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         readiness.caches = Some(Box::new(move || w2.synced()));
         w
     };
+    let mut limits = server::Limits {
+        inflight_bytes: args.max_inflight_mib.max(8) * 1024 * 1024,
+        ..Default::default()
+    };
+    if let Some(w) = args.review_workers {
+        limits.workers = w.max(1);
+    }
     let state = AppState {
         policy: Arc::new(arc_swap::ArcSwap::from_pointee(policy)),
         lookups,
         metrics: metrics.clone(),
+        gate: Arc::new(server::Gate::new(limits)),
+    };
+    let timeouts = Timeouts {
+        handshake: Duration::from_secs(args.io_timeout.max(1)),
+        header_read: Duration::from_secs(args.io_timeout.max(1)),
+        idle: Duration::from_secs(args.idle_timeout.max(1)),
+        drain: Duration::from_secs(args.drain_timeout),
+        max_connections: args.max_connections.max(1),
+        rejected: Some(
+            metrics
+                .rejected
+                .get_or_create(&crate::metrics::RejectLabels {
+                    bound: "connections",
+                })
+                .clone(),
+        ),
     };
     if let Some(path) = args.config.clone() {
         let (policy, metrics) = (state.policy.clone(), metrics.clone());
@@ -285,12 +324,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics_listener = server::bind(args.metrics_addr, "metrics").await?;
     let metrics_local = metrics_listener.local_addr()?;
     let metrics_app = server::metrics_router(metrics.clone(), readiness.clone());
-    let metrics_task = tokio::spawn(server::serve_plain(metrics_listener, metrics_app, {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    }));
+    let metrics_timeouts = Timeouts {
+        max_connections: 64,
+        ..timeouts.clone()
+    };
+    let metrics_task = tokio::spawn(server::serve_plain(
+        metrics_listener,
+        metrics_app,
+        metrics_timeouts,
+        {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        },
+    ));
 
     let tls_config = Arc::new(tls::server_config(certs)?);
     let listener = server::bind(args.addr, "webhook").await?;
@@ -300,11 +348,6 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .store(true, std::sync::atomic::Ordering::Release);
     tracing::info!(addr = %local, metrics_addr = %metrics_local, startup_ms = started.elapsed().as_millis() as u64, "serving");
 
-    let timeouts = Timeouts {
-        handshake: Duration::from_secs(args.io_timeout.max(1)),
-        header_read: Duration::from_secs(args.io_timeout.max(1)),
-        drain: Duration::from_secs(args.drain_timeout),
-    };
     let app = server::router(state, Duration::from_secs(args.request_timeout.max(1)));
     let shutdown = {
         let readiness = readiness.clone();

@@ -145,6 +145,8 @@ pub struct AntiAffinityPolicy {
 pub struct RolesPolicy {
     pub image: String,
     pub mount_path: String,
+    /// Secrets for pulling `image`, added to a pod template that sets none of its own.
+    pub image_pull_secrets: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -197,6 +199,7 @@ impl Default for RolesPolicy {
         RolesPolicy {
             image: "stsguard:latest".into(),
             mount_path: "/etc/stsguard".into(),
+            image_pull_secrets: Vec::new(),
         }
     }
 }
@@ -299,14 +302,17 @@ impl Policy {
         if self.mutation.roles.image.trim().is_empty() {
             return Err(("mutation.roles.image", "must not be empty".into()));
         }
-        if !self.mutation.roles.mount_path.starts_with('/') {
-            return Err((
-                "mutation.roles.mountPath",
-                format!(
-                    "{:?} must be an absolute path",
-                    self.mutation.roles.mount_path
-                ),
-            ));
+        if let Some(why) = crate::mutate::roles::mount_path_problem(&self.mutation.roles.mount_path)
+        {
+            return Err(("mutation.roles.mountPath", why));
+        }
+        for s in &self.mutation.roles.image_pull_secrets {
+            if !crate::labels::is_dns_subdomain(s) {
+                return Err((
+                    "mutation.roles.imagePullSecrets",
+                    format!("{s:?} is not a Secret name"),
+                ));
+            }
         }
         Ok(())
     }

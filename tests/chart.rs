@@ -133,6 +133,10 @@ fn lint_and_render_every_mode_schema_valid() {
         "policy.validation.rules.no-such-rule=warn",
         "certs.mode=vault",
         "bogus=1",
+        // A review budget at or past the webhook's timeout would answer after the API server
+        // gave up.
+        "bounds.requestTimeoutSeconds=5",
+        "bounds.maxInflightMiB=1",
     ] {
         let out = Command::new(tool("helm"))
             .args(["template", "t", c.to_str().unwrap(), "--set", bad])
@@ -140,6 +144,37 @@ fn lint_and_render_every_mode_schema_valid() {
             .unwrap();
         assert!(!out.status.success(), "{bad} accepted");
     }
+}
+
+#[test]
+fn network_policy_when_enabled() {
+    assert!(
+        !render(&[]).iter().any(|d| d["kind"] == "NetworkPolicy"),
+        "off by default"
+    );
+    let docs = render(&["networkPolicy.enabled=true"]);
+    let np = find(&docs, "NetworkPolicy");
+    let ingress = np["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2);
+    assert_eq!(ingress[0]["ports"][0]["port"], 8443);
+    assert!(
+        ingress[0].get("from").is_none(),
+        "the webhook port is open to the API server wherever it is"
+    );
+    assert_eq!(ingress[1]["ports"][0]["port"], 9090);
+    assert_eq!(
+        ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("np.yaml");
+    std::fs::write(&f, serde_yaml::to_string(np).unwrap()).unwrap();
+    let out = Command::new("kubernetes-validate")
+        .args(["-k", "1.28.0", "--strict", "--quiet"])
+        .arg(&f)
+        .output()
+        .expect("kubernetes-validate is not installed: run .ci/install-tools.sh");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
@@ -175,6 +210,25 @@ fn chart_policy_is_what_the_server_loads() {
         true
     );
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert!(
+        c["readinessProbe"]["failureThreshold"].as_i64().unwrap() >= 3,
+        "one slow probe must not drop a replica"
+    );
+    // Every bound flag the chart passes is one the server takes, below the webhook's timeout.
+    let cli = std::iter::once("stsguard").chain(args.iter().copied());
+    let parsed = <stsguard::cli::Cli as clap::Parser>::try_parse_from(cli).unwrap();
+    let stsguard::cli::Command::Serve(serve) = parsed.command else {
+        panic!("the chart runs serve");
+    };
+    let timeout = find(&docs, "MutatingWebhookConfiguration")["webhooks"][0]["timeoutSeconds"]
+        .as_u64()
+        .unwrap();
+    assert!(serve.request_timeout < timeout, "{args:?}");
+    assert_eq!(serve.max_inflight_mib, 32);
+    assert!(
+        c["env"].as_array().unwrap().iter().all(|e| e["name"] != "MIMALLOC_ARENA_EAGER_COMMIT"),
+        "the server's small allocator settings need no environment variable"
+    );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     // RBAC: read-only, on exactly what the rules look up.
     let role = find(&docs, "ClusterRole");

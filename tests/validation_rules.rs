@@ -407,6 +407,27 @@ fn role_spec_quotes_the_bad_part() {
 }
 
 #[test]
+fn role_mount_path_refuses_system_paths() {
+    let r = RuleId::RoleSpec;
+    let at = |path: &'static str| {
+        sts(move |v| {
+            ann(v, "stsguard.io/roles", "primary=0,replica=*");
+            ann(v, "stsguard.io/role-mount-path", path);
+        })
+    };
+    accepts(r, &at("/etc/stsguard"));
+    accepts(r, &at("/var/lib/mysql-role"));
+    for bad in [
+        "/", "/bin", "/usr", "/usr/local/bin", "/etc", "/etc/", "/lib64", "/proc/self",
+        "/sys", "/dev/shm", "/var/run/secrets", "/var/run/secrets/kubernetes.io",
+        "//etc", "/etc/stsguard/../../usr", "relative/path",
+    ] {
+        let m = rejects(r, &at(bad));
+        assert!(m.contains("stsguard.io/role-mount-path"), "{bad}: {m}");
+    }
+}
+
+#[test]
 fn disruption_budget() {
     let r = RuleId::DisruptionBudget;
     accepts(r, &sts(|_| {}));

@@ -175,7 +175,9 @@ mod project {
     use std::collections::BTreeMap;
 
     use k8s_openapi::api::apps::v1::StatefulSet;
-    use k8s_openapi::api::core::v1::{Affinity, Container, EnvVar, Volume, VolumeMount};
+    use k8s_openapi::api::core::v1::{
+        Affinity, Container, EnvVar, LocalObjectReference, Volume, VolumeMount,
+    };
     use serde::Serialize;
 
     type Labels = Option<BTreeMap<String, String>>;
@@ -186,6 +188,7 @@ mod project {
     static NO_AFFINITY: Option<Affinity> = None;
     static NO_VOLUMES: Option<Vec<Volume>> = None;
     static NO_MOUNTS: Mounts = None;
+    static NO_SECRETS: Option<Vec<LocalObjectReference>> = None;
 
     /// The fields of a StatefulSet's template the mutation can change, borrowed.
     pub struct Parts<'a> {
@@ -198,6 +201,7 @@ mod project {
     struct PodParts<'a> {
         affinity: &'a Option<Affinity>,
         volumes: &'a Option<Vec<Volume>>,
+        pull_secrets: &'a Option<Vec<LocalObjectReference>>,
         init: Init<'a>,
         /// Each container's env and volumeMounts.
         containers: Vec<(&'a Env, &'a Mounts)>,
@@ -239,6 +243,7 @@ mod project {
                 pod: t.spec.as_ref().map(|p| PodParts {
                     affinity: &p.affinity,
                     volumes: &p.volumes,
+                    pull_secrets: &p.image_pull_secrets,
                     init: Init::Whole(&p.init_containers),
                     containers: env_mounts(&p.containers),
                 }),
@@ -284,6 +289,7 @@ mod project {
                 pod: t.spec.as_ref().map(|p| PodParts {
                     affinity: &p.affinity,
                     volumes: &NO_VOLUMES,
+                    pull_secrets: &NO_SECRETS,
                     init: Init::Each(p.init_containers.as_deref().map(envs)),
                     containers: envs(&p.containers),
                 }),
@@ -310,6 +316,7 @@ mod project {
                 pod: t.as_ref().map(|p| PodParts {
                     affinity: &p.affinity,
                     volumes: &NO_VOLUMES,
+                    pull_secrets: &NO_SECRETS,
                     init: Init::Each(p.init.as_ref().map(|es| env_only(es.iter()))),
                     containers: env_only(p.containers.iter()),
                 }),
@@ -382,6 +389,8 @@ mod project {
         pub affinity: F<'a, Affinity>,
         #[serde(skip_serializing_if = "skip")]
         pub volumes: F<'a, Vec<Volume>>,
+        #[serde(skip_serializing_if = "skip")]
+        pub image_pull_secrets: F<'a, Vec<LocalObjectReference>>,
         #[serde(skip_serializing_if = "Option::is_none")]
         pub init_containers: Option<Inits<'a>>,
         pub containers: Vec<ContainerEnv<'a>>,
@@ -415,16 +424,19 @@ mod project {
         let spec = match &s.pod {
             None => None,
             Some(p) => {
-                let (oaff, ovol) = other
+                let (oaff, ovol, osec) = other
                     .pod
                     .as_ref()
-                    .map_or((&NO_AFFINITY, &NO_VOLUMES), |o| (o.affinity, o.volumes));
+                    .map_or((&NO_AFFINITY, &NO_VOLUMES, &NO_SECRETS), |o| {
+                        (o.affinity, o.volumes, o.pull_secrets)
+                    });
                 let no_init = Init::Each(None);
                 let oinit = other.pod.as_ref().map_or(&no_init, |o| &o.init);
                 let ocontainers = other.pod.as_ref().map_or(&[][..], |o| &o.containers[..]);
                 Some(PodSpec {
                     affinity: differ(p.affinity, oaff),
                     volumes: differ(p.volumes, ovol),
+                    image_pull_secrets: differ(p.pull_secrets, osec),
                     init_containers: inits(&p.init, oinit)?,
                     containers: each(&p.containers, ocontainers),
                 })

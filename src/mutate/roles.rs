@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, PodSpec,
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, LocalObjectReference,
+    PodSpec,
     ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -33,11 +34,61 @@ pub fn spec_of(sts: &StatefulSet) -> Option<Result<RoleSpec, String>> {
     super::annotation(sts, keys::ROLES).map(|s| RoleSpec::parse(s).map_err(|e| e.0))
 }
 
+/// Where the role files are mounted: `stsguard.io/role-mount-path` when it is usable (see
+/// [`mount_path_problem`]), else the policy's.
 pub fn mount_path<'a>(sts: &'a StatefulSet, policy: &'a Policy) -> &'a str {
     match super::annotation(sts, keys::ROLE_MOUNT_PATH) {
-        Some(p) if p.starts_with('/') => p,
+        Some(p) if mount_path_problem(p).is_none() => p,
         _ => &policy.mutation.roles.mount_path,
     }
+}
+
+/// Directories a role mount must not cover: mounting the emptyDir there would hide the image's
+/// own files (`/bin`, `/etc`, `/usr`, …), or shadow what the kubelet and the runtime provide
+/// (`/proc`, `/sys`, `/dev`, the service account token under `/var/run/secrets`).
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib",
+    "/var/log", "/var/run",
+];
+/// Trees nothing may be mounted into.
+const SYSTEM_TREES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/var/run/secrets",
+    "/run/secrets",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+];
+
+/// Why `path` cannot be the role mount path, or `None` when it can: it must be absolute, plain
+/// (no `.` or `..` parts) and not a system directory or inside a system tree.
+pub fn mount_path_problem(path: &str) -> Option<String> {
+    let shown = crate::text::quote(path);
+    if !path.starts_with('/') {
+        return Some(format!("\"{shown}\" must be an absolute path"));
+    }
+    if path.len() > 1024 {
+        return Some(format!("\"{shown}\" is longer than 1024 bytes"));
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Some(format!(
+            "\"{shown}\" has a \".\" or \"..\" part; write the plain path"
+        ));
+    }
+    let norm = format!("/{}", parts.join("/"));
+    let inside = |tree: &str| norm == tree || norm.starts_with(&format!("{tree}/"));
+    if SYSTEM_DIRS.contains(&norm.as_str()) || SYSTEM_TREES.iter().any(|t| inside(t)) {
+        return Some(format!(
+            "\"{shown}\" is a system path (mounting there hides the image's files); use e.g. /etc/stsguard"
+        ));
+    }
+    None
 }
 
 /// `stsguard.io/server-id-base`, when it is a number.
@@ -222,6 +273,7 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
     let mount = mount_path(sts, policy).to_string();
     let copied = copied_annotations(sts);
     let ours = init_container(sts, &spec, policy, config.is_some(), base);
+    let pull_secrets = &policy.mutation.roles.image_pull_secrets;
     let sts_spec = sts.spec.as_mut()?;
 
     // Markers for the Pod CREATE hook (objectSelector) and its inputs. The copies are stsguard's
@@ -277,6 +329,18 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
     }
     for c in pod.containers.iter_mut() {
         ensure_mount(c, &mount, "container", report);
+    }
+    if !pull_secrets.is_empty() && pod.image_pull_secrets.as_ref().is_none_or(Vec::is_empty) {
+        pod.image_pull_secrets = Some(
+            pull_secrets
+                .iter()
+                .map(|name| LocalObjectReference { name: name.clone() })
+                .collect(),
+        );
+        report.added(format!(
+            "imagePullSecrets {} for the role image",
+            pull_secrets.join(",")
+        ));
     }
     let inits = pod.init_containers.get_or_insert_with(Vec::new);
     match inits.iter_mut().find(|c| c.name == INIT_CONTAINER) {

@@ -328,19 +328,15 @@ pub fn role_spec(sts: &StatefulSet) -> Verdict {
     if let Some(Err(e)) = mroles::server_id_base(sts) {
         return Verdict::Fail(e);
     }
-    if let Some(p) = ann(sts, keys::ROLE_MOUNT_PATH) {
-        if !p.starts_with('/') {
-            return Verdict::Fail(format!(
-                "{}: \"{p}\" must be an absolute path",
-                keys::ROLE_MOUNT_PATH
-            ));
-        }
+    if let Some(why) = ann(sts, keys::ROLE_MOUNT_PATH).and_then(mroles::mount_path_problem) {
+        return Verdict::Fail(format!("{}: {why}", keys::ROLE_MOUNT_PATH));
     }
     if let Some(cm) = ann(sts, keys::ROLE_CONFIG) {
         if !labels::is_dns_subdomain(cm) {
             return Verdict::Fail(format!(
-                "{}: \"{cm}\" is not a ConfigMap name",
-                keys::ROLE_CONFIG
+                "{}: \"{}\" is not a ConfigMap name",
+                keys::ROLE_CONFIG,
+                short(cm)
             ));
         }
     }
