@@ -113,19 +113,24 @@ pub fn write_file(path: &Path, text: &str, secret: bool) -> std::io::Result<()> 
     f.write_all(text.as_bytes())
 }
 
-/// `stsguard certs`: writes ca.crt, tls.crt and tls.key (0600) into `out`.
+/// `stsguard certs`: writes ca.crt, tls.crt and tls.key (0600) into `out`. The certificate is
+/// valid for the Service's names and for `extra` (DNS names or IP addresses, e.g. `127.0.0.1`
+/// for a webhook the API server reaches by URL).
 pub fn write_bundle(
     out: &Path,
     service: &str,
     namespace: &str,
+    extra: &[String],
     days: u32,
 ) -> anyhow::Result<Bundle> {
     std::fs::create_dir_all(out)?;
-    let b = generate(
-        &format!("{service}.{namespace}.svc"),
-        &service_names(service, namespace),
-        days,
-    )?;
+    let mut names = service_names(service, namespace);
+    for n in extra {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    let b = generate(&format!("{service}.{namespace}.svc"), &names, days)?;
     write_file(&out.join("ca.crt"), &b.ca_pem, false)?;
     write_file(&out.join("tls.crt"), &b.cert_pem, false)?;
     write_file(&out.join("tls.key"), &b.key_pem, true)?;
@@ -145,6 +150,34 @@ mod tests {
         let err =
             crate::tls::load_pem(b.cert_pem.as_bytes(), other.key_pem.as_bytes()).unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn extra_names_are_in_the_certificate() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = std::env::temp_dir().join(format!("stsguard-certs-san-{}", std::process::id()));
+        let extra = ["127.0.0.1".to_string(), "webhook.example".to_string()];
+        let b = write_bundle(&dir, "svc", "ns", &extra, 1)?;
+        let _ = std::fs::remove_dir_all(&dir);
+        let (_, pem) = x509_parser::pem::parse_x509_pem(b.cert_pem.as_bytes())?;
+        let cert = pem.parse_x509()?;
+        let san = cert.subject_alternative_name()?.ok_or("no SAN")?;
+        use x509_parser::extensions::GeneralName;
+        let (mut dns, mut ips) = (Vec::new(), Vec::new());
+        for n in &san.value.general_names {
+            match n {
+                GeneralName::DNSName(d) => dns.push(d.to_string()),
+                GeneralName::IPAddress(b) => ips.push(b.to_vec()),
+                _ => {}
+            }
+        }
+        assert!(dns.contains(&"svc.ns.svc".to_string()), "{dns:?}");
+        assert!(dns.contains(&"webhook.example".to_string()), "{dns:?}");
+        // 127.0.0.1 as an IP SAN (what a client checks an address against), not a DNS name.
+        assert_eq!(ips, vec![vec![127, 0, 0, 1]]);
+        assert!(!dns.contains(&"127.0.0.1".to_string()), "{dns:?}");
+        assert!(write_bundle(&dir, "svc", "ns", &["not a name".into()], 1).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
 }

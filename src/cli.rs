@@ -154,6 +154,10 @@ pub struct CertsArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 365)]
     pub days: u32,
+    /// Another name the certificate is valid for: a DNS name or an IP address (e.g. 127.0.0.1
+    /// for a webhook the API server reaches by URL). Repeatable.
+    #[arg(long = "san", value_name = "NAME|IP")]
+    pub san: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -451,12 +455,22 @@ pub fn role_init(args: RoleInitArgs) -> i32 {
 
 /// `stsguard certs`.
 pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
-    crate::certs::write_bundle(&args.out, &args.service, &args.namespace, args.days)?;
+    crate::certs::write_bundle(
+        &args.out,
+        &args.service,
+        &args.namespace,
+        &args.san,
+        args.days,
+    )?;
     println!(
-        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key (0600) for {1}.{2}.svc",
+        "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key (0600) for {1}.{2}.svc{3}",
         args.out.display(),
         args.service,
-        args.namespace
+        args.namespace,
+        args.san
+            .iter()
+            .map(|n| format!(", {n}"))
+            .collect::<String>()
     );
     Ok(())
 }
