@@ -14,10 +14,9 @@ SECS=20
 if [ "${1:-}" = "--quick" ]; then SECS=5; fi
 WORKERS=${WORKERS:-16}
 ROUNDS=${ROUNDS:-3}
-export MIMALLOC_ARENA_EAGER_COMMIT=0   # as in the Dockerfile and the chart
 
 cargo build --release --locked --quiet --features bench-tools --bin stsguard --bin floor --bin loadgen
-BIN=target/release/stsguard
+BIN=${STSGUARD_BIN:-target/release/stsguard}   # STSGUARD_BIN: measure another build (e.g. an older one) against the same floor
 LOAD=target/release/loadgen
 T=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; rm -rf "$T"; }

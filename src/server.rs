@@ -110,31 +110,93 @@ impl Default for Limits {
     }
 }
 
-/// The shared budgets: bytes in flight (in KiB permits) and evaluation slots.
+/// Bodies over this are "large": they draw on their own share of the byte budget and may not take
+/// the last evaluation slot, so a stream of large (hostile) bodies never queues ahead of ordinary
+/// reviews (real reviews are 5–50 KiB).
+pub const LARGE_BODY: usize = 256 * 1024;
+
+/// The shared budgets: bytes in flight (in KiB permits, a quarter for ordinary bodies and the
+/// rest for large ones) and evaluation slots (one of them never taken by a large review).
 pub struct Gate {
     limits: Limits,
-    kib: Arc<Semaphore>,
-    total_kib: u32,
+    small_kib: Arc<Semaphore>,
+    large_kib: Arc<Semaphore>,
+    small_total: u32,
+    large_total: u32,
     workers: Arc<Semaphore>,
+    large_workers: Arc<Semaphore>,
 }
+
+type Permit = tokio::sync::OwnedSemaphorePermit;
 
 impl Gate {
     pub fn new(limits: Limits) -> Self {
-        let total_kib = (limits.inflight_bytes / 1024).clamp(1, u32::MAX as usize / 2) as u32;
+        let total = (limits.inflight_bytes / 1024).clamp(64, u32::MAX as usize / 2) as u32;
+        let small_total = (total / 4).max(1);
+        let large_total = (total - small_total).max(1);
+        let workers = limits.workers.max(1);
         Gate {
-            kib: Arc::new(Semaphore::new(total_kib as usize)),
-            total_kib,
-            workers: Arc::new(Semaphore::new(limits.workers.max(1))),
+            small_kib: Arc::new(Semaphore::new(small_total as usize)),
+            large_kib: Arc::new(Semaphore::new(large_total as usize)),
+            small_total,
+            large_total,
+            workers: Arc::new(Semaphore::new(workers)),
+            large_workers: Arc::new(Semaphore::new(workers.saturating_sub(1).max(1))),
             limits,
         }
     }
 
+    fn is_large(len: Option<usize>) -> bool {
+        len.is_none_or(|l| l > LARGE_BODY)
+    }
+
     /// What a request of `len` bytes (None: not said, so the most a body may be) is charged, in
-    /// KiB; never more than the whole budget, so that any allowed body can run alone.
+    /// KiB, from its share; never more than the whole share, so that any allowed body can run.
     fn charge(&self, len: Option<usize>) -> u32 {
+        let share = if Self::is_large(len) {
+            self.large_total
+        } else {
+            self.small_total
+        };
         let len = len.unwrap_or(MAX_BODY).min(MAX_BODY);
         let bytes = len * Limits::COST_FACTOR + Limits::COST_BASE;
-        (bytes.div_ceil(1024) as u32).min(self.total_kib)
+        (bytes.div_ceil(1024) as u32).min(share)
+    }
+
+    /// The bytes of a request of `len`, waiting at most `wait`.
+    async fn bytes(&self, len: Option<usize>, wait: Duration) -> Option<Permit> {
+        let pool = if Self::is_large(len) {
+            &self.large_kib
+        } else {
+            &self.small_kib
+        };
+        tokio::time::timeout(wait, pool.clone().acquire_many_owned(self.charge(len)))
+            .await
+            .ok()?
+            .ok()
+    }
+
+    /// An evaluation slot for a body of `len` bytes, waiting until `deadline`.
+    async fn worker(
+        &self,
+        len: usize,
+        deadline: tokio::time::Instant,
+    ) -> Option<(Permit, Option<Permit>)> {
+        let large = if len > LARGE_BODY {
+            Some(
+                timeout_at(deadline, self.large_workers.clone().acquire_owned())
+                    .await
+                    .ok()?
+                    .ok()?,
+            )
+        } else {
+            None
+        };
+        let slot = timeout_at(deadline, self.workers.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok()?;
+        Some((slot, large))
     }
 }
 
@@ -172,11 +234,9 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
             format!("the body is over {MAX_BODY} bytes"),
         );
     }
-    let wait = tokio::time::Instant::now() + gate.limits.wait.min(budget);
-    let bytes = match timeout_at(wait, gate.kib.clone().acquire_many_owned(gate.charge(len))).await
-    {
-        Ok(Ok(p)) => p,
-        _ => {
+    let bytes = match gate.bytes(len, gate.limits.wait.min(budget)).await {
+        Some(p) => p,
+        None => {
             state.metrics.reject("bytes");
             let mut r = plain(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -216,8 +276,8 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
         }
     };
     let policy = state.policy.load_full();
-    let result = match timeout_at(deadline, gate.workers.clone().acquire_owned()).await {
-        Ok(Ok(worker)) => {
+    let result = match gate.worker(body.len(), deadline).await {
+        Some(worker) => {
             let (b, p, l) = (body.clone(), policy.clone(), state.lookups.clone());
             // The permits go with the work: a review past its budget still holds its slot and
             // its bytes until it ends (its work is bounded by its input).
@@ -234,7 +294,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 Err(_) => None,
             }
         }
-        _ => None,
+        None => None,
     };
     let result = match result {
         Some(r) => r,
