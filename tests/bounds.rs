@@ -72,8 +72,10 @@ async fn too_many_containers_is_answered_per_on_error() {
     assert!(warnings(&v).contains("300 containers"), "{}", warnings(&v));
     assert!(!v["response"]["uid"].as_str().unwrap().is_empty());
     // onError: deny turns the same review into a denial naming the bound.
-    let mut deny = Policy::default();
-    deny.on_error = OnError::Deny;
+    let deny = Policy {
+        on_error: OnError::Deny,
+        ..Default::default()
+    };
     let app = router(state(deny, Limits::default()), Duration::from_secs(5));
     let (_, v) = post(&app, "/validate", body).await;
     assert_eq!(v["response"]["allowed"], false);
