@@ -149,13 +149,27 @@ pub struct RolesPolicy {
     pub image_pull_secrets: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct ValidationPolicy {
     /// May an object's annotation `stsguard.io/rule.<id>: warn|off` relax a rule?
     pub allow_object_overrides: bool,
+    /// The mode of the quorum rules for consensus systems recognised from their image and
+    /// arguments (not annotated `stsguard.io/quorum`), never stricter than the rules' own.
+    pub quorum_detection: Mode,
     /// Per-rule modes; rules not listed keep their default.
     pub rules: BTreeMap<RuleId, Mode>,
+}
+
+impl Default for ValidationPolicy {
+    fn default() -> Self {
+        ValidationPolicy {
+            allow_object_overrides: false,
+            // Detection can be wrong: it warns, naming the signal it used.
+            quorum_detection: Mode::Warn,
+            rules: BTreeMap::new(),
+        }
+    }
 }
 
 impl Default for Policy {

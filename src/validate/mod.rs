@@ -1,6 +1,7 @@
 //! Validation rules (DESIGN.md "Validation rules"): one small function per rule, a mode per rule
 //! from the policy, look-ups from watch caches through [`Lookups`].
 
+pub mod quorum;
 pub mod rules;
 
 use std::sync::Arc;
@@ -138,8 +139,20 @@ pub enum Verdict {
 }
 
 /// The mode of a rule for an object: the policy's, relaxed by `stsguard.io/rule.<id>` on the
-/// object only when the policy allows overrides (an override can never tighten).
-pub fn mode_for(rule: RuleId, policy: &Policy, object: Option<&StatefulSet>) -> Mode {
+/// object only when the policy allows overrides (an override can never tighten). `detected`: the
+/// rule applies because stsguard recognised what the object runs (quorum detection), not because
+/// the object asked for it; it is judged at that mode, never stricter than its own.
+pub fn mode_for(
+    rule: RuleId,
+    policy: &Policy,
+    object: Option<&StatefulSet>,
+    detected: Option<Mode>,
+) -> Mode {
+    let own = own_mode(rule, policy, object);
+    detected.map_or(own, |d| own.max(d)) // Enforce < Warn < Off: the more relaxed
+}
+
+fn own_mode(rule: RuleId, policy: &Policy, object: Option<&StatefulSet>) -> Mode {
     let base = policy.mode(rule);
     if !policy.validation.allow_object_overrides {
         return base;
@@ -162,7 +175,18 @@ struct Acc<'p> {
 
 impl Acc<'_> {
     fn run(&mut self, rule: RuleId, object: Option<&StatefulSet>, f: impl FnOnce() -> Verdict) {
-        let mode = mode_for(rule, self.policy, object);
+        self.run_at(rule, object, None, f)
+    }
+
+    /// [`Acc::run`] for a rule that may apply through detection (see [`mode_for`]).
+    fn run_at(
+        &mut self,
+        rule: RuleId,
+        object: Option<&StatefulSet>,
+        detected: Option<Mode>,
+        f: impl FnOnce() -> Verdict,
+    ) {
+        let mode = mode_for(rule, self.policy, object, detected);
         if mode == Mode::Off {
             return;
         }
@@ -232,10 +256,12 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
             });
             acc.run(RuleId::SharedClaim, o, || shared_claim(object));
             acc.run(RuleId::HostpathSpread, o, || hostpath_spread(object));
-            acc.run(RuleId::QuorumOdd, o, || quorum_odd(object));
+            let q = quorum::of(object);
+            let qm = q.detection_mode(policy.validation.quorum_detection);
+            acc.run_at(RuleId::QuorumOdd, o, qm, || quorum_odd(object, &q));
             if let Some(old) = old {
-                acc.run(RuleId::QuorumScaleDown, o, || {
-                    quorum_scale_down(object, replicas(old))
+                acc.run_at(RuleId::QuorumScaleDown, o, qm, || {
+                    quorum_scale_down(object, replicas(old), &q)
                 });
             }
             acc.run(RuleId::LocalStorageBinding, o, || {
@@ -271,9 +297,11 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
                     let o = Some(&*cached);
                     acc.run(RuleId::SharedClaim, o, || shared_claim(&scaled));
                     acc.run(RuleId::HostpathSpread, o, || hostpath_spread(&scaled));
-                    acc.run(RuleId::QuorumOdd, o, || quorum_odd(&scaled));
-                    acc.run(RuleId::QuorumScaleDown, o, || {
-                        quorum_scale_down(&scaled, old_n)
+                    let q = quorum::of(&cached);
+                    let qm = q.detection_mode(policy.validation.quorum_detection);
+                    acc.run_at(RuleId::QuorumOdd, o, qm, || quorum_odd(&scaled, &q));
+                    acc.run_at(RuleId::QuorumScaleDown, o, qm, || {
+                        quorum_scale_down(&scaled, old_n, &q)
                     });
                     acc.run(RuleId::SingleInstance, o, || single_instance(&scaled));
                 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PodSpec;
 
+use super::quorum::Quorum;
 use super::{Lookup, Lookups, Verdict, replicas};
 use crate::labels::{self, keys, selector_matches};
 use crate::text::quote as short;
@@ -143,32 +144,55 @@ pub fn hostpath_spread(sts: &StatefulSet) -> Verdict {
     }
 }
 
-pub fn quorum_odd(sts: &StatefulSet) -> Verdict {
+/// `q`: how the set is a quorum ([`super::quorum::of`]): annotated, detected, or not at all.
+pub fn quorum_odd(sts: &StatefulSet, q: &Quorum) -> Verdict {
     let n = replicas(sts);
     // n <= 0: a full stop (or invalid, which the API server's own validation rejects).
-    if !is_true(sts, keys::QUORUM) || n <= 0 || n % 2 == 1 {
+    if n <= 0 || n % 2 == 1 {
         return Verdict::Pass;
     }
-    Verdict::Fail(format!(
-        "spec.replicas is {n}: a quorum set needs an odd count to survive a split; use {} or {}",
-        n - 1,
-        n + 1
-    ))
+    match q {
+        Quorum::No => Verdict::Pass,
+        Quorum::Detected(d) if !d.odd => Verdict::Pass,
+        Quorum::Detected(d) => {
+            // An even group of n tolerates n/2 - 1 failures, like the odd one below it.
+            let f = n / 2 - 1;
+            Verdict::Fail(format!(
+                "{} with {n} members tolerates {f} failure{}, like {}; use {} or {}",
+                d.describe(),
+                if f == 1 { "" } else { "s" },
+                n - 1,
+                n - 1,
+                n + 1
+            ))
+        }
+        Quorum::Annotated => Verdict::Fail(format!(
+            "spec.replicas is {n}: a quorum set needs an odd count to survive a split; use {} or {}",
+            n - 1,
+            n + 1
+        )),
+    }
 }
 
-/// `old` is the replica count before this change.
-pub fn quorum_scale_down(sts: &StatefulSet, old: i32) -> Verdict {
+/// `old` is the replica count before this change; `q` as for [`quorum_odd`].
+pub fn quorum_scale_down(sts: &StatefulSet, old: i32, q: &Quorum) -> Verdict {
     let n = replicas(sts);
-    if !is_true(sts, keys::QUORUM) || n == 0 || n >= old {
+    if *q == Quorum::No || n == 0 || n >= old {
         return Verdict::Pass;
     }
     let majority = old / 2 + 1;
     if n >= majority {
         return Verdict::Pass;
     }
-    Verdict::Fail(format!(
-        "spec.replicas {old} -> {n} drops below a majority ({majority}) of the quorum at once; scale down to {majority} first"
-    ))
+    Verdict::Fail(match q {
+        Quorum::Detected(d) => format!(
+            "{}: {old} -> {n} members drops below a majority ({majority}) at once; scale down to {majority} first",
+            d.describe()
+        ),
+        _ => format!(
+            "spec.replicas {old} -> {n} drops below a majority ({majority}) of the quorum at once; scale down to {majority} first"
+        ),
+    })
 }
 
 /// Provisioners of node-local volumes: their claims must bind where the pod lands.
