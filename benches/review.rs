@@ -70,6 +70,9 @@ fn bench(c: &mut Criterion) {
         g.bench_function("stsguard_mutate", |b| {
             b.iter(|| answer(Endpoint::Mutate, black_box(&body), &policy, &lookups).unwrap())
         });
+        g.bench_function("bounds_scan", |b| {
+            b.iter(|| stsguard::bounds::check_body(black_box(&body)))
+        });
         g.bench_function("stsguard_validate", |b| {
             b.iter(|| answer(Endpoint::Validate, black_box(&body), &policy, &lookups).unwrap())
         });

@@ -17,6 +17,11 @@ pub const MAX_BODY: usize = 7 * 1024 * 1024;
 /// objects: 4,096 leaves room for StatefulSets twice that size.
 pub const MAX_OBJECTS: usize = 4096;
 
+/// JSON strings and arrays in one review body, not counting `managedFields`. Each becomes at
+/// least a 24-byte `String` or `Vec` (`""` and `[]` are two bytes), so this bounds that
+/// amplification to a few MiB; real reviews have a few thousand.
+pub const MAX_STRINGS_AND_ARRAYS: usize = 65_536;
+
 /// Containers and init containers in one pod template. Kubernetes sets no number; real pods have
 /// a handful (the corpus: at most 5). Each container gets the identity variables and the role
 /// mount, so this bounds the patch (~2,000 operations at most).
@@ -24,10 +29,15 @@ pub const MAX_CONTAINERS: usize = 256;
 
 /// The first limit `body` breaks, as the reason the review is not evaluated.
 pub fn check_body(body: &[u8]) -> Result<(), String> {
-    let objects = count_objects(body, MAX_OBJECTS + 1);
-    if objects > MAX_OBJECTS {
+    let n = count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1);
+    if n.objects > MAX_OBJECTS {
         return Err(format!(
             "the review holds more than {MAX_OBJECTS} JSON objects (stsguard's bound on work per review)"
+        ));
+    }
+    if n.others > MAX_STRINGS_AND_ARRAYS {
+        return Err(format!(
+            "the review holds more than {MAX_STRINGS_AND_ARRAYS} JSON strings and arrays (stsguard's bound on work per review)"
         ));
     }
     Ok(())
@@ -48,38 +58,55 @@ pub fn check_pod(pod: Option<&PodSpec>) -> Result<(), String> {
     Ok(())
 }
 
+/// What [`count_nodes`] counted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Nodes {
+    /// `{`
+    pub objects: usize,
+    /// Strings (keys and values) and `[`.
+    pub others: usize,
+}
+
 /// Counts the JSON objects (`{`) in `json` outside strings and outside the values of
-/// `managedFields` keys, stopping once `stop` is reached. One pass; strings are skipped with
-/// `memchr`. Not a validator: malformed JSON gets some count and fails later in the parser.
+/// `managedFields` keys, stopping once `stop` is reached.
 pub fn count_objects(json: &[u8], stop: usize) -> usize {
-    let mut n = 0;
+    count_nodes(json, stop, usize::MAX).objects
+}
+
+/// Counts objects, and strings and arrays, outside the values of `managedFields` keys, stopping
+/// once either count passes its `stop`. One pass: structure byte by byte, strings skipped with
+/// `memchr`. Not a validator: malformed JSON gets some count and fails later in the parser.
+pub fn count_nodes(json: &[u8], stop_objects: usize, stop_others: usize) -> Nodes {
+    let mut n = Nodes::default();
     let mut i = 0;
     // The span of the last string read outside a string, to recognise `"managedFields":`.
     let mut last_string: (usize, usize) = (0, 0);
-    while n < stop {
-        let Some(at) = memchr::memchr3(b'{', b'"', b':', &json[i..]) else {
-            break;
-        };
-        let at = i + at;
-        match json[at] {
+    while i < json.len() && n.objects < stop_objects && n.others < stop_others {
+        match json[i] {
             b'{' => {
-                n += 1;
-                i = at + 1;
+                n.objects += 1;
+                i += 1;
+            }
+            b'[' => {
+                n.others += 1;
+                i += 1;
             }
             b'"' => {
-                let end = string_end(json, at + 1);
-                last_string = (at + 1, end);
+                n.others += 1;
+                let end = string_end(json, i + 1);
+                last_string = (i + 1, end);
                 i = (end + 1).min(json.len());
             }
-            _ => {
-                // ':' — is the key just read `managedFields`? Then pass over its value.
+            b':' => {
+                // Is the key just read `managedFields`? Then pass over its value.
                 let (s, e) = last_string;
-                i = at + 1;
+                i += 1;
                 if e <= json.len() && &json[s..e] == b"managedFields" {
                     i = value_end(json, i);
                 }
                 last_string = (0, 0);
             }
+            _ => i += 1,
         }
     }
     n
@@ -131,6 +158,13 @@ mod tests {
     #[test]
     fn counts_objects_outside_strings_and_managed_fields() {
         assert_eq!(count_objects(br#"{"a":{"b":"{{{"},"c":[{},{}]}"#, 100), 4);
+        assert_eq!(
+            count_nodes(br#"{"a":{"b":"{{{"},"c":[{},{}]}"#, 100, 100),
+            Nodes {
+                objects: 4,
+                others: 5
+            }
+        );
         assert_eq!(count_objects(br#"{"a":"\"{\\","b":{}}"#, 100), 2);
         let with_mf = br#"{"metadata":{"managedFields":[{"f:x":{"f:y":{}}},{"a":"}"}],"name":"n"},"spec":{}}"#;
         assert_eq!(count_objects(with_mf, 100), 3);
@@ -156,5 +190,12 @@ mod tests {
                 .unwrap_err()
                 .contains("JSON objects")
         );
+        let strings = format!(r#"{{"args":[{}""]}}"#, "\"\",".repeat(MAX_STRINGS_AND_ARRAYS));
+        assert!(check_body(strings.as_bytes()).unwrap_err().contains("strings and arrays"));
+        let arrays = format!(r#"{{"x":[{}[]]}}"#, "[],".repeat(MAX_STRINGS_AND_ARRAYS));
+        assert!(check_body(arrays.as_bytes()).unwrap_err().contains("strings and arrays"));
+        // managedFields, however large, is not counted.
+        let mf = format!(r#"{{"metadata":{{"managedFields":[{}{{}}]}}}}"#, "{\"a\":[\"\"]},".repeat(50_000));
+        assert_eq!(count_nodes(mf.as_bytes(), usize::MAX, usize::MAX).objects, 2);
     }
 }
