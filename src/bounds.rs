@@ -173,7 +173,12 @@ mod tests {
         // Stops early.
         assert_eq!(count_objects(&b"{}".repeat(1000), 10), 10);
         // Unterminated input: no panic.
-        for s in [&b"{\"a"[..], b"{\"managedFields\":[{", b"\"\\", b"{\"managedFields\":"] {
+        for s in [
+            &b"{\"a"[..],
+            b"{\"managedFields\":[{",
+            b"\"\\",
+            b"{\"managedFields\":",
+        ] {
             let _ = count_objects(s, 100);
         }
     }
@@ -190,12 +195,29 @@ mod tests {
                 .unwrap_err()
                 .contains("JSON objects")
         );
-        let strings = format!(r#"{{"args":[{}""]}}"#, "\"\",".repeat(MAX_STRINGS_AND_ARRAYS));
-        assert!(check_body(strings.as_bytes()).unwrap_err().contains("strings and arrays"));
+        let strings = format!(
+            r#"{{"args":[{}""]}}"#,
+            "\"\",".repeat(MAX_STRINGS_AND_ARRAYS)
+        );
+        assert!(
+            check_body(strings.as_bytes())
+                .unwrap_err()
+                .contains("strings and arrays")
+        );
         let arrays = format!(r#"{{"x":[{}[]]}}"#, "[],".repeat(MAX_STRINGS_AND_ARRAYS));
-        assert!(check_body(arrays.as_bytes()).unwrap_err().contains("strings and arrays"));
+        assert!(
+            check_body(arrays.as_bytes())
+                .unwrap_err()
+                .contains("strings and arrays")
+        );
         // managedFields, however large, is not counted.
-        let mf = format!(r#"{{"metadata":{{"managedFields":[{}{{}}]}}}}"#, "{\"a\":[\"\"]},".repeat(50_000));
-        assert_eq!(count_nodes(mf.as_bytes(), usize::MAX, usize::MAX).objects, 2);
+        let mf = format!(
+            r#"{{"metadata":{{"managedFields":[{}{{}}]}}}}"#,
+            "{\"a\":[\"\"]},".repeat(50_000)
+        );
+        assert_eq!(
+            count_nodes(mf.as_bytes(), usize::MAX, usize::MAX).objects,
+            2
+        );
     }
 }

@@ -465,7 +465,14 @@ pub async fn serve_tls(
     timeouts: Timeouts,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
-    serve(listener, Some(TlsAcceptor::from(tls)), app, timeouts, shutdown).await
+    serve(
+        listener,
+        Some(TlsAcceptor::from(tls)),
+        app,
+        timeouts,
+        shutdown,
+    )
+    .await
 }
 
 /// Serves `app` on plain HTTP (the metrics port) with the same connection limits.

@@ -34,4 +34,3 @@ mod tests {
         assert!(quote(&"x".repeat(10_000)).len() < 110);
     }
 }
-

@@ -91,8 +91,7 @@ async fn too_many_containers_is_answered_per_on_error() {
 async fn a_flood_of_tiny_objects_is_not_read_into_types() {
     // 200,000 `{}` volumes: 400 KB of JSON that would be ~640 MB of typed Volumes.
     let body = review_with(|o| {
-        o["spec"]["template"]["spec"]["volumes"] =
-            vec![serde_json::json!({}); 200_000].into();
+        o["spec"]["template"]["spec"]["volumes"] = vec![serde_json::json!({}); 200_000].into();
     });
     let app = router(
         state(Policy::default(), Limits::default()),

@@ -174,7 +174,11 @@ fn network_policy_when_enabled() {
         .arg(&f)
         .output()
         .expect("kubernetes-validate is not installed: run .ci/install-tools.sh");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -226,7 +230,11 @@ fn chart_policy_is_what_the_server_loads() {
     assert!(serve.request_timeout < timeout, "{args:?}");
     assert_eq!(serve.max_inflight_mib, 32);
     assert!(
-        c["env"].as_array().unwrap().iter().all(|e| e["name"] != "MIMALLOC_ARENA_EAGER_COMMIT"),
+        c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["name"] != "MIMALLOC_ARENA_EAGER_COMMIT"),
         "the server's small allocator settings need no environment variable"
     );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");

@@ -509,16 +509,32 @@ fn role_image_pull_secrets_only_where_the_user_set_none() {
         .collect();
     assert_eq!(secrets, vec!["registry-a"]);
     // Idempotent, and the server's patch says the same as the full diff.
-    assert!(patch_for(&m.object, &mutate(&m.object, &policy).object).unwrap().0.is_empty());
+    assert!(
+        patch_for(&m.object, &mutate(&m.object, &policy).object)
+            .unwrap()
+            .0
+            .is_empty()
+    );
     let mut copy = with_roles.clone();
     let (_, patch) = stsguard::mutate::mutate_with_patch(&mut copy, &policy).unwrap();
     assert_eq!(patch, patch_for(&with_roles, &m.object).unwrap());
     // The user's own secrets stay as they are.
     let mut own = with_roles.clone();
-    own.spec.as_mut().unwrap().template.spec.as_mut().unwrap().image_pull_secrets =
-        Some(vec![k8s_openapi::api::core::v1::LocalObjectReference { name: "mine".into() }]);
+    own.spec
+        .as_mut()
+        .unwrap()
+        .template
+        .spec
+        .as_mut()
+        .unwrap()
+        .image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference {
+        name: "mine".into(),
+    }]);
     let m = mutate(&own, &policy);
-    assert_eq!(pod(&m.object).image_pull_secrets, pod(&own).image_pull_secrets);
+    assert_eq!(
+        pod(&m.object).image_pull_secrets,
+        pod(&own).image_pull_secrets
+    );
     // Without roles there is no role image: nothing added.
     let m = mutate(&sts(BASE), &policy);
     assert!(pod(&m.object).image_pull_secrets.is_none());
@@ -531,7 +547,10 @@ fn a_system_role_mount_path_falls_back_to_the_policy_path() {
         annotate(s, "stsguard.io/role-mount-path", "/usr/bin");
     });
     let m = run(&s);
-    let mounts = pod(&m.object).containers[0].volume_mounts.clone().unwrap_or_default();
+    let mounts = pod(&m.object).containers[0]
+        .volume_mounts
+        .clone()
+        .unwrap_or_default();
     assert!(
         mounts.iter().any(|v| v.mount_path == "/etc/stsguard"),
         "{mounts:?}"

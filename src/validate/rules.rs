@@ -8,8 +8,8 @@ use k8s_openapi::api::core::v1::PodSpec;
 use super::quorum::Quorum;
 use super::{Lookup, Lookups, Verdict, replicas};
 use crate::labels::{self, keys, selector_matches};
-use crate::text::quote as short;
 use crate::mutate::{affinity, pod::role_node_selector, roles as mroles};
+use crate::text::quote as short;
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
 
