@@ -418,9 +418,21 @@ fn role_mount_path_refuses_system_paths() {
     accepts(r, &at("/etc/stsguard"));
     accepts(r, &at("/var/lib/mysql-role"));
     for bad in [
-        "/", "/bin", "/usr", "/usr/local/bin", "/etc", "/etc/", "/lib64", "/proc/self",
-        "/sys", "/dev/shm", "/var/run/secrets", "/var/run/secrets/kubernetes.io",
-        "//etc", "/etc/stsguard/../../usr", "relative/path",
+        "/",
+        "/bin",
+        "/usr",
+        "/usr/local/bin",
+        "/etc",
+        "/etc/",
+        "/lib64",
+        "/proc/self",
+        "/sys",
+        "/dev/shm",
+        "/var/run/secrets",
+        "/var/run/secrets/kubernetes.io",
+        "//etc",
+        "/etc/stsguard/../../usr",
+        "relative/path",
     ] {
         let m = rejects(r, &at(bad));
         assert!(m.contains("stsguard.io/role-mount-path"), "{bad}: {m}");
