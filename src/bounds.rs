@@ -9,18 +9,19 @@ use k8s_openapi::api::core::v1::PodSpec;
 /// the API server's 3 MiB request limit.
 pub const MAX_BODY: usize = 7 * 1024 * 1024;
 
-/// JSON objects in one review body, not counting `metadata.managedFields` (never read into a
-/// type). A JSON object becomes a typed struct of up to ~3 KiB (a `Volume`: 3,208 bytes; a
+/// JSON objects in one review body, not counting `object.metadata.managedFields` and
+/// `oldObject.metadata.managedFields` (the decoder never reads those into a type). A JSON object becomes a typed struct of up to ~3 KiB (a `Volume`: 3,208 bytes; a
 /// `Container`: 2,120), so `{}` — two bytes — can cost three thousand: this bounds that
 /// amplification to ~13 MiB per review. The largest real StatefulSet review in the corpus
 /// (argo-cd's application controller) has 775 objects with managedFields; an UPDATE has two
 /// objects: 4,096 leaves room for StatefulSets twice that size.
 pub const MAX_OBJECTS: usize = 4096;
 
-/// JSON strings and arrays in one review body, not counting `managedFields`. Each becomes at
-/// least a 24-byte `String` or `Vec` (`""` and `[]` are two bytes), so this bounds that
-/// amplification to a few MiB; real reviews have a few thousand.
-pub const MAX_STRINGS_AND_ARRAYS: usize = 65_536;
+/// JSON values other than objects — strings, arrays and the elements after a comma — in one
+/// review body, not counting the top-level `managedFields`. Each becomes at most a 32-byte
+/// `String`, `Vec` or `serde_json::Value` (`""`, `[]` and `,0` are two bytes), so this bounds
+/// that amplification to a few MiB; real reviews have a few thousand.
+pub const MAX_STRINGS_AND_ARRAYS: usize = 131_072;
 
 /// Containers and init containers in one pod template. Kubernetes sets no number; real pods have
 /// a handful (the corpus: at most 5). Each container gets the identity variables and the role
@@ -37,7 +38,7 @@ pub fn check_body(body: &[u8]) -> Result<(), String> {
     }
     if n.others > MAX_STRINGS_AND_ARRAYS {
         return Err(format!(
-            "the review holds more than {MAX_STRINGS_AND_ARRAYS} JSON strings and arrays (stsguard's bound on work per review)"
+            "the review holds more than {MAX_STRINGS_AND_ARRAYS} JSON strings, arrays and values (stsguard's bound on work per review)"
         ));
     }
     Ok(())
@@ -63,7 +64,7 @@ pub fn check_pod(pod: Option<&PodSpec>) -> Result<(), String> {
 pub struct Nodes {
     /// `{`
     pub objects: usize,
-    /// Strings (keys and values) and `[`.
+    /// Strings (keys and values), `[` and `,`.
     pub others: usize,
 }
 
@@ -73,21 +74,38 @@ pub fn count_objects(json: &[u8], stop: usize) -> usize {
     count_nodes(json, stop, usize::MAX).objects
 }
 
-/// Counts objects, and strings and arrays, outside the values of `managedFields` keys, stopping
-/// once either count passes its `stop`. One pass: structure byte by byte, strings skipped with
-/// `memchr`. Not a validator: malformed JSON gets some count and fails later in the parser.
+/// The nesting depth at which the decoder passes over `managedFields`: the review (1), its
+/// `request` (2), `object` or `oldObject` (3), their `metadata` (4).
+const MANAGED_FIELDS_DEPTH: usize = 4;
+
+/// Counts objects, and strings, arrays and commas, outside the values of `managedFields` keys
+/// at the depth the decoder skips them ([`MANAGED_FIELDS_DEPTH`]; deeper ones, such as a pod
+/// template's, are read into types and counted), stopping once either count passes its `stop`.
+/// One pass: structure byte by byte, strings skipped with `memchr`. Not a validator: malformed
+/// JSON gets some count and fails later in the parser.
 pub fn count_nodes(json: &[u8], stop_objects: usize, stop_others: usize) -> Nodes {
     let mut n = Nodes::default();
     let mut i = 0;
+    let mut depth = 0usize;
     // The span of the last string read outside a string, to recognise `"managedFields":`.
     let mut last_string: (usize, usize) = (0, 0);
     while i < json.len() && n.objects < stop_objects && n.others < stop_others {
         match json[i] {
             b'{' => {
                 n.objects += 1;
+                depth += 1;
                 i += 1;
             }
             b'[' => {
+                n.others += 1;
+                depth += 1;
+                i += 1;
+            }
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                i += 1;
+            }
+            b',' => {
                 n.others += 1;
                 i += 1;
             }
@@ -98,10 +116,13 @@ pub fn count_nodes(json: &[u8], stop_objects: usize, stop_others: usize) -> Node
                 i = (end + 1).min(json.len());
             }
             b':' => {
-                // Is the key just read `managedFields`? Then pass over its value.
+                // Is the key just read the `managedFields` the decoder skips? Pass over its value.
                 let (s, e) = last_string;
                 i += 1;
-                if e <= json.len() && &json[s..e] == b"managedFields" {
+                if depth == MANAGED_FIELDS_DEPTH
+                    && e <= json.len()
+                    && &json[s..e] == b"managedFields"
+                {
                     i = value_end(json, i);
                 }
                 last_string = (0, 0);
@@ -162,12 +183,15 @@ mod tests {
             count_nodes(br#"{"a":{"b":"{{{"},"c":[{},{}]}"#, 100, 100),
             Nodes {
                 objects: 4,
-                others: 5
+                others: 7
             }
         );
         assert_eq!(count_objects(br#"{"a":"\"{\\","b":{}}"#, 100), 2);
-        let with_mf = br#"{"metadata":{"managedFields":[{"f:x":{"f:y":{}}},{"a":"}"}],"name":"n"},"spec":{}}"#;
-        assert_eq!(count_objects(with_mf, 100), 3);
+        let with_mf = br#"{"request":{"object":{"metadata":{"managedFields":[{"f:x":{"f:y":{}}},{"a":"}"}],"name":"n"},"spec":{}}}}"#;
+        assert_eq!(count_objects(with_mf, 100), 5);
+        // A managedFields the decoder reads into types (a pod template's) is counted.
+        let nested = br#"{"request":{"object":{"spec":{"template":{"metadata":{"managedFields":[{},{},{}]}}}}}}"#;
+        assert_eq!(count_objects(nested, 100), 9);
         // A string that says managedFields but is a value, not a key: no skip.
         assert_eq!(count_objects(br#"{"k":"managedFields","x":{}}"#, 100), 2);
         // Stops early.
@@ -202,22 +226,27 @@ mod tests {
         assert!(
             check_body(strings.as_bytes())
                 .unwrap_err()
-                .contains("strings and arrays")
+                .contains("strings, arrays")
         );
         let arrays = format!(r#"{{"x":[{}[]]}}"#, "[],".repeat(MAX_STRINGS_AND_ARRAYS));
         assert!(
             check_body(arrays.as_bytes())
                 .unwrap_err()
-                .contains("strings and arrays")
+                .contains("strings, arrays")
         );
-        // managedFields, however large, is not counted.
+        let numbers = format!(r#"{{"x":[{}0]}}"#, "0,".repeat(MAX_STRINGS_AND_ARRAYS));
+        assert!(
+            check_body(numbers.as_bytes())
+                .unwrap_err()
+                .contains("strings, arrays")
+        );
+        // The top-level managedFields, however large, is not counted.
         let mf = format!(
-            r#"{{"metadata":{{"managedFields":[{}{{}}]}}}}"#,
+            r#"{{"request":{{"object":{{"metadata":{{"managedFields":[{}{{}}]}}}}}}}}"#,
             "{\"a\":[\"\"]},".repeat(50_000)
         );
-        assert_eq!(
-            count_nodes(mf.as_bytes(), usize::MAX, usize::MAX).objects,
-            2
-        );
+        let n = count_nodes(mf.as_bytes(), usize::MAX, usize::MAX);
+        assert_eq!(n.objects, 4);
+        assert!(n.others < 10, "{n:?}");
     }
 }

@@ -43,6 +43,8 @@ pub struct RoleSpec {
     sorted: Vec<(u32, Option<u32>, usize)>,
     /// The entry of `*`, if any.
     rest: Option<usize>,
+    /// The distinct role names.
+    names: HashSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -159,10 +161,12 @@ impl RoleSpec {
             .collect();
         sorted.sort_by_key(|s| s.0);
         let rest = entries.iter().position(|e| e.range == Range::Rest);
+        let names = entries.iter().map(|e| e.role.clone()).collect();
         let parsed = RoleSpec {
             entries,
             sorted,
             rest,
+            names,
         };
         parsed.check()?;
         Ok(parsed)
@@ -187,6 +191,20 @@ impl RoleSpec {
                     b.0
                 )));
             }
+        }
+        // The first ordinal no span covers, if any (one walk over the sorted spans).
+        let mut next = Some(0u32);
+        for (first, last, _) in &self.sorted {
+            match next {
+                Some(n) if *first <= n => next = last.map(|l| l.saturating_add(1)),
+                _ => break,
+            }
+        }
+        if let (Some(r), None) = (self.rest, next) {
+            return Err(RoleSpecError(format!(
+                "\"{}\" covers no ordinal: the other entries give every ordinal a role; drop it",
+                short(&self.entries[r].text)
+            )));
         }
         if self.rest.is_none() {
             // No `*`: the spans must cover 0.. without a gap and end open.
@@ -233,9 +251,9 @@ impl RoleSpec {
             .collect()
     }
 
-    /// Does the spec name this role?
+    /// Does the spec name this role? (A set look-up.)
     pub fn has_role(&self, role: &str) -> bool {
-        self.entries.iter().any(|e| e.role == role)
+        self.names.contains(role)
     }
 
     /// The role named first (the "primary").
@@ -374,9 +392,11 @@ mod tests {
             ("a", "b", "c")
         );
         assert_eq!(s.primary_ordinal(), 5);
-        // `*` first and no gap before an open span: the rest is empty, the span decides.
-        let s = RoleSpec::parse("a=*,b=0-3,a=4-")?;
-        assert_eq!(s.primary_ordinal(), 4);
+        // A `*` that covers no ordinal is refused (it would name no pod).
+        for spec in ["a=*,b=0-3,a=4-", "a=*,b=0-"] {
+            let e = RoleSpec::parse(spec).unwrap_err().0;
+            assert!(e.contains("\"a=*\" covers no ordinal"), "{e}");
+        }
         Ok(())
     }
 }

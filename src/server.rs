@@ -163,17 +163,35 @@ impl Gate {
         (bytes.div_ceil(1024) as u32).min(share)
     }
 
-    /// The bytes of a request of `len`, waiting at most `wait`.
-    async fn bytes(&self, len: Option<usize>, wait: Duration) -> Option<Permit> {
-        let pool = if Self::is_large(len) {
-            &self.large_kib
+    /// Grows what a request holds from its share (`large`: the large bodies' one) to `want_kib`
+    /// (capped at the share), waiting at most `wait`. False: the budget stayed full.
+    async fn grow(
+        &self,
+        large: bool,
+        held: &mut Option<Permit>,
+        want_kib: u32,
+        wait: Duration,
+    ) -> bool {
+        let (pool, share) = if large {
+            (&self.large_kib, self.large_total)
         } else {
-            &self.small_kib
+            (&self.small_kib, self.small_total)
         };
-        tokio::time::timeout(wait, pool.clone().acquire_many_owned(self.charge(len)))
-            .await
-            .ok()?
-            .ok()
+        let have = held.as_ref().map_or(0, |p| p.num_permits() as u32);
+        let want = want_kib.min(share);
+        if want <= have {
+            return true;
+        }
+        match tokio::time::timeout(wait, pool.clone().acquire_many_owned(want - have)).await {
+            Ok(Ok(more)) => {
+                match held {
+                    Some(p) => p.merge(more),
+                    None => *held = Some(more),
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     /// An evaluation slot for a body of `len` bytes, waiting until `deadline`.
@@ -234,47 +252,69 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
             format!("the body is over {MAX_BODY} bytes"),
         );
     }
-    let bytes = match gate.bytes(len, gate.limits.wait.min(budget)).await {
-        Some(p) => p,
-        None => {
-            state.metrics.reject("bytes");
-            let mut r = plain(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "stsguard is at its bound on request bytes in flight; retry".into(),
-            );
-            r.headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            return r;
-        }
+    // The byte budget: bytes are counted as they arrive, before they are buffered (a client
+    // that sends headers and no body holds nothing), and the review's evaluation (four times
+    // the body) once the body is complete.
+    let large = Gate::is_large(len);
+    let wait = gate.limits.wait.min(budget);
+    let mut held: Option<Permit> = None;
+    let busy = |state: &AppState| {
+        state.metrics.reject("bytes");
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stsguard is at its bound on request bytes in flight; retry".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        r
     };
-    let body = match timeout_at(
-        deadline,
-        http_body_util::Limited::new(req.into_body(), MAX_BODY).collect(),
-    )
-    .await
-    {
-        Ok(Ok(c)) => c.to_bytes(),
-        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+    let mut buf: Vec<u8> = Vec::with_capacity(len.unwrap_or(0).min(LARGE_BODY));
+    let mut incoming = req.into_body();
+    loop {
+        let frame = match timeout_at(deadline, incoming.frame()).await {
+            Err(_) => {
+                state.metrics.reject("time");
+                return plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive within the review's time budget".into(),
+                );
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {}", cut(&e.to_string(), 200)),
+                );
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = buf.len() + data.len();
+        if total > MAX_BODY {
             state.metrics.reject("size");
             return plain(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("the body is over {MAX_BODY} bytes"),
             );
         }
-        Ok(Err(e)) => {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                format!("the body could not be read: {}", cut(&e.to_string(), 200)),
-            );
+        if !gate
+            .grow(large, &mut held, total.div_ceil(1024) as u32, wait)
+            .await
+        {
+            return busy(&state);
         }
-        Err(_) => {
-            state.metrics.reject("time");
-            return plain(
-                StatusCode::REQUEST_TIMEOUT,
-                "the body did not arrive within the review's time budget".into(),
-            );
-        }
-    };
+        buf.extend_from_slice(&data);
+    }
+    let body = Bytes::from(buf);
+    if !gate
+        .grow(large, &mut held, gate.charge(Some(body.len())), wait)
+        .await
+    {
+        return busy(&state);
+    }
+    let bytes = held;
     let policy = state.policy.load_full();
     let result = match gate.worker(body.len(), deadline).await {
         Some(worker) => {

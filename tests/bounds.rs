@@ -137,13 +137,16 @@ async fn past_the_byte_budget_a_request_waits_then_gets_503() {
         wait: Duration::from_millis(300),
     };
     let app = router(state(Policy::default(), limits), Duration::from_secs(10));
-    // A request whose 7 MiB body trickles: it holds the whole budget while it is read.
-    let (tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    // A request whose 7 MiB body stalls after 5 MiB: it holds those 5 MiB while it waits.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let slow = axum::http::Request::post("/mutate")
         .header("content-length", 7 * 1024 * 1024)
         .body(Body::from_stream(rx))
         .unwrap();
     let holder = tokio::spawn(app.clone().oneshot(slow));
+    futures::SinkExt::send(&mut tx, Ok(vec![b' '; 5 * 1024 * 1024]))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     let t = Instant::now();
     let req = axum::http::Request::post("/mutate")
@@ -154,20 +157,61 @@ async fn past_the_byte_budget_a_request_waits_then_gets_503() {
     assert_eq!(resp.status().as_u16(), 503);
     assert_eq!(resp.headers()["retry-after"], "1");
     assert!(t.elapsed() >= Duration::from_millis(250), "it waited first");
-    // A small review still fits next to the held budget? No: the holder has it all. Once the
-    // holder's body ends (here: cut short, a 400), the budget is back.
+    // Ordinary reviews draw on their own share: unaffected by the large body held.
+    let review = serde_json::to_vec(&read_json(&local_fixture(
+        "statefulset-CREATE.mutating.json",
+    )))
+    .unwrap();
+    let (status, v) = post(&app, "/mutate", review.clone()).await;
+    assert_eq!(status, 200, "{v}");
+    // Once the holder's body ends (here: cut short, a 400), the budget is back.
     drop(tx);
     let _ = holder.await;
-    let (status, v) = post(
-        &app,
-        "/mutate",
-        serde_json::to_vec(&read_json(&local_fixture(
-            "statefulset-CREATE.mutating.json",
-        )))
-        .unwrap(),
-    )
-    .await;
+    let req = axum::http::Request::post("/mutate")
+        .header("content-length", 7 * 1024 * 1024)
+        .body(Body::from(vec![b' '; 7 * 1024 * 1024]))
+        .unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400, "read and answered: not JSON");
+}
+
+#[tokio::test]
+async fn requests_that_send_no_body_hold_no_budget() {
+    let limits = Limits {
+        inflight_bytes: 8 * 1024 * 1024,
+        workers: 2,
+        wait: Duration::from_millis(300),
+    };
+    let app = router(state(Policy::default(), limits), Duration::from_secs(10));
+    // 64 ordinary-sized requests that announce a body and never send it.
+    let mut senders = Vec::new();
+    let mut stalled = Vec::new();
+    for _ in 0..64 {
+        let (tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+        let req = axum::http::Request::post("/mutate")
+            .header("content-length", 200 * 1024)
+            .body(Body::from_stream(rx))
+            .unwrap();
+        senders.push(tx);
+        stalled.push(tokio::spawn(app.clone().oneshot(req)));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let review = serde_json::to_vec(&read_json(&local_fixture(
+        "statefulset-CREATE.mutating.json",
+    )))
+    .unwrap();
+    let t = Instant::now();
+    let (status, v) = post(&app, "/mutate", review).await;
     assert_eq!(status, 200, "{v}");
+    assert!(
+        t.elapsed() < Duration::from_millis(250),
+        "waited {:?} behind bodies that never came",
+        t.elapsed()
+    );
+    drop(senders);
+    for s in stalled {
+        let _ = s.await;
+    }
 }
 
 #[tokio::test]
