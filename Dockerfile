@@ -3,6 +3,7 @@
 FROM rust:1.85-bookworm AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY src ./src
 COPY benches ./benches
 RUN cargo build --release --locked --bin stsguard && strip target/release/stsguard
