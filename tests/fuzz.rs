@@ -284,8 +284,17 @@ fn deep_nesting_and_huge_strings() {
     );
 }
 
-#[tokio::test]
-async fn through_the_http_router() {
+/// A plain test with its own runtime: each case is driven by the runtime's `block_on` (the
+/// handler uses tokio's timers and semaphores, which a foreign executor inside a tokio task
+/// would starve).
+#[test]
+fn through_the_http_router() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
     use axum::body::Body;
     use tower::ServiceExt;
     let app = stsguard::server::router(
@@ -303,7 +312,7 @@ async fn through_the_http_router() {
     runner
         .run(&strategy, |body| {
             let app = app.clone();
-            let status = futures::executor::block_on(async move {
+            let status = rt.block_on(async move {
                 let req = axum::http::Request::post("/mutate?timeout=5s")
                     .body(Body::from(body))
                     .unwrap();
