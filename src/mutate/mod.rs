@@ -575,35 +575,30 @@ mod tests {
     /// The copy holds only each init container's env and mounts: if their number changed, it
     /// refuses rather than give a wrong patch (the server answers per the failure mode).
     #[test]
-    fn snapshot_refuses_a_changed_init_container_count() {
+    fn snapshot_refuses_a_changed_init_container_count() -> Result<(), Box<dyn std::error::Error>> {
         let before = sts(1);
         let snap = Snapshot::of(&before);
         assert!(snap.patch_to(&sts(2)).is_err());
         assert!(snap.patch_to(&sts(0)).is_err());
         // The same count: the same patch as the full diff.
         let mut after = sts(1);
-        after
+        let pod = after
             .spec
             .as_mut()
-            .unwrap()
-            .template
-            .spec
-            .as_mut()
-            .unwrap()
-            .containers[0]
-            .env = Some(vec![Default::default()]);
-        assert_eq!(
-            snap.patch_to(&after).unwrap(),
-            super::patch_for(&before, &after).unwrap()
-        );
-        assert!(!snap.patch_to(&after).unwrap().0.is_empty());
+            .and_then(|s| s.template.spec.as_mut())
+            .ok_or("no pod spec")?;
+        pod.containers[0].env = Some(vec![Default::default()]);
+        assert_eq!(snap.patch_to(&after)?, super::patch_for(&before, &after)?);
+        assert!(!snap.patch_to(&after)?.0.is_empty());
+        Ok(())
     }
 
     #[test]
-    fn snapshot_without_spec() {
+    fn snapshot_without_spec() -> Result<(), serde_json::Error> {
         let none = StatefulSet::default();
         let snap = Snapshot::of(&none);
-        assert!(snap.patch_to(&none).unwrap().0.is_empty());
+        assert!(snap.patch_to(&none)?.0.is_empty());
         assert!(snap.patch_to(&sts(0)).is_err());
+        Ok(())
     }
 }
