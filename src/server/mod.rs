@@ -1,0 +1,346 @@
+//! The HTTPS webhook server and the plain-HTTP metrics/health server.
+//!
+//! The HTTP layer only decodes, dispatches and encodes: [`crate::review::answer`] does the work.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http_body_util::BodyExt;
+use tokio::net::TcpListener;
+use tokio::time::timeout_at;
+
+use crate::metrics::Metrics;
+use crate::policy::Policy;
+use crate::review::{self, Endpoint};
+use crate::text::cut;
+use crate::validate::Lookups;
+
+pub use crate::bounds::MAX_BODY;
+
+mod conn;
+mod gate;
+
+pub use conn::{Timeouts, serve_plain, serve_tls};
+use gate::Permit;
+pub use gate::{Gate, INLINE_BODY, LARGE_BODY, Limits};
+
+/// Request fields in log lines and 400 reasons are cut to this many bytes.
+pub const LOG_FIELD_MAX: usize = 256;
+
+/// What `/readyz` reports.
+#[derive(Default)]
+pub struct Readiness {
+    pub tls_bound: AtomicBool,
+    pub shutting_down: AtomicBool,
+    /// Have the watch caches synced? None: no caches (`--no-cluster`).
+    pub caches: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl Readiness {
+    pub fn ready(&self) -> Result<(), &'static str> {
+        if self.shutting_down.load(Ordering::Acquire) {
+            return Err("shutting down");
+        }
+        if !self.tls_bound.load(Ordering::Acquire) {
+            return Err("TLS listener not bound");
+        }
+        if self.caches.as_ref().is_some_and(|synced| !synced()) {
+            return Err("watch caches not synced");
+        }
+        Ok(())
+    }
+}
+
+/// Everything a request handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub lookups: Arc<dyn Lookups>,
+    pub metrics: Arc<Metrics>,
+    pub gate: Arc<Gate>,
+}
+
+impl AppState {
+    pub fn new(policy: Policy, lookups: Arc<dyn Lookups>) -> Self {
+        AppState {
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
+            lookups,
+            metrics: Arc::new(Metrics::new()),
+            gate: Arc::new(Gate::new(Limits::default())),
+        }
+    }
+}
+
+fn plain(status: StatusCode, text: String) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text + "\n",
+    )
+        .into_response()
+}
+
+fn content_length(headers: &HeaderMap) -> Option<usize> {
+    headers
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// One review: the byte budget, the body, an evaluation slot, the evaluation off the I/O
+/// workers, all under `budget`. The HTTP layer only decodes, dispatches and encodes.
+async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Request) -> Response {
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::from_std(start + budget);
+    let gate = state.gate.clone();
+    // Refused before anything is read, and so before any `100 Continue`.
+    let len = content_length(req.headers());
+    if len.is_some_and(|l| l > MAX_BODY) {
+        state.metrics.reject("size");
+        return plain(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body is over {MAX_BODY} bytes"),
+        );
+    }
+    // The byte budget: bytes are counted as they arrive, before they are buffered (a client
+    // that sends headers and no body holds nothing), and the review's evaluation (four times
+    // the body) once the body is complete.
+    let large = Gate::is_large(len);
+    let wait = gate.limits.wait.min(budget);
+    let mut held: Option<Permit> = None;
+    let busy = |state: &AppState| {
+        state.metrics.reject("bytes");
+        let mut r = plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "stsguard is at its bound on request bytes in flight; retry".into(),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        r
+    };
+    let mut buf: Vec<u8> = Vec::with_capacity(len.unwrap_or(0).min(LARGE_BODY));
+    let mut incoming = req.into_body();
+    loop {
+        let frame = match timeout_at(deadline, incoming.frame()).await {
+            Err(_) => {
+                state.metrics.reject("time");
+                return plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the body did not arrive within the review's time budget".into(),
+                );
+            }
+            Ok(None) => break,
+            Ok(Some(Err(e))) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body could not be read: {}", cut(&e.to_string(), 200)),
+                );
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let total = buf.len() + data.len();
+        if total > MAX_BODY {
+            state.metrics.reject("size");
+            return plain(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is over {MAX_BODY} bytes"),
+            );
+        }
+        if !gate
+            .grow(large, &mut held, total.div_ceil(1024) as u32, wait)
+            .await
+        {
+            return busy(&state);
+        }
+        buf.extend_from_slice(&data);
+    }
+    let body = Bytes::from(buf);
+    if !gate
+        .grow(large, &mut held, gate.charge(Some(body.len())), wait)
+        .await
+    {
+        return busy(&state);
+    }
+    let bytes = held;
+    let policy = state.policy.load_full();
+    let result = if body.len() <= INLINE_BODY {
+        // An ordinary review: its work is bounded by its size to well under a millisecond, less
+        // than handing it to another thread costs (measured: 25% of the throughput on two
+        // cores), so it runs here, guarded against a panic.
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            review::answer(endpoint, &body, &policy, state.lookups.as_ref())
+        }));
+        drop(bytes);
+        match r {
+            Ok(r) => Some(r),
+            Err(_) => {
+                tracing::error!("a review panicked");
+                Some(unevaluated(body.clone(), policy.clone(), "internal error").await)
+            }
+        }
+    } else {
+        match gate.worker(body.len(), deadline).await {
+            Some(worker) => {
+                let (b, p, l) = (body.clone(), policy.clone(), state.lookups.clone());
+                // The permits go with the work: a review past its budget still holds its slot and
+                // its bytes until it ends (its work is bounded by its input).
+                let task = tokio::task::spawn_blocking(move || {
+                    let _held = (worker, bytes);
+                    review::answer(endpoint, &b, &p, l.as_ref())
+                });
+                match timeout_at(deadline, task).await {
+                    Ok(Ok(r)) => Some(r),
+                    Ok(Err(panic)) => {
+                        tracing::error!(error = %panic, "a review panicked");
+                        Some(unevaluated(body.clone(), policy.clone(), "internal error").await)
+                    }
+                    Err(_) => None,
+                }
+            }
+            None => None,
+        }
+    };
+    let result = match result {
+        Some(r) => r,
+        None => {
+            state.metrics.reject("time");
+            let why = format!(
+                "not evaluated within its {} ms time budget",
+                budget.as_millis()
+            );
+            unevaluated(body, policy, &why).await
+        }
+    };
+    let elapsed = start.elapsed();
+    match result {
+        Ok(answer) => {
+            let s = &answer.summary;
+            state
+                .metrics
+                .record(endpoint.as_str(), s, elapsed.as_secs_f64());
+            tracing::info!(
+                endpoint = endpoint.as_str(),
+                uid = %cut(&s.uid, LOG_FIELD_MAX),
+                kind = %cut(&s.kind, LOG_FIELD_MAX),
+                namespace = %cut(&s.namespace, LOG_FIELD_MAX),
+                name = %cut(&s.name, LOG_FIELD_MAX),
+                operation = %cut(&s.operation, LOG_FIELD_MAX),
+                sub_resource = %cut(&s.sub_resource, LOG_FIELD_MAX),
+                dry_run = s.dry_run,
+                allowed = s.allowed,
+                patched = s.patched,
+                warnings = s.warnings,
+                outcome = s.outcome,
+                latency_us = elapsed.as_micros() as u64,
+                "review"
+            );
+            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+        }
+        Err(bad) => {
+            let s = review::Summary {
+                outcome: "bad_request",
+                ..Default::default()
+            };
+            state
+                .metrics
+                .record(endpoint.as_str(), &s, elapsed.as_secs_f64());
+            let reason = cut(&bad.0, LOG_FIELD_MAX);
+            tracing::warn!(endpoint = endpoint.as_str(), reason = %reason, "bad request");
+            plain(StatusCode::BAD_REQUEST, reason.into_owned())
+        }
+    }
+}
+
+/// [`review::unevaluated`] off the I/O workers (it reads the envelope for the uid).
+async fn unevaluated(
+    body: Bytes,
+    policy: Arc<Policy>,
+    why: &str,
+) -> Result<review::Answer, review::BadReview> {
+    let why = why.to_string();
+    tokio::task::spawn_blocking(move || review::unevaluated(&body, &policy, &why))
+        .await
+        .unwrap_or_else(|_| Err(review::BadReview("the review could not be read".into())))
+}
+
+/// The webhook routes. Public so tests can drive it with `oneshot`. `request_budget` bounds each
+/// review from its first byte to its answer; past it the review is answered per `onError`.
+pub fn router(state: AppState, request_budget: Duration) -> Router {
+    Router::new()
+        .route(
+            "/mutate",
+            post(move |State(s): State<AppState>, req: Request| {
+                handle(Endpoint::Mutate, s, request_budget, req)
+            }),
+        )
+        .route(
+            "/validate",
+            post(move |State(s): State<AppState>, req: Request| {
+                handle(Endpoint::Validate, s, request_budget, req)
+            }),
+        )
+        .fallback(|| async {
+            plain(
+                StatusCode::NOT_FOUND,
+                "not found: POST /mutate or /validate".into(),
+            )
+        })
+        .with_state(state)
+}
+
+/// `/healthz`, `/readyz`, `/metrics` (plain HTTP).
+pub fn metrics_router(metrics: Arc<Metrics>, readiness: Arc<Readiness>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let r = readiness.clone();
+                async move {
+                    match r.ready() {
+                        Ok(()) => plain(StatusCode::OK, "ready".into()),
+                        Err(why) => {
+                            plain(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}"))
+                        }
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let m = metrics.clone();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        m.encode(),
+                    )
+                }
+            }),
+        )
+}
+
+/// Binds a TCP listener with a clear error.
+pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot bind the {what} address {addr}: {e}"))
+}
