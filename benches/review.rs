@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
 use stsguard::policy::Policy;
-use stsguard::review::{Endpoint, answer};
+use stsguard::admission::{Endpoint, answer};
 use stsguard::validate::NoLookups;
 
 // The same allocator as the stsguard binary, for the floor and stsguard alike.

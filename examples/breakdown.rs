@@ -58,8 +58,8 @@ fn main() {
     time("clone", n, || sts.clone());
     time("mutate", n, || stsguard::mutate::mutate(&sts, &policy));
     let m = stsguard::mutate::mutate(&sts, &policy);
-    time("statefulset_patch", n, || {
-        stsguard::mutate::statefulset_patch(&sts, &m.object).unwrap()
+    time("patch::statefulset", n, || {
+        stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap()
     });
     let t0 = &sts.spec.as_ref().unwrap().template;
     let t1 = &m.object.spec.as_ref().unwrap().template;
@@ -106,23 +106,22 @@ fn main() {
     time("typed parse of the RawValue", n, || {
         serde_json::from_str::<StatefulSet>(e.request.object.get()).unwrap()
     });
-    let raw: stsguard::review::RawObject = serde_json::from_str(e.request.object.get()).unwrap();
     time("typed parse skipping managedFields", n, || {
-        stsguard::review::without_managed_fields::<StatefulSet, false>(&raw).unwrap()
+        stsguard::admission::statefulset_from_str(e.request.object.get()).unwrap()
     });
-    time("mutate_with_patch", n, || {
-        let mut s = sts.clone();
-        stsguard::mutate::mutate_with_patch(&mut s, &policy).unwrap()
+    time("mutate + patch", n, || {
+        let m = stsguard::mutate::mutate(&sts, &policy);
+        stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap()
     });
-    let patch = stsguard::mutate::statefulset_patch(&sts, &m.object).unwrap();
+    let patch = stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap();
     let resp = kube::core::admission::AdmissionResponse::invalid("x");
     time("encode", n, || {
-        stsguard::review::encode(&resp, Some(&patch))
+        stsguard::admission::encode(&resp, Some(&patch))
     });
     time("answer mutate", n, || {
-        stsguard::review::answer(stsguard::review::Endpoint::Mutate, &body, &policy, &l).unwrap()
+        stsguard::admission::answer(stsguard::admission::Endpoint::Mutate, &body, &policy, &l).unwrap()
     });
     time("answer validate", n, || {
-        stsguard::review::answer(stsguard::review::Endpoint::Validate, &body, &policy, &l).unwrap()
+        stsguard::admission::answer(stsguard::admission::Endpoint::Validate, &body, &policy, &l).unwrap()
     });
 }

@@ -16,7 +16,7 @@ fn main() {
     let l = stsguard::validate::NoLookups("x".into());
     for _ in 0..n {
         std::hint::black_box(
-            stsguard::review::answer(stsguard::review::Endpoint::Mutate, &body, &policy, &l)
+            stsguard::admission::answer(stsguard::admission::Endpoint::Mutate, &body, &policy, &l)
                 .unwrap(),
         );
     }

@@ -126,7 +126,7 @@ pub fn write_bundle(
     std::fs::create_dir_all(out)?;
     let mut names = service_names(service, namespace);
     for n in extra {
-        if n.parse::<std::net::IpAddr>().is_err() && !crate::labels::is_dns_subdomain(n) {
+        if n.parse::<std::net::IpAddr>().is_err() && !crate::k8s::labels::is_dns_subdomain(n) {
             anyhow::bail!("--san {n:?} is neither a DNS name nor an IP address");
         }
         if !names.contains(n) {

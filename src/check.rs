@@ -8,7 +8,8 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Serialize;
 
 use crate::lookups::StaticLookups;
-use crate::mutate::{self, pod::role_node_selector};
+use crate::k8s::roles::role_node_selector;
+use crate::mutate;
 use crate::policy::Policy;
 use crate::validate::{self, Finding, Review, Subject};
 
@@ -174,7 +175,7 @@ pub fn check_one(
         .namespace
         .get_or_insert_with(|| namespace.clone());
     let m = mutate::mutate(&sts, policy);
-    let patch = mutate::patch_for(&sts, &m.object).map_err(|e| BadInput(e.to_string()))?;
+    let patch = mutate::patch::statefulset(&sts, &m.object).map_err(|e| BadInput(e.to_string()))?;
     let findings = validate::validate(
         &Review {
             namespace: &namespace,
@@ -203,7 +204,7 @@ pub fn check_one(
 
 /// Per role, the ordinals and where its pods will be placed.
 pub fn placement(sts: &StatefulSet) -> Vec<(String, String)> {
-    let Some(Ok(spec)) = mutate::roles::spec_of(sts) else {
+    let Some(Ok(spec)) = crate::k8s::roles::spec_of(sts) else {
         return Vec::new();
     };
     let anns = sts.metadata.annotations.clone().unwrap_or_default();

@@ -41,21 +41,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod admission;
 pub mod bounds;
 pub mod certs;
 pub mod check;
 pub mod cli;
-pub mod decode;
-pub mod labels;
+pub mod error;
+pub mod k8s;
 pub mod loadgen;
 pub mod lookups;
 pub mod metrics;
 pub mod mutate;
 pub mod policy;
 pub mod reload;
-pub mod review;
 pub mod role_init;
-pub mod roles;
 pub mod server;
 pub mod text;
 pub mod tls;

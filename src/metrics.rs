@@ -149,13 +149,13 @@ impl Metrics {
         self.rejected.get_or_create(&RejectLabels { bound }).inc();
     }
 
-    pub fn record(&self, endpoint: &'static str, s: &crate::review::Summary, seconds: f64) {
+    pub fn record(&self, endpoint: &'static str, s: &crate::admission::Summary, seconds: f64) {
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint,
                 kind: kind_label(&s.kind),
                 operation: operation_label(&s.operation),
-                outcome: s.outcome,
+                outcome: s.outcome.as_str(),
             })
             .inc();
         self.latency
@@ -166,7 +166,7 @@ impl Metrics {
                 .get_or_create(&RuleLabels {
                     rule: rule.as_str(),
                     mode: mode.as_str(),
-                    result,
+                    result: result.as_str(),
                 })
                 .inc();
         }

@@ -46,42 +46,7 @@ impl fmt::Display for Mode {
     }
 }
 
-macro_rules! rules {
-    ($($variant:ident = $id:literal => $mode:ident),+ $(,)?) => {
-        /// A validation rule id (DESIGN.md "Validation rules").
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        pub enum RuleId { $(#[serde(rename = $id)] $variant),+ }
-        impl RuleId {
-            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant),+];
-            pub fn as_str(self) -> &'static str { match self { $(RuleId::$variant => $id),+ } }
-            pub fn default_mode(self) -> Mode { match self { $(RuleId::$variant => Mode::$mode),+ } }
-            pub fn parse(s: &str) -> Option<RuleId> { match s { $($id => Some(RuleId::$variant),)+ _ => None } }
-        }
-    };
-}
-
-rules! {
-    GoverningService = "governing-service" => Warn,
-    SharedClaim = "shared-claim" => Enforce,
-    HostpathSpread = "hostpath-spread" => Enforce,
-    QuorumOdd = "quorum-odd" => Enforce,
-    QuorumScaleDown = "quorum-scale-down" => Enforce,
-    LocalStorageBinding = "local-storage-binding" => Warn,
-    ClaimAccessMode = "claim-access-mode" => Warn,
-    ClaimRetention = "claim-retention" => Warn,
-    ReadinessProbe = "readiness-probe" => Warn,
-    OrderedRoles = "ordered-roles" => Warn,
-    RoleSpec = "role-spec" => Enforce,
-    DisruptionBudget = "disruption-budget" => Warn,
-    DeleteProtection = "delete-protection" => Enforce,
-    SingleInstance = "single-instance" => Enforce,
-}
-
-impl fmt::Display for RuleId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::validate::rules::RuleId;
 
 /// Anti-affinity mode (`stsguard.io/anti-affinity`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -297,7 +262,7 @@ impl Policy {
                 "must not be empty".into(),
             ));
         }
-        if !crate::labels::is_qualified_name(&self.mutation.anti_affinity.topology_key) {
+        if !crate::k8s::labels::is_qualified_name(&self.mutation.anti_affinity.topology_key) {
             return Err((
                 "mutation.antiAffinity.topologyKey",
                 format!(
@@ -306,7 +271,7 @@ impl Policy {
                 ),
             ));
         }
-        if self.cluster_domain.is_empty() || !crate::labels::is_dns_subdomain(&self.cluster_domain)
+        if self.cluster_domain.is_empty() || !crate::k8s::labels::is_dns_subdomain(&self.cluster_domain)
         {
             return Err((
                 "clusterDomain",
@@ -316,12 +281,12 @@ impl Policy {
         if self.mutation.roles.image.trim().is_empty() {
             return Err(("mutation.roles.image", "must not be empty".into()));
         }
-        if let Some(why) = crate::mutate::roles::mount_path_problem(&self.mutation.roles.mount_path)
+        if let Some(why) = crate::k8s::roles::mount_path_problem(&self.mutation.roles.mount_path)
         {
             return Err(("mutation.roles.mountPath", why));
         }
         for s in &self.mutation.roles.image_pull_secrets {
-            if !crate::labels::is_dns_subdomain(s) {
+            if !crate::k8s::labels::is_dns_subdomain(s) {
                 return Err((
                     "mutation.roles.imagePullSecrets",
                     format!("{s:?} is not a Secret name"),

@@ -30,8 +30,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::labels::ordinal_from_name;
-use crate::roles::RoleSpec;
+use crate::k8s::labels::ordinal_from_name;
+use crate::k8s::roles::RoleSpec;
 
 /// The most the ConfigMap's files may hold together: Kubernetes' limit on a ConfigMap's data
 /// (`data` and `binaryData` values together, 1 MiB).

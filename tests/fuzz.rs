@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use stsguard::policy::Policy;
-use stsguard::review::{Endpoint, answer};
+use stsguard::admission::{Endpoint, answer};
 use stsguard::validate::NoLookups;
 
 static SLOWEST_US: AtomicU64 = AtomicU64::new(0);

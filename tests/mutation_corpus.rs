@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use stsguard::policy::Policy;
-use stsguard::review::{Endpoint, answer};
+use stsguard::admission::{Endpoint, answer};
 use stsguard::validate::NoLookups;
 
 fn yaml_statefulsets() -> Vec<(PathBuf, serde_json::Value)> {
@@ -25,11 +25,11 @@ fn check(label: &str, raw: &serde_json::Value, policy: &Policy) -> serde_json::V
     let sts: StatefulSet =
         serde_json::from_value(raw.clone()).unwrap_or_else(|e| panic!("{label}: {e}"));
     let m = stsguard::mutate::mutate(&sts, policy);
-    let patch = stsguard::mutate::patch_for(&sts, &m.object).unwrap();
+    let patch = stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap();
     assert!(!patch.0.is_empty(), "{label}: nothing mutated");
     let mut doc = raw.clone();
-    json_patch::patch(&mut doc, &patch)
-        .unwrap_or_else(|e| panic!("{label}: patch does not apply: {e}"));
+    common::apply_adds_only(&mut doc, &patch)
+        .unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_mutated_ok(label, raw, &doc, policy);
     doc
 }
@@ -51,7 +51,7 @@ fn assert_mutated_ok(
     }
     let typed: StatefulSet = serde_json::from_value(doc.clone()).unwrap();
     let again = stsguard::mutate::mutate(&typed, policy);
-    let second = stsguard::mutate::patch_for(&typed, &again.object).unwrap();
+    let second = common::full_diff(&typed, &again.object).unwrap();
     assert!(
         second.0.is_empty(),
         "{label}: not idempotent, second patch: {}",
@@ -100,7 +100,7 @@ fn yaml_corpus_with_everything_off_is_untouched() {
     for (p, raw) in yaml_statefulsets() {
         let sts: StatefulSet = serde_json::from_value(raw.clone()).unwrap();
         let m = stsguard::mutate::mutate(&sts, &policy);
-        let patch = stsguard::mutate::patch_for(&sts, &m.object).unwrap();
+        let patch = stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap();
         // hostPath pods still get required anti-affinity unless the policy turns it off, and here it is off.
         assert!(
             patch.0.is_empty(),

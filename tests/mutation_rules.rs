@@ -6,7 +6,9 @@ mod common;
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Affinity, Container, PodSpec};
-use stsguard::mutate::{Mutation, mutate, patch_for};
+use stsguard::mutate::{Mutation, mutate};
+
+use common::full_diff as patch_for;
 use stsguard::policy::Policy;
 
 fn sts(yaml: &str) -> StatefulSet {
@@ -420,7 +422,7 @@ async fn https_create_update_delete() {
     let cp = patch_of(&c).expect("CREATE is patched");
     // The patch over HTTPS is exactly the core's diff for that object.
     let obj: StatefulSet = serde_json::from_value(create["request"]["object"].clone()).unwrap();
-    let core = patch_for(&obj, &mutate(&obj, &Policy::default()).object).unwrap();
+    let core = stsguard::mutate::patch::statefulset(&obj, &mutate(&obj, &Policy::default()).object).unwrap();
     assert_eq!(ops(&cp), ops(&core));
 
     // UPDATE of the same user manifest (kubectl apply): the same additions, so the same template.
@@ -460,8 +462,8 @@ fn a_null_template_gets_no_patch() {
     let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
     for bad in [serde_json::Value::Null, serde_json::json!("x")] {
         r["request"]["object"]["spec"]["template"] = bad;
-        let a = stsguard::review::answer(
-            stsguard::review::Endpoint::Mutate,
+        let a = stsguard::admission::answer(
+            stsguard::admission::Endpoint::Mutate,
             &serde_json::to_vec(&r).unwrap(),
             &Policy::default(),
             &stsguard::validate::NoLookups("t".into()),
@@ -478,15 +480,15 @@ fn a_null_template_gets_no_patch() {
                 || out["response"]["warnings"][0]
                     .as_str()
                     .unwrap()
-                    .contains("not a StatefulSet")
+                    .contains("expected PodTemplateSpec")
         );
     }
     r["request"]["object"]["spec"]
         .as_object_mut()
         .unwrap()
         .remove("template");
-    let a = stsguard::review::answer(
-        stsguard::review::Endpoint::Mutate,
+    let a = stsguard::admission::answer(
+        stsguard::admission::Endpoint::Mutate,
         &serde_json::to_vec(&r).unwrap(),
         &Policy::default(),
         &stsguard::validate::NoLookups("t".into()),
@@ -508,16 +510,17 @@ fn role_image_pull_secrets_only_where_the_user_set_none() {
         .map(|r| r.name.clone())
         .collect();
     assert_eq!(secrets, vec!["registry-a"]);
-    // Idempotent, and the server's patch says the same as the full diff.
+    // Idempotent, and the server's patch only adds and gives the mutated object.
     assert!(
         patch_for(&m.object, &mutate(&m.object, &policy).object)
             .unwrap()
             .0
             .is_empty()
     );
-    let mut copy = with_roles.clone();
-    let (_, patch) = stsguard::mutate::mutate_with_patch(&mut copy, &policy).unwrap();
-    assert_eq!(patch, patch_for(&with_roles, &m.object).unwrap());
+    let patch = stsguard::mutate::patch::statefulset(&with_roles, &m.object).unwrap();
+    let mut doc = serde_json::to_value(&with_roles).unwrap();
+    common::apply_adds_only(&mut doc, &patch).unwrap();
+    assert_eq!(doc, serde_json::to_value(&m.object).unwrap());
     // The user's own secrets stay as they are.
     let mut own = with_roles.clone();
     own.spec

@@ -6,9 +6,11 @@ mod common;
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Container;
-use stsguard::mutate::{mutate, patch_for};
+use stsguard::mutate::mutate;
+
+use common::full_diff as patch_for;
 use stsguard::policy::Policy;
-use stsguard::review::{Endpoint, answer};
+use stsguard::admission::{Endpoint, answer};
 use stsguard::validate::NoLookups;
 
 fn mysql_with_roles() -> serde_json::Value {
@@ -57,9 +59,9 @@ fn mysql_k8s_website_with_roles() {
     let sts: StatefulSet = serde_json::from_value(raw.clone()).unwrap();
     let m = mutate(&sts, &Policy::default());
     assert!(m.report.warnings.is_empty(), "{:?}", m.report.warnings);
-    let patch = patch_for(&sts, &m.object).unwrap();
+    let patch = stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap();
     let mut doc = raw.clone();
-    json_patch::patch(&mut doc, &patch).expect("the patch applies to the manifest as written");
+    common::apply_adds_only(&mut doc, &patch).expect("the patch only adds to the manifest as written");
     let out: StatefulSet = serde_json::from_value(doc.clone()).unwrap();
     assert!(
         patch_for(&out, &mutate(&out, &Policy::default()).object)

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::*;
 use stsguard::policy::Policy;
-use stsguard::review::{Endpoint, answer};
+use stsguard::admission::{Endpoint, answer};
 use stsguard::validate::NoLookups;
 
 /// `rule` for a failed rule, `rule?` for one that could not be checked (look-up unknown).

@@ -14,7 +14,7 @@ use axum::http::Uri;
 use axum::response::IntoResponse;
 use stsguard::lookups::WatchLookups;
 use stsguard::policy::Policy;
-use stsguard::review::{Endpoint, answer};
+use stsguard::admission::{Endpoint, answer};
 use stsguard::validate::{Lookup, Lookups};
 use tokio::sync::{Notify, broadcast};
 

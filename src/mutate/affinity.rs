@@ -7,19 +7,16 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 use super::Report;
-use crate::labels::{keys, selector_is_empty, selector_matches};
+use crate::k8s::annotations::{self as ann, keys};
+use crate::k8s::labels::selector_is_empty;
+use crate::k8s::template::{is_equivalent, uses_host_path};
 use crate::policy::{AntiAffinityMode, Policy};
-
-/// Does the pod template mount a hostPath volume?
-pub fn uses_host_path(spec: &PodSpec) -> bool {
-    spec.volumes.iter().flatten().any(|v| v.host_path.is_some())
-}
 
 /// The mode in force for this StatefulSet: annotation, else `required` for hostPath pods (unless
 /// the policy turned anti-affinity off), else the policy default.
 pub fn effective_mode(sts: &StatefulSet, policy: &Policy, report: &mut Report) -> AntiAffinityMode {
     let default = policy.mutation.anti_affinity.mode;
-    if let Some(v) = super::annotation(sts, keys::ANTI_AFFINITY) {
+    if let Some(v) = ann::get(sts, keys::ANTI_AFFINITY) {
         match AntiAffinityMode::parse(v) {
             Some(m) => return m,
             None => report.warn(format!(
@@ -41,8 +38,8 @@ pub fn effective_mode(sts: &StatefulSet, policy: &Policy, report: &mut Report) -
 }
 
 pub fn topology_key<'a>(sts: &'a StatefulSet, policy: &'a Policy, report: &mut Report) -> &'a str {
-    match super::annotation(sts, keys::TOPOLOGY_KEY) {
-        Some(k) if crate::labels::is_qualified_name(k.trim()) => k.trim(),
+    match ann::get(sts, keys::TOPOLOGY_KEY) {
+        Some(k) if crate::k8s::labels::is_qualified_name(k.trim()) => k.trim(),
         Some(k) => {
             report.warn(format!(
                 "{}: \"{k}\" is not a label key; using the default",
@@ -54,31 +51,6 @@ pub fn topology_key<'a>(sts: &'a StatefulSet, policy: &'a Policy, report: &mut R
     }
 }
 
-/// Is `term` equivalent to the one stsguard would add: same topology key, in the pods' own
-/// namespace, and a selector that is the StatefulSet's or selects its pods?
-pub fn is_equivalent(term: &PodAffinityTerm, topology_key: &str, sts: &StatefulSet) -> bool {
-    if term.topology_key != topology_key
-        || term.namespaces.as_ref().is_some_and(|n| !n.is_empty())
-        || term.namespace_selector.is_some()
-    {
-        return false;
-    }
-    let Some(sel) = &term.label_selector else {
-        return false;
-    };
-    let Some(spec) = &sts.spec else { return false };
-    if *sel == spec.selector {
-        return true;
-    }
-    let empty = Default::default();
-    let labels = spec
-        .template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.labels.as_ref())
-        .unwrap_or(&empty);
-    !selector_is_empty(sel) && selector_matches(sel, labels)
-}
 
 pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) {
     let mode = effective_mode(sts, policy, report);

@@ -4,7 +4,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 
 use super::Report;
-use crate::labels::keys;
+use crate::k8s::keys;
 use crate::policy::Policy;
 
 fn field_ref(path: &str) -> Option<EnvVarSource> {

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
 use super::Report;
-use crate::labels::{keys, ordinal_from_name, parse_label_pairs};
-use crate::roles::RoleSpec;
+use crate::k8s::keys;
+use crate::k8s::labels::ordinal_from_name;
+use crate::k8s::roles::{RoleSpec, role_node_selector};
 
 /// The pod's ordinal: the `apps.kubernetes.io/pod-index` label, else the name's `-N` suffix.
 pub fn pod_ordinal(pod: &Pod) -> Option<u32> {
@@ -26,16 +27,6 @@ pub fn is_managed(pod: &Pod) -> bool {
         .as_ref()
         .and_then(|l| l.get(keys::MANAGED))
         .is_some_and(|v| v == "true")
-}
-
-/// The node selector pairs of a role, from `stsguard.io/role-node-selector.<role>` annotations.
-pub fn role_node_selector(
-    annotations: &BTreeMap<String, String>,
-    role: &str,
-) -> Option<Result<Vec<(String, String)>, String>> {
-    annotations
-        .get(&format!("{}{role}", keys::ROLE_NODE_SELECTOR_PREFIX))
-        .map(|v| parse_label_pairs(v))
 }
 
 /// Mutates a Pod at CREATE. Pods without the managed label are returned unchanged.

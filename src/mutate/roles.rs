@@ -12,9 +12,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Report;
-use crate::labels::keys;
+use crate::k8s::keys;
 use crate::policy::Policy;
-use crate::roles::RoleSpec;
+use crate::k8s::annotations as ann;
+use crate::k8s::roles::{RoleSpec, mount_path_problem, spec_of, server_id_base};
 
 pub const INIT_CONTAINER: &str = "stsguard-role";
 pub const ROLE_VOLUME: &str = "stsguard-role";
@@ -28,75 +29,13 @@ pub struct Roles {
     pub primary_fqdn: Option<String>,
 }
 
-/// The role spec of a StatefulSet, if it asks for roles. Errors are the `role-spec` rule's.
-pub fn spec_of(sts: &StatefulSet) -> Option<Result<RoleSpec, String>> {
-    super::annotation(sts, keys::ROLES).map(|s| RoleSpec::parse(s).map_err(|e| e.0))
-}
-
 /// Where the role files are mounted: `stsguard.io/role-mount-path` when it is usable (see
 /// [`mount_path_problem`]), else the policy's.
 pub fn mount_path<'a>(sts: &'a StatefulSet, policy: &'a Policy) -> &'a str {
-    match super::annotation(sts, keys::ROLE_MOUNT_PATH) {
+    match ann::get(sts, keys::ROLE_MOUNT_PATH) {
         Some(p) if mount_path_problem(p).is_none() => p,
         _ => &policy.mutation.roles.mount_path,
     }
-}
-
-/// Directories a role mount must not cover: mounting the emptyDir there would hide the image's
-/// own files (`/bin`, `/etc`, `/usr`, …), or shadow what the kubelet and the runtime provide
-/// (`/proc`, `/sys`, `/dev`, the service account token under `/var/run/secrets`).
-const SYSTEM_DIRS: &[&str] = &[
-    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
-    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib",
-    "/var/log", "/var/run",
-];
-/// Trees nothing may be mounted into.
-const SYSTEM_TREES: &[&str] = &[
-    "/proc",
-    "/sys",
-    "/dev",
-    "/var/run/secrets",
-    "/run/secrets",
-    "/usr",
-    "/bin",
-    "/sbin",
-    "/lib",
-    "/lib64",
-];
-
-/// Why `path` cannot be the role mount path, or `None` when it can: it must be absolute, plain
-/// (no `.` or `..` parts) and not a system directory or inside a system tree.
-pub fn mount_path_problem(path: &str) -> Option<String> {
-    let shown = crate::text::quote(path);
-    if !path.starts_with('/') {
-        return Some(format!("\"{shown}\" must be an absolute path"));
-    }
-    if path.len() > 1024 {
-        return Some(format!("\"{shown}\" is longer than 1024 bytes"));
-    }
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    if parts.iter().any(|p| *p == "." || *p == "..") {
-        return Some(format!(
-            "\"{shown}\" has a \".\" or \"..\" part; write the plain path"
-        ));
-    }
-    let norm = format!("/{}", parts.join("/"));
-    let inside = |tree: &str| norm == tree || norm.starts_with(&format!("{tree}/"));
-    if SYSTEM_DIRS.contains(&norm.as_str()) || SYSTEM_TREES.iter().any(|t| inside(t)) {
-        return Some(format!(
-            "\"{shown}\" is a system path (mounting there hides the image's files); use e.g. /etc/stsguard"
-        ));
-    }
-    None
-}
-
-/// `stsguard.io/server-id-base`, when it is a number.
-pub fn server_id_base(sts: &StatefulSet) -> Option<Result<u64, String>> {
-    super::annotation(sts, keys::SERVER_ID_BASE).map(|v| {
-        v.trim()
-            .parse::<u64>()
-            .map_err(|_| format!("{}: \"{v}\" is not a whole number", keys::SERVER_ID_BASE))
-    })
 }
 
 fn q(s: &str) -> Quantity {
@@ -265,7 +204,7 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
             None
         }
     };
-    let config = super::annotation(sts, keys::ROLE_CONFIG)
+    let config = ann::get(sts, keys::ROLE_CONFIG)
         .map(str::trim)
         .filter(|c| !c.is_empty())
         .map(String::from);

@@ -1,6 +1,6 @@
 //! The HTTPS webhook server and the plain-HTTP metrics/health server.
 //!
-//! The HTTP layer only decodes, dispatches and encodes: [`crate::review::answer`] does the work.
+//! The HTTP layer only decodes, dispatches and encodes: [`crate::admission::answer`] does the work.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,8 @@ use tokio::time::timeout_at;
 
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::review::{self, Endpoint};
+use crate::admission::{self, Endpoint};
+use crate::error::Error;
 use crate::text::cut;
 use crate::validate::Lookups;
 
@@ -183,7 +184,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
         // than handing it to another thread costs (measured: 25% of the throughput on two
         // cores), so it runs here, guarded against a panic.
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            review::answer(endpoint, &body, &policy, state.lookups.as_ref())
+            admission::answer(endpoint, &body, &policy, state.lookups.as_ref())
         }));
         drop(bytes);
         match r {
@@ -201,7 +202,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 // its bytes until it ends (its work is bounded by its input).
                 let task = tokio::task::spawn_blocking(move || {
                     let _held = (worker, bytes);
-                    review::answer(endpoint, &b, &p, l.as_ref())
+                    admission::answer(endpoint, &b, &p, l.as_ref())
                 });
                 match timeout_at(deadline, task).await {
                     Ok(Ok(r)) => Some(r),
@@ -239,43 +240,44 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 kind = %cut(&s.kind, LOG_FIELD_MAX),
                 namespace = %cut(&s.namespace, LOG_FIELD_MAX),
                 name = %cut(&s.name, LOG_FIELD_MAX),
-                operation = %cut(&s.operation, LOG_FIELD_MAX),
+                operation = s.operation,
                 sub_resource = %cut(&s.sub_resource, LOG_FIELD_MAX),
                 dry_run = s.dry_run,
                 allowed = s.allowed,
                 patched = s.patched,
                 warnings = s.warnings,
-                outcome = s.outcome,
+                outcome = s.outcome.as_str(),
                 latency_us = elapsed.as_micros() as u64,
                 "review"
             );
             ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
         }
         Err(bad) => {
-            let s = review::Summary {
-                outcome: "bad_request",
+            let s = admission::Summary {
+                outcome: admission::Outcome::BadRequest,
                 ..Default::default()
             };
             state
                 .metrics
                 .record(endpoint.as_str(), &s, elapsed.as_secs_f64());
-            let reason = cut(&bad.0, LOG_FIELD_MAX);
+            let reason = bad.to_string();
+            let reason = cut(&reason, LOG_FIELD_MAX);
             tracing::warn!(endpoint = endpoint.as_str(), reason = %reason, "bad request");
             plain(StatusCode::BAD_REQUEST, reason.into_owned())
         }
     }
 }
 
-/// [`review::unevaluated`] off the I/O workers (it reads the envelope for the uid).
+/// [`admission::unevaluated`] off the I/O workers (it reads the envelope for the uid).
 async fn unevaluated(
     body: Bytes,
     policy: Arc<Policy>,
     why: &str,
-) -> Result<review::Answer, review::BadReview> {
+) -> crate::error::Result<admission::Answer> {
     let why = why.to_string();
-    tokio::task::spawn_blocking(move || review::unevaluated(&body, &policy, &why))
+    tokio::task::spawn_blocking(move || admission::unevaluated(&body, &policy, &why))
         .await
-        .unwrap_or_else(|_| Err(review::BadReview("the review could not be read".into())))
+        .unwrap_or_else(|_| Err(Error::BadReview("the review could not be read".into())))
 }
 
 /// The webhook routes. Public so tests can drive it with `oneshot`. `request_budget` bounds each

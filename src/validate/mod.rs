@@ -11,8 +11,9 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 
-use crate::labels::keys;
-use crate::policy::{Mode, Policy, RuleId};
+use crate::k8s::annotations as ann;
+use crate::policy::{Mode, Policy};
+pub use rules::{RULES, RuleId, Runs};
 
 /// The answer of a look-up.
 #[derive(Clone, Debug)]
@@ -89,8 +90,8 @@ pub struct Findings {
     pub violations: Vec<Finding>,
     /// Warned rules that failed, and "unknown" results of any rule.
     pub warnings: Vec<Finding>,
-    /// Every rule evaluated, with its result, for metrics: (rule, mode, "pass"|"fail"|"unknown").
-    pub results: Vec<(RuleId, Mode, &'static str)>,
+    /// Every rule evaluated, with its result, for metrics.
+    pub results: Vec<(RuleId, Mode, RuleResult)>,
 }
 
 impl Findings {
@@ -135,7 +136,28 @@ pub fn short(s: &str) -> String {
 pub enum Verdict {
     Pass,
     Fail(String),
+    /// A look-up could not say: never a denial.
     Unknown(String),
+    /// The rule does not apply to this request (e.g. a scale-down rule on a CREATE).
+    Skip,
+}
+
+/// A rule's result, as counted (the `result` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuleResult {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+impl RuleResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuleResult::Pass => "pass",
+            RuleResult::Fail => "fail",
+            RuleResult::Unknown => "unknown",
+        }
+    }
 }
 
 /// The mode of a rule for an object: the policy's, relaxed by `stsguard.io/rule.<id>` on the
@@ -157,11 +179,9 @@ fn own_mode(rule: RuleId, policy: &Policy, object: Option<&StatefulSet>) -> Mode
     if !policy.validation.allow_object_overrides {
         return base;
     }
-    let key = format!("{}{}", keys::RULE_OVERRIDE_PREFIX, rule.as_str());
     match object
-        .and_then(|o| o.metadata.annotations.as_ref())
-        .and_then(|a| a.get(&key))
-        .and_then(|v| Mode::parse(v))
+        .and_then(|o| ann::rule_override(o, rule.as_str()))
+        .and_then(Mode::parse)
     {
         Some(m) if m > base => m, // Enforce < Warn < Off
         _ => base,
@@ -174,12 +194,9 @@ struct Acc<'p> {
 }
 
 impl Acc<'_> {
-    fn run(&mut self, rule: RuleId, object: Option<&StatefulSet>, f: impl FnOnce() -> Verdict) {
-        self.run_at(rule, object, None, f)
-    }
-
-    /// [`Acc::run`] for a rule that may apply through detection (see [`mode_for`]).
-    fn run_at(
+    /// Runs `rule` at its mode for `object` (the annotations that may relax it); `detected`: see
+    /// [`mode_for`].
+    fn run(
         &mut self,
         rule: RuleId,
         object: Option<&StatefulSet>,
@@ -190,32 +207,27 @@ impl Acc<'_> {
         if mode == Mode::Off {
             return;
         }
-        let verdict = f();
-        let result = match &verdict {
-            Verdict::Pass => "pass",
-            Verdict::Fail(_) => "fail",
-            Verdict::Unknown(_) => "unknown",
+        let (result, finding) = match f() {
+            Verdict::Skip => return,
+            Verdict::Pass => (RuleResult::Pass, None),
+            Verdict::Fail(message) => (RuleResult::Fail, Some((mode, message))),
+            Verdict::Unknown(message) => (
+                RuleResult::Unknown,
+                Some((Mode::Warn, format!("not checked: {message}"))),
+            ),
         };
         self.findings.results.push((rule, mode, result));
-        match verdict {
-            Verdict::Pass => {}
-            Verdict::Fail(message) if mode == Mode::Enforce => {
-                self.findings.violations.push(Finding {
-                    rule,
-                    mode,
-                    message,
-                })
-            }
-            Verdict::Fail(message) => self.findings.warnings.push(Finding {
+        if let Some((mode, message)) = finding {
+            let finding = Finding {
                 rule,
                 mode,
                 message,
-            }),
-            Verdict::Unknown(message) => self.findings.warnings.push(Finding {
-                rule,
-                mode: Mode::Warn,
-                message: format!("not checked: {message}"),
-            }),
+            };
+            if mode == Mode::Enforce {
+                self.findings.violations.push(finding);
+            } else {
+                self.findings.warnings.push(finding);
+            }
         }
     }
 }
@@ -232,95 +244,93 @@ fn with_replicas(sts: &StatefulSet, n: i32) -> StatefulSet {
     s
 }
 
-/// Judges a request against the policy.
+/// Judges a request against the policy: every rule of [`RULES`] that runs on this kind of
+/// request, at its mode.
 pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Findings {
     let mut acc = Acc {
         policy,
         findings: Findings::default(),
     };
-    let ns = review.namespace;
-    if policy.is_excluded(Some(ns)) {
+    let namespace = review.namespace;
+    if policy.is_excluded(Some(namespace)) {
         return acc.findings;
     }
-    match review.subject {
-        Subject::Delete { old } => {
-            acc.run(RuleId::DeleteProtection, old, || {
-                rules::delete_protection(old)
-            });
-        }
-        Subject::Write { object, old } => {
-            use rules::*;
-            let o = Some(object);
-            acc.run(RuleId::GoverningService, o, || {
-                governing_service(object, ns, lookups)
-            });
-            acc.run(RuleId::SharedClaim, o, || shared_claim(object));
-            acc.run(RuleId::HostpathSpread, o, || hostpath_spread(object));
-            let q = quorum::of(object);
-            let qm = q.detection_mode(policy.validation.quorum_detection);
-            acc.run_at(RuleId::QuorumOdd, o, qm, || quorum_odd(object, &q));
-            if let Some(old) = old {
-                acc.run_at(RuleId::QuorumScaleDown, o, qm, || {
-                    quorum_scale_down(object, replicas(old), &q)
-                });
+    // The object judged, the object whose annotations set the modes, the replicas before.
+    let (judged, own, old_replicas, runs): (StatefulSet, Option<&StatefulSet>, _, &[Runs]) =
+        match review.subject {
+            Subject::Delete { old } => {
+                let judged = old.cloned().unwrap_or_default();
+                (judged, old, None, &[Runs::OnDelete])
             }
-            acc.run(RuleId::LocalStorageBinding, o, || {
-                local_storage_binding(object, lookups)
-            });
-            acc.run(RuleId::ClaimAccessMode, o, || claim_access_mode(object));
-            acc.run(RuleId::ClaimRetention, o, || claim_retention(object));
-            acc.run(RuleId::ReadinessProbe, o, || readiness_probe(object));
-            acc.run(RuleId::OrderedRoles, o, || ordered_roles(object));
-            acc.run(RuleId::RoleSpec, o, || role_spec(object));
-            acc.run(RuleId::DisruptionBudget, o, || {
-                disruption_budget(object, ns, lookups)
-            });
-            acc.run(RuleId::SingleInstance, o, || single_instance(object));
-        }
-        Subject::Scale {
-            name,
-            replicas: n,
-            old_replicas,
-        } => {
-            use rules::*;
-            let replica_rules = [
-                RuleId::SharedClaim,
-                RuleId::HostpathSpread,
-                RuleId::QuorumOdd,
-                RuleId::QuorumScaleDown,
-                RuleId::SingleInstance,
-            ];
-            match lookups.statefulset(ns, name) {
+            Subject::Write { object, old } => (
+                object.clone(),
+                Some(object),
+                old.map(replicas),
+                &[Runs::OnWrite, Runs::OnWriteAndScale],
+            ),
+            Subject::Scale {
+                name,
+                replicas: n,
+                old_replicas,
+            } => match lookups.statefulset(namespace, name) {
                 Lookup::Found(cached) => {
-                    let scaled = with_replicas(&cached, n);
-                    let old_n = old_replicas.unwrap_or_else(|| replicas(&cached));
-                    let o = Some(&*cached);
-                    acc.run(RuleId::SharedClaim, o, || shared_claim(&scaled));
-                    acc.run(RuleId::HostpathSpread, o, || hostpath_spread(&scaled));
-                    let q = quorum::of(&cached);
-                    let qm = q.detection_mode(policy.validation.quorum_detection);
-                    acc.run_at(RuleId::QuorumOdd, o, qm, || quorum_odd(&scaled, &q));
-                    acc.run_at(RuleId::QuorumScaleDown, o, qm, || {
-                        quorum_scale_down(&scaled, old_n, &q)
-                    });
-                    acc.run(RuleId::SingleInstance, o, || single_instance(&scaled));
+                    let old = old_replicas.unwrap_or_else(|| replicas(&cached));
+                    let input_quorum = quorum::of(&cached);
+                    return scale(&mut acc, &cached, n, old, &input_quorum, namespace, lookups);
                 }
-                Lookup::Missing => {
-                    for r in replica_rules {
-                        acc.run(r, None, || {
-                            Verdict::Unknown(format!("StatefulSet {ns}/{name} is not in the watch cache; scale not checked"))
-                        });
+                other => {
+                    let why = match other {
+                        Lookup::Unknown(why) => format!("scale of {name} not checked: {why}"),
+                        _ => format!(
+                            "StatefulSet {namespace}/{name} is not in the watch cache; scale not checked"
+                        ),
+                    };
+                    for rule in RULES.iter().filter(|r| r.runs == Runs::OnWriteAndScale) {
+                        acc.run(rule.id, None, None, || Verdict::Unknown(why.clone()));
                     }
+                    return acc.findings;
                 }
-                Lookup::Unknown(why) => {
-                    for r in replica_rules {
-                        acc.run(r, None, || {
-                            Verdict::Unknown(format!("scale of {name} not checked: {why}"))
-                        });
-                    }
-                }
-            }
-        }
-    }
+            },
+        };
+    let quorum = quorum::of(&judged);
+    let input = rules::Input {
+        object: &judged,
+        old_replicas,
+        namespace,
+        lookups,
+        quorum: &quorum,
+    };
+    run_rules(&mut acc, &input, own, runs);
     acc.findings
+}
+
+fn scale(
+    acc: &mut Acc,
+    cached: &StatefulSet,
+    n: i32,
+    old: i32,
+    quorum: &quorum::Quorum,
+    namespace: &str,
+    lookups: &dyn Lookups,
+) -> Findings {
+    let scaled = with_replicas(cached, n);
+    let input = rules::Input {
+        object: &scaled,
+        old_replicas: Some(old),
+        namespace,
+        lookups,
+        quorum,
+    };
+    run_rules(acc, &input, Some(cached), &[Runs::OnWriteAndScale]);
+    std::mem::take(&mut acc.findings)
+}
+
+fn run_rules(acc: &mut Acc, input: &rules::Input, own: Option<&StatefulSet>, runs: &[Runs]) {
+    let detected = input
+        .quorum
+        .detection_mode(acc.policy.validation.quorum_detection);
+    for rule in RULES.iter().filter(|r| runs.contains(&r.runs)) {
+        let detected = detected.filter(|_| rule.by_detection);
+        acc.run(rule.id, own, detected, || (rule.check)(input));
+    }
 }

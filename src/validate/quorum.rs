@@ -18,7 +18,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Container;
 
-use crate::labels::keys;
+use crate::k8s::keys;
 use crate::policy::Mode;
 use crate::text::cut;
 

@@ -1,28 +1,124 @@
-//! One function per rule. Each returns a [`Verdict`] whose message names the field path and the fix.
+//! The rules, as one table ([`rules!`] below: id, default mode, when it runs, its check), then one
+//! function per rule. Each returns a [`Verdict`] whose message names the field path and the fix.
+//! A new rule is one row and one function (and its tests: `tests/validation_rules.rs`); the
+//! chart's schema and the README are checked against the table.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PodSpec;
+use serde::{Deserialize, Serialize};
 
 use super::quorum::Quorum;
 use super::{Lookup, Lookups, Verdict, replicas};
-use crate::labels::{self, keys, selector_matches};
-use crate::mutate::{affinity, pod::role_node_selector, roles as mroles};
+use crate::k8s::annotations::{self as ann, keys};
+use crate::k8s::labels::{self, selector_matches};
+use crate::k8s::roles::{mount_path_problem, role_node_selector, server_id_base, spec_of};
+use crate::k8s::template::{is_equivalent, uses_host_path};
+use crate::policy::Mode;
 use crate::text::quote as short;
+
+/// What a rule judges.
+pub struct Input<'a> {
+    /// The StatefulSet as it would be: the request's object, or for a scale the cached object at
+    /// its new size, or for a DELETE the object deleted.
+    pub object: &'a StatefulSet,
+    /// The replica count before an UPDATE or a scale.
+    pub old_replicas: Option<i32>,
+    pub namespace: &'a str,
+    pub lookups: &'a dyn Lookups,
+    /// How the set is a quorum ([`super::quorum::of`]).
+    pub quorum: &'a Quorum,
+}
+
+/// Which requests a rule judges.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Runs {
+    /// CREATE and UPDATE of a StatefulSet.
+    OnWrite,
+    /// Those, and UPDATE of `statefulsets/scale` (a rule about the replica count).
+    OnWriteAndScale,
+    /// DELETE of a StatefulSet.
+    OnDelete,
+}
+
+/// A row of the table.
+pub struct Rule {
+    pub id: RuleId,
+    pub default_mode: Mode,
+    pub runs: Runs,
+    /// Quorum detection can apply it to a set that did not ask for it (see
+    /// [`super::mode_for`]).
+    pub by_detection: bool,
+    pub check: fn(&Input) -> Verdict,
+}
+
+macro_rules! rules {
+    ($($variant:ident = $id:literal, $mode:ident, $runs:ident, $detected:literal, $check:expr;)+) => {
+        /// A validation rule id (DESIGN.md "Validation rules").
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+        pub enum RuleId { $(#[serde(rename = $id)] $variant),+ }
+
+        /// Every rule, in the order they run.
+        pub const RULES: &[Rule] = &[$(Rule {
+            id: RuleId::$variant,
+            default_mode: Mode::$mode,
+            runs: Runs::$runs,
+            by_detection: $detected,
+            check: $check,
+        }),+];
+
+        impl RuleId {
+            pub const ALL: &'static [RuleId] = &[$(RuleId::$variant),+];
+            pub fn as_str(self) -> &'static str { match self { $(RuleId::$variant => $id),+ } }
+            pub fn parse(s: &str) -> Option<RuleId> {
+                match s { $($id => Some(RuleId::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+rules! {
+    // variant       = id,                       default, runs,           detected, check;
+    GoverningService = "governing-service",      Warn,    OnWrite,         false, |i| governing_service(i.object, i.namespace, i.lookups);
+    SharedClaim      = "shared-claim",           Enforce, OnWriteAndScale, false, |i| shared_claim(i.object);
+    HostpathSpread   = "hostpath-spread",        Enforce, OnWriteAndScale, false, |i| hostpath_spread(i.object);
+    QuorumOdd        = "quorum-odd",             Enforce, OnWriteAndScale, true,  |i| quorum_odd(i.object, i.quorum);
+    QuorumScaleDown  = "quorum-scale-down",      Enforce, OnWriteAndScale, true,
+        |i| i.old_replicas.map_or(Verdict::Skip, |old| quorum_scale_down(i.object, old, i.quorum));
+    LocalStorageBinding = "local-storage-binding", Warn,  OnWrite,         false, |i| local_storage_binding(i.object, i.lookups);
+    ClaimAccessMode  = "claim-access-mode",      Warn,    OnWrite,         false, |i| claim_access_mode(i.object);
+    ClaimRetention   = "claim-retention",        Warn,    OnWrite,         false, |i| claim_retention(i.object);
+    ReadinessProbe   = "readiness-probe",        Warn,    OnWrite,         false, |i| readiness_probe(i.object);
+    OrderedRoles     = "ordered-roles",          Warn,    OnWrite,         false, |i| ordered_roles(i.object);
+    RoleSpec         = "role-spec",              Enforce, OnWrite,         false, |i| role_spec(i.object);
+    DisruptionBudget = "disruption-budget",      Warn,    OnWrite,         false, |i| disruption_budget(i.object, i.namespace, i.lookups);
+    DeleteProtection = "delete-protection",      Enforce, OnDelete,        false, |i| delete_protection(i.object);
+    SingleInstance   = "single-instance",        Enforce, OnWriteAndScale, false, |i| single_instance(i.object);
+}
+
+impl RuleId {
+    /// This rule's row.
+    pub fn rule(self) -> &'static Rule {
+        // The table has a row per id, in the same order (the macro writes both).
+        &RULES[self as usize]
+    }
+
+    pub fn default_mode(self) -> Mode {
+        self.rule().default_mode
+    }
+}
+
+impl std::fmt::Display for RuleId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
 
-fn ann<'a>(sts: &'a StatefulSet, key: &str) -> Option<&'a str> {
-    sts.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(|s| s.trim())
-}
-
 fn is_true(sts: &StatefulSet, key: &str) -> bool {
-    ann(sts, key) == Some("true")
+    ann::get(sts, key) == Some("true")
 }
 
 fn pod_spec(sts: &StatefulSet) -> Option<&PodSpec> {
@@ -122,7 +218,7 @@ pub fn hostpath_spread(sts: &StatefulSet) -> Verdict {
     let Some(pod) = pod_spec(sts) else {
         return Verdict::Pass;
     };
-    if n <= 1 || !affinity::uses_host_path(pod) {
+    if n <= 1 || !uses_host_path(pod) {
         return Verdict::Pass;
     }
     let spread = pod
@@ -133,7 +229,7 @@ pub fn hostpath_spread(sts: &StatefulSet) -> Verdict {
             a.required_during_scheduling_ignored_during_execution
                 .as_ref()
         })
-        .is_some_and(|ts| ts.iter().any(|t| affinity::is_equivalent(t, HOSTNAME, sts)));
+        .is_some_and(|ts| ts.iter().any(|t| is_equivalent(t, HOSTNAME, sts)));
     if spread {
         Verdict::Pass
     } else {
@@ -327,11 +423,11 @@ pub fn ordered_roles(sts: &StatefulSet) -> Verdict {
         .as_ref()
         .and_then(|s| s.pod_management_policy.as_deref())
         == Some("Parallel");
-    if ann(sts, keys::ROLES).is_some() && parallel {
+    if ann::get(sts, keys::ROLES).is_some() && parallel {
         Verdict::Fail(format!(
             "{} with podManagementPolicy: Parallel: the {} may start last; use OrderedReady",
             keys::ROLES,
-            mroles::spec_of(sts)
+            spec_of(sts)
                 .and_then(Result::ok)
                 .map(|s| s.first_role().to_string())
                 .unwrap_or("primary".into())
@@ -344,18 +440,18 @@ pub fn ordered_roles(sts: &StatefulSet) -> Verdict {
 pub fn role_spec(sts: &StatefulSet) -> Verdict {
     let empty = BTreeMap::new();
     let anns = sts.metadata.annotations.as_ref().unwrap_or(&empty);
-    let spec = match mroles::spec_of(sts) {
+    let spec = match spec_of(sts) {
         Some(Ok(s)) => Some(s),
         Some(Err(e)) => return Verdict::Fail(format!("{}: {e}", keys::ROLES)),
         None => None,
     };
-    if let Some(Err(e)) = mroles::server_id_base(sts) {
+    if let Some(Err(e)) = server_id_base(sts) {
         return Verdict::Fail(e);
     }
-    if let Some(why) = ann(sts, keys::ROLE_MOUNT_PATH).and_then(mroles::mount_path_problem) {
+    if let Some(why) = ann::get(sts, keys::ROLE_MOUNT_PATH).and_then(mount_path_problem) {
         return Verdict::Fail(format!("{}: {why}", keys::ROLE_MOUNT_PATH));
     }
-    if let Some(cm) = ann(sts, keys::ROLE_CONFIG) {
+    if let Some(cm) = ann::get(sts, keys::ROLE_CONFIG) {
         if !labels::is_dns_subdomain(cm) {
             return Verdict::Fail(format!(
                 "{}: \"{}\" is not a ConfigMap name",
@@ -428,14 +524,16 @@ fn no_pdb(sts: &StatefulSet) -> String {
     )
 }
 
-pub fn delete_protection(old: Option<&StatefulSet>) -> Verdict {
-    match old {
-        Some(o) if is_true(o, keys::PROTECT) => Verdict::Fail(format!(
+/// `old`: the StatefulSet being deleted.
+pub fn delete_protection(old: &StatefulSet) -> Verdict {
+    if is_true(old, keys::PROTECT) {
+        Verdict::Fail(format!(
             "StatefulSet {} is protected by {}=true; remove the annotation first to delete it",
-            name(o),
+            name(old),
             keys::PROTECT
-        )),
-        _ => Verdict::Pass,
+        ))
+    } else {
+        Verdict::Pass
     }
 }
 

@@ -322,3 +322,53 @@ pub fn client_resolving(ca_pem: &[u8], host: &str, addr: SocketAddr) -> reqwest:
         .build()
         .unwrap()
 }
+
+/// The full JSON diff of two objects: the tests' yardstick for "mutating again changes nothing".
+#[allow(dead_code)]
+pub fn full_diff<T: serde::Serialize>(
+    before: &T,
+    after: &T,
+) -> Result<json_patch::Patch, serde_json::Error> {
+    Ok(json_patch::diff(
+        &serde_json::to_value(before)?,
+        &serde_json::to_value(after)?,
+    ))
+}
+
+/// Applies `patch` to `doc` one operation at a time, checking that each only adds: an `add` of
+/// a member its object does not have (or has as `null`), or an insertion into a list at an
+/// index no greater than its length. `Err` names the first operation that is not.
+#[allow(dead_code)]
+pub fn apply_adds_only(
+    doc: &mut serde_json::Value,
+    patch: &json_patch::Patch,
+) -> Result<(), String> {
+    for op in &patch.0 {
+        let json_patch::PatchOperation::Add(add) = op else {
+            return Err(format!("not an add: {op}"));
+        };
+        let path = add.path.to_string();
+        let (parent, last) = path.rsplit_once('/').ok_or(format!("bad path {path}"))?;
+        let target = doc
+            .pointer(parent)
+            .ok_or(format!("{path}: parent {parent} does not exist"))?;
+        match target {
+            serde_json::Value::Object(m) => {
+                let key = last.replace("~1", "/").replace("~0", "~");
+                if m.get(&key).is_some_and(|v| !v.is_null()) {
+                    return Err(format!("{path}: overwrites the user's value"));
+                }
+            }
+            serde_json::Value::Array(a) => {
+                let i: usize = last.parse().map_err(|_| format!("{path}: not an index"))?;
+                if i > a.len() {
+                    return Err(format!("{path}: past the end of the list"));
+                }
+            }
+            _ => return Err(format!("{path}: parent is not an object or a list")),
+        }
+        json_patch::patch(doc, &json_patch::Patch(vec![op.clone()]))
+            .map_err(|e| format!("{path}: does not apply: {e}"))?;
+    }
+    Ok(())
+}

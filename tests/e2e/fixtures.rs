@@ -158,7 +158,7 @@ fn spreads_over_nodes(t: &PodTemplateSpec) -> Option<&'static str> {
             && term
                 .label_selector
                 .as_ref()
-                .is_some_and(|s| stsguard::labels::selector_matches(s, &labels))
+                .is_some_and(|s| stsguard::k8s::labels::selector_matches(s, &labels))
     };
     if anti
         .required_during_scheduling_ignored_during_execution

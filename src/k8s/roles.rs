@@ -8,8 +8,13 @@
 //! Every operation is linear or n log n in the spec's length: the spans are sorted once at parse
 //! time, a role is found by binary search, and nothing walks the ordinals.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use super::annotations::{self as ann, keys};
+use super::labels::parse_label_pairs;
 
 /// The largest ordinal a spec may name; StatefulSets never get near it.
 pub const MAX_ORDINAL: u32 = 1_000_000;
@@ -53,7 +58,7 @@ pub struct RoleSpecError(pub String);
 
 fn is_role_name(s: &str) -> bool {
     // A role is a label value and a file-name prefix: lower-case DNS label, no dots.
-    crate::labels::is_dns_label(s)
+    crate::k8s::labels::is_dns_label(s)
 }
 
 fn parse_ordinal(s: &str, entry: &str) -> Result<u32, RoleSpecError> {
@@ -307,6 +312,82 @@ impl fmt::Display for RoleSpec {
         Ok(())
     }
 }
+
+
+// Reading the role annotations of a StatefulSet.
+
+/// The role spec of a StatefulSet, if it asks for roles. Errors are the `role-spec` rule's.
+pub fn spec_of(sts: &StatefulSet) -> Option<Result<RoleSpec, String>> {
+    ann::get(sts, keys::ROLES).map(|s| RoleSpec::parse(s).map_err(|e| e.0))
+}
+
+/// Directories a role mount must not cover: mounting the emptyDir there would hide the image's
+/// own files (`/bin`, `/etc`, `/usr`, …), or shadow what the kubelet and the runtime provide
+/// (`/proc`, `/sys`, `/dev`, the service account token under `/var/run/secrets`).
+const SYSTEM_DIRS: &[&str] = &[
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
+    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib",
+    "/var/log", "/var/run",
+];
+/// Trees nothing may be mounted into.
+const SYSTEM_TREES: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/var/run/secrets",
+    "/run/secrets",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib64",
+];
+
+/// Why `path` cannot be the role mount path, or `None` when it can: it must be absolute, plain
+/// (no `.` or `..` parts) and not a system directory or inside a system tree.
+pub fn mount_path_problem(path: &str) -> Option<String> {
+    let shown = crate::text::quote(path);
+    if !path.starts_with('/') {
+        return Some(format!("\"{shown}\" must be an absolute path"));
+    }
+    if path.len() > 1024 {
+        return Some(format!("\"{shown}\" is longer than 1024 bytes"));
+    }
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.iter().any(|p| *p == "." || *p == "..") {
+        return Some(format!(
+            "\"{shown}\" has a \".\" or \"..\" part; write the plain path"
+        ));
+    }
+    let norm = format!("/{}", parts.join("/"));
+    let inside = |tree: &str| norm == tree || norm.starts_with(&format!("{tree}/"));
+    if SYSTEM_DIRS.contains(&norm.as_str()) || SYSTEM_TREES.iter().any(|t| inside(t)) {
+        return Some(format!(
+            "\"{shown}\" is a system path (mounting there hides the image's files); use e.g. /etc/stsguard"
+        ));
+    }
+    None
+}
+
+/// `stsguard.io/server-id-base`, when it is a number.
+pub fn server_id_base(sts: &StatefulSet) -> Option<Result<u64, String>> {
+    ann::get(sts, keys::SERVER_ID_BASE).map(|v| {
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{}: \"{v}\" is not a whole number", keys::SERVER_ID_BASE))
+    })
+}
+
+/// The node selector pairs of a role, from `stsguard.io/role-node-selector.<role>` annotations.
+pub fn role_node_selector(
+    annotations: &BTreeMap<String, String>,
+    role: &str,
+) -> Option<Result<Vec<(String, String)>, String>> {
+    annotations
+        .get(&format!("{}{role}", keys::ROLE_NODE_SELECTOR_PREFIX))
+        .map(|v| parse_label_pairs(v))
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -1,29 +1,9 @@
-//! Label and annotation keys, label syntax checks and label-selector matching.
+//! Label syntax checks and label-selector matching.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-/// Annotation and label keys of the contract (DESIGN.md).
-pub mod keys {
-    pub const ANTI_AFFINITY: &str = "stsguard.io/anti-affinity";
-    pub const TOPOLOGY_KEY: &str = "stsguard.io/topology-key";
-    pub const ORDINAL_ENV: &str = "stsguard.io/ordinal-env";
-    pub const MUTATE: &str = "stsguard.io/mutate";
-    pub const ROLES: &str = "stsguard.io/roles";
-    pub const ROLE_CONFIG: &str = "stsguard.io/role-config";
-    pub const ROLE_MOUNT_PATH: &str = "stsguard.io/role-mount-path";
-    pub const SERVER_ID_BASE: &str = "stsguard.io/server-id-base";
-    pub const ROLE_NODE_SELECTOR_PREFIX: &str = "stsguard.io/role-node-selector.";
-    pub const MANAGED: &str = "stsguard.io/managed";
-    pub const ROLE: &str = "stsguard.io/role";
-    pub const QUORUM: &str = "stsguard.io/quorum";
-    pub const PROTECT: &str = "stsguard.io/protect";
-    pub const SINGLE_INSTANCE: &str = "stsguard.io/single-instance";
-    pub const RULE_OVERRIDE_PREFIX: &str = "stsguard.io/rule.";
-    /// Set by the StatefulSet controller on every pod (Kubernetes >= 1.28).
-    pub const POD_INDEX: &str = "apps.kubernetes.io/pod-index";
-}
 
 fn is_name_part(s: &str) -> bool {
     let b = s.as_bytes();

@@ -1,0 +1,363 @@
+//! AdmissionReview in, AdmissionReview out: read the review, hand the object to the pure cores
+//! ([`crate::mutate`], [`crate::validate`]), write the answer. No I/O here.
+//!
+//! One `/mutate` review: [`crate::server`]`::handle` (the body) → [`answer`] (read, dispatch) →
+//! [`crate::mutate::mutate`] and [`crate::mutate::patch`] → [`wire::encode`].
+
+mod decode;
+pub mod wire;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use kube::core::admission::{AdmissionResponse, Operation};
+
+pub use decode::statefulset_from_str;
+use decode::{Kind, Object};
+pub use wire::encode;
+use wire::{Request, Slot};
+
+use crate::error::{Error, Result};
+use crate::mutate;
+use crate::policy::{Mode, OnError, Policy, RuleId};
+use crate::validate::{self, Findings, Lookups, Review, RuleResult, Subject};
+
+/// Which webhook was called.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    Mutate,
+    Validate,
+}
+
+impl Endpoint {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Endpoint::Mutate => "mutate",
+            Endpoint::Validate => "validate",
+        }
+    }
+}
+
+/// What became of a review (the `outcome` label).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Outcome {
+    #[default]
+    Allowed,
+    Denied,
+    Patched,
+    /// Not evaluated: answered per `onError`.
+    Error,
+    /// Not an AdmissionReview: HTTP 400.
+    BadRequest,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Allowed => "allowed",
+            Outcome::Denied => "denied",
+            Outcome::Patched => "patched",
+            Outcome::Error => "error",
+            Outcome::BadRequest => "bad_request",
+        }
+    }
+}
+
+/// What happened, for the log line and metrics.
+#[derive(Clone, Debug, Default)]
+pub struct Summary {
+    pub uid: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub operation: &'static str,
+    pub sub_resource: String,
+    pub dry_run: bool,
+    pub allowed: bool,
+    pub patched: bool,
+    pub warnings: usize,
+    pub outcome: Outcome,
+    /// Every rule evaluated, for metrics.
+    pub rule_results: Vec<(RuleId, Mode, RuleResult)>,
+}
+
+/// A review answered: the JSON body and its summary.
+#[derive(Clone, Debug)]
+pub struct Answer {
+    pub body: Vec<u8>,
+    pub summary: Summary,
+}
+
+/// What the dispatch decided.
+#[derive(Default)]
+struct Decision {
+    denied: Option<String>,
+    warnings: Vec<String>,
+    patch: Option<json_patch::Patch>,
+    rules: Vec<(RuleId, Mode, RuleResult)>,
+}
+
+/// Answers one review body. `Err` is always [`Error::BadReview`] (HTTP 400): a review that
+/// cannot be evaluated is answered per the policy's `onError`.
+pub fn answer(
+    endpoint: Endpoint,
+    body: &[u8],
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Answer> {
+    // A body past the bounds on work is not evaluated.
+    if let Err(why) = crate::bounds::check_body(body) {
+        return unevaluated(body, policy, &why);
+    }
+    let review = match wire::read(body, endpoint == Endpoint::Validate) {
+        Ok(r) => r,
+        Err(e) if e.is_syntax() || e.is_eof() => {
+            return Err(Error::BadReview(format!(
+                "body is not JSON: {}",
+                one_line(e)
+            )));
+        }
+        // The request does not read (its object is not the kind it says, a field has the wrong
+        // type): answered per the failure mode if the uid can be echoed, else a bad request.
+        Err(e) => {
+            let why = format!("the request does not decode: {}", one_line(e));
+            return unevaluated(body, policy, &why);
+        }
+    };
+    check_envelope(&review.api_version, &review.kind)?;
+    let Some(req) = review.request else {
+        return Err(Error::BadReview("AdmissionReview has no request".into()));
+    };
+    if req.uid.is_empty() {
+        return Err(Error::BadReview("request.uid is empty".into()));
+    }
+    let mut summary = Summary {
+        uid: req.uid.clone(),
+        kind: req.kind.kind.clone(),
+        namespace: req.namespace.clone().unwrap_or_default(),
+        name: req.name.clone(),
+        operation: op_str(&req.operation),
+        sub_resource: req.sub_resource.clone().unwrap_or_default(),
+        dry_run: req.dry_run,
+        ..Default::default()
+    };
+    let handled = crate::webhooks::handles(
+        endpoint == Endpoint::Mutate,
+        &req.resource.group,
+        &req.resource.resource,
+        req.sub_resource.as_deref(),
+        summary.operation,
+    ) && !policy.is_excluded(req.namespace.as_deref());
+    let decided = match endpoint {
+        _ if !handled => Ok(Decision::default()),
+        Endpoint::Mutate => mutate_request(req, policy),
+        Endpoint::Validate => validate_request(req, policy, lookups),
+    };
+    let mut response = response_for(&summary.uid);
+    let d = match decided {
+        Ok(d) => d,
+        Err(e) => {
+            let response = failure(response, &e.to_string(), policy);
+            summary.outcome = Outcome::Error;
+            summary.allowed = response.allowed;
+            summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
+            return Ok(Answer {
+                body: encode(&response, None),
+                summary,
+            });
+        }
+    };
+    if !d.warnings.is_empty() {
+        response.warnings = Some(d.warnings.iter().map(|w| validate::short(w)).collect());
+    }
+    if let Some(message) = d.denied {
+        response = deny(response, message);
+    }
+    summary.allowed = response.allowed;
+    summary.patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
+    summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
+    summary.rule_results = d.rules;
+    summary.outcome = match (response.allowed, summary.patched) {
+        (false, _) => Outcome::Denied,
+        (true, true) => Outcome::Patched,
+        (true, false) => Outcome::Allowed,
+    };
+    Ok(Answer {
+        body: encode(&response, d.patch.as_ref()),
+        summary,
+    })
+}
+
+/// The answer to a review that is not evaluated (it does not decode, it is past a bound, or its
+/// time budget ran out): per the policy's `onError`, with `why` as a warning or the denial. Only
+/// the envelope and the uid are read. `Err`: not even that reads (HTTP 400).
+pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
+    let u: wire::UidOnly = serde_json::from_slice(body).map_err(|e| {
+        Error::BadReview(if e.is_syntax() || e.is_eof() {
+            format!("body is not JSON: {}", one_line(e))
+        } else {
+            format!("body is not an AdmissionReview: {}", one_line(e))
+        })
+    })?;
+    check_envelope(&u.api_version, &u.kind)?;
+    let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
+        return Err(Error::BadReview(format!(
+            "AdmissionReview has no usable request ({})",
+            one_line(why)
+        )));
+    };
+    let response = failure(response_for(&r.uid), why, policy);
+    let summary = Summary {
+        uid: r.uid,
+        allowed: response.allowed,
+        outcome: Outcome::Error,
+        ..Default::default()
+    };
+    Ok(Answer {
+        body: encode(&response, None),
+        summary,
+    })
+}
+
+/// kube's response for a uid: allowed, empty status.
+fn response_for(uid: &str) -> AdmissionResponse {
+    let mut r = AdmissionResponse::invalid("");
+    r.uid = uid.to_string();
+    r.allowed = true;
+    r.result = Default::default();
+    r
+}
+
+fn check_envelope(api_version: &str, kind: &str) -> Result<()> {
+    if kind != wire::KIND {
+        return Err(Error::BadReview(format!(
+            "expected kind AdmissionReview, got {:?}",
+            crate::text::quote(kind)
+        )));
+    }
+    if api_version != wire::API_VERSION {
+        return Err(Error::BadReview(format!(
+            "expected apiVersion {}, got {:?}",
+            wire::API_VERSION,
+            crate::text::quote(api_version)
+        )));
+    }
+    Ok(())
+}
+
+fn one_line(e: impl std::fmt::Display) -> String {
+    validate::short(&e.to_string().replace('\n', " "))
+}
+
+fn op_str(op: &Operation) -> &'static str {
+    match op {
+        Operation::Create => "CREATE",
+        Operation::Update => "UPDATE",
+        Operation::Delete => "DELETE",
+        Operation::Connect => "CONNECT",
+    }
+}
+
+fn failure(response: AdmissionResponse, why: &str, policy: &Policy) -> AdmissionResponse {
+    let message = format!("stsguard could not evaluate this request: {why}");
+    match policy.on_error {
+        OnError::Allow => {
+            let mut r = response;
+            r.warnings = Some(vec![validate::short(&message)]);
+            r
+        }
+        OnError::Deny => deny(response, message),
+    }
+}
+
+fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
+    let mut r = response.deny(message);
+    r.result.code = 403;
+    r.result.reason = "Forbidden".into();
+    r
+}
+
+/// The request's object or old object as a StatefulSet, within the bounds on work.
+fn statefulset(slot: Slot<'_>, what: &str) -> Result<Option<StatefulSet>> {
+    match slot.take(Kind::StatefulSet, what)? {
+        Some(Object::StatefulSet(s)) => {
+            let pod = s.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+            crate::bounds::check_pod(pod).map_err(Error::NotEvaluated)?;
+            Ok(Some(*s))
+        }
+        _ => Ok(None),
+    }
+}
+
+fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
+    if req.resource.resource == "pods" {
+        let Some(Object::Pod(pod)) = req.object.take(Kind::Pod, "request.object")? else {
+            return Ok(Decision::default());
+        };
+        crate::bounds::check_pod(pod.spec.as_ref()).map_err(Error::NotEvaluated)?;
+        let (out, report) = mutate::pod::mutate_pod(&pod);
+        return Ok(Decision {
+            warnings: report.warnings,
+            patch: Some(mutate::patch::pod(&pod, &out)?),
+            ..Default::default()
+        });
+    }
+    let Some(sts) = statefulset(req.object, "request.object")? else {
+        return Ok(Decision::default());
+    };
+    let m = mutate::mutate(&sts, policy);
+    Ok(Decision {
+        warnings: m.report.warnings,
+        patch: Some(mutate::patch::statefulset(&sts, &m.object)?),
+        ..Default::default()
+    })
+}
+
+fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) -> Result<Decision> {
+    let namespace = req.namespace.as_deref().unwrap_or("");
+    let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
+        (Some(_), _) => {
+            let replicas = |slot: Slot<'_>, what| -> Result<Option<i32>> {
+                Ok(match slot.take(Kind::Scale, what)? {
+                    Some(Object::Scale(s)) => s.spec.and_then(|s| s.replicas),
+                    _ => None,
+                })
+            };
+            let Some(n) = replicas(req.object, "request.object")? else {
+                return Err(Error::NotEvaluated(
+                    "the Scale object has no spec.replicas".into(),
+                ));
+            };
+            let subject = Subject::Scale {
+                name: &req.name,
+                replicas: n,
+                old_replicas: replicas(req.old_object, "request.oldObject")?,
+            };
+            validate::validate(&Review { namespace, subject }, policy, lookups)
+        }
+        (None, Operation::Delete) => {
+            let old = statefulset(req.old_object, "request.oldObject")?;
+            let subject = Subject::Delete { old: old.as_ref() };
+            validate::validate(&Review { namespace, subject }, policy, lookups)
+        }
+        (None, operation) => {
+            let update = *operation == Operation::Update;
+            let Some(object) = statefulset(req.object, "request.object")? else {
+                return Err(Error::NotEvaluated("the request has no object".into()));
+            };
+            let old = match update {
+                true => statefulset(req.old_object, "request.oldObject")?,
+                false => None,
+            };
+            let subject = Subject::Write {
+                object: &object,
+                old: old.as_ref(),
+            };
+            validate::validate(&Review { namespace, subject }, policy, lookups)
+        }
+    };
+    Ok(Decision {
+        denied: (!findings.allowed()).then(|| findings.denial()),
+        warnings: findings.warning_lines(),
+        patch: None,
+        rules: findings.results,
+    })
+}

@@ -1,0 +1,275 @@
+//! The AdmissionReview on the wire: the request read in one pass, the response written.
+//!
+//! kube's `AdmissionReview<T>` flattens its TypeMeta, which makes serde buffer the whole body
+//! before decoding it. Here the envelope is read field by field into kube's `GroupVersionKind`,
+//! `GroupVersionResource` and `Operation`, and the object straight into its k8s-openapi type
+//! ([`super::decode`]) — chosen by `request.kind`, which the API server writes before the object.
+//! An object that comes before its `kind` is kept as raw JSON and read the same way once the
+//! envelope is read. The answer is kube's `AdmissionResponse`.
+
+use kube::core::admission::{AdmissionResponse, Operation};
+use kube::core::{GroupVersionKind, GroupVersionResource};
+use serde::Serialize;
+use serde::de::{DeserializeSeed, Deserializer, Error as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::decode::{Key, Kind, Object, ObjectSeed, object_from_str};
+use crate::error::{Error, Result};
+
+pub const API_VERSION: &str = "admission.k8s.io/v1";
+pub const KIND: &str = "AdmissionReview";
+
+/// An AdmissionReview as read.
+pub struct Review<'a> {
+    pub api_version: String,
+    pub kind: String,
+    pub request: Option<Request<'a>>,
+}
+
+/// The request of an AdmissionReview.
+pub struct Request<'a> {
+    pub uid: String,
+    pub kind: GroupVersionKind,
+    pub resource: GroupVersionResource,
+    pub sub_resource: Option<String>,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub operation: Operation,
+    pub dry_run: bool,
+    pub object: Slot<'a>,
+    pub old_object: Slot<'a>,
+}
+
+/// An object of the request.
+pub enum Slot<'a> {
+    Absent,
+    Read(Object),
+    /// Came before the request's `kind` (or its kind is not one stsguard reads): read on demand.
+    Raw(&'a RawValue),
+}
+
+impl Slot<'_> {
+    /// The object as `kind`, `None` when there is none.
+    pub fn take(self, kind: Kind, what: &str) -> Result<Option<Object>> {
+        let object = match self {
+            Slot::Absent => return Ok(None),
+            Slot::Read(o) => o,
+            Slot::Raw(raw) => match object_from_str(kind, raw.get()) {
+                Ok(Some(o)) => o,
+                Ok(None) => return Ok(None),
+                Err(e) => {
+                    return Err(Error::NotEvaluated(format!(
+                        "{what} is not a {}: {}",
+                        kind.as_str(),
+                        super::one_line(e)
+                    )));
+                }
+            },
+        };
+        if object.kind() == kind {
+            Ok(Some(object))
+        } else {
+            Err(Error::NotEvaluated(format!(
+                "{what} is a {}, expected a {}",
+                object.kind().as_str(),
+                kind.as_str()
+            )))
+        }
+    }
+}
+
+/// Reads a review; `read_old`: read `oldObject` too (`/mutate` never needs it).
+pub fn read(body: &[u8], read_old: bool) -> serde_json::Result<Review<'_>> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let review = ReviewSeed { read_old }.deserialize(&mut de)?;
+    de.end()?;
+    Ok(review)
+}
+
+struct ReviewSeed {
+    read_old: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for ReviewSeed {
+    type Value = Review<'de>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Review<'de>, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReviewSeed {
+    type Value = Review<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionReview object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Review<'de>, A::Error> {
+        let mut review = Review {
+            api_version: String::new(),
+            kind: String::new(),
+            request: None,
+        };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "apiVersion" => review.api_version = map.next_value()?,
+                "kind" => review.kind = map.next_value()?,
+                "request" => {
+                    review.request = map.next_value_seed(RequestSeed {
+                        read_old: self.read_old,
+                    })?
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(review)
+    }
+}
+
+struct RequestSeed {
+    read_old: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for RequestSeed {
+    type Value = Option<Request<'de>>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed {
+    type Value = Option<Request<'de>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest object")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut uid, mut kind, mut resource, mut operation) = (None, None, None, None);
+        let (mut sub_resource, mut name, mut namespace, mut dry_run) = (None, None, None, None);
+        let (mut object, mut old_object) = (Slot::Absent, Slot::Absent);
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match key.as_ref() {
+                "uid" => uid = Some(map.next_value::<String>()?),
+                "kind" => kind = Some(map.next_value::<GroupVersionKind>()?),
+                "resource" => resource = Some(map.next_value::<GroupVersionResource>()?),
+                "subResource" => sub_resource = map.next_value::<Option<String>>()?,
+                "name" => name = map.next_value::<Option<String>>()?,
+                "namespace" => namespace = map.next_value::<Option<String>>()?,
+                "operation" => operation = Some(map.next_value::<Operation>()?),
+                "dryRun" => dry_run = map.next_value::<Option<bool>>()?,
+                "object" => object = slot(&mut map, kind.as_ref())?,
+                "oldObject" if self.read_old => old_object = slot(&mut map, kind.as_ref())?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let missing = |field| A::Error::custom(format!("request.{field} is missing"));
+        Ok(Some(Request {
+            uid: uid.ok_or_else(|| missing("uid"))?,
+            kind: kind.ok_or_else(|| missing("kind"))?,
+            resource: resource.ok_or_else(|| missing("resource"))?,
+            sub_resource,
+            name: name.unwrap_or_default(),
+            namespace,
+            operation: operation.ok_or_else(|| missing("operation"))?,
+            dry_run: dry_run.unwrap_or(false),
+            object,
+            old_object,
+        }))
+    }
+}
+
+/// An object read as the request's `kind` says when that is known and read by stsguard, else
+/// kept raw.
+fn slot<'de, A: MapAccess<'de>>(
+    map: &mut A,
+    kind: Option<&GroupVersionKind>,
+) -> Result<Slot<'de>, A::Error> {
+    Ok(match kind.and_then(Kind::of) {
+        Some(kind) => map
+            .next_value_seed(ObjectSeed(kind))?
+            .map_or(Slot::Absent, Slot::Read),
+        None => map
+            .next_value::<Option<&'de RawValue>>()?
+            .map_or(Slot::Absent, Slot::Raw),
+    })
+}
+
+/// Just enough of a review to echo its uid when the rest does not read.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UidOnly {
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub kind: String,
+    pub request: Option<UidOnlyRequest>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct UidOnlyRequest {
+    pub uid: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WireReview<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: &'a AdmissionResponse,
+}
+
+/// Encodes a response; `patch` goes out base64-encoded with `patchType: JSONPatch` (kube's
+/// `with_patch` would serialise the bytes as a number array).
+///
+/// The base64 text (which never needs escaping) is appended to the serialised review as the
+/// response's last two fields, without a second pass through the JSON string escaper.
+pub fn encode(response: &AdmissionResponse, patch: Option<&json_patch::Patch>) -> Vec<u8> {
+    let wire = WireReview {
+        api_version: API_VERSION,
+        kind: KIND,
+        response,
+    };
+    // Serialising these plain types cannot fail; fall back to a minimal allowed answer if it did.
+    let Ok(mut out) = serde_json::to_vec(&wire) else {
+        return format!(
+            r#"{{"apiVersion":"{API_VERSION}","kind":"{KIND}","response":{{"uid":{},"allowed":true}}}}"#,
+            serde_json::Value::String(response.uid.clone())
+        )
+        .into_bytes();
+    };
+    let Some(patch) = patch.filter(|p| !p.0.is_empty()) else {
+        return out;
+    };
+    // `out` ends with the two closing braces of `response` and of the review.
+    let Ok(json) = serde_json::to_vec(patch) else {
+        return out;
+    };
+    if !out.ends_with(b"}}") {
+        return out;
+    }
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(json);
+    out.truncate(out.len() - 2);
+    out.reserve(b64.len() + 48);
+    out.extend_from_slice(br#","patchType":"JSONPatch","patch":""#);
+    out.extend_from_slice(b64.as_bytes());
+    out.extend_from_slice(b"\"}}");
+    out
+}

@@ -1,0 +1,30 @@
+//! The request path's errors: why a review was not answered with a decision.
+
+/// Why a review was not decided.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Not a v1 AdmissionReview with a request and a uid: answered with HTTP 400 and this
+    /// one-line reason (the API server never sends one).
+    #[error("{0}")]
+    BadReview(String),
+    /// A review that cannot be evaluated: its object does not read, it is past a bound on work,
+    /// or its time budget ran out. Answered per the policy's `onError`, with this reason.
+    #[error("{0}")]
+    NotEvaluated(String),
+    /// The mutation's result cannot be expressed as a patch that only adds (a bug: the property
+    /// tests look for it). Answered per `onError`.
+    #[error("the patch would {0}")]
+    Patch(String),
+}
+
+impl Error {
+    /// The value of the `outcome` label of `stsguard_requests_total` for this error.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::BadReview(_) => "bad_request",
+            Error::NotEvaluated(_) | Error::Patch(_) => "error",
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
