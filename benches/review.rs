@@ -11,8 +11,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
-use stsguard::policy::Policy;
 use stsguard::admission::{Endpoint, answer};
+use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
 
 // The same allocator as the stsguard binary, for the floor and stsguard alike.

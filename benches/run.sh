@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Load benchmark (issue 7): stsguard's /mutate against the floor — the same TLS/HTTP stack doing
+# Load benchmark: stsguard's /mutate against the floor — the same TLS/HTTP stack doing
 # the least any correct webhook must do (parse the body as JSON, echo request.uid) — over TLS
 # with HTTP/2 keep-alive, in one run; then p99 at a fixed 500 req/s, the server's RSS, and a fault
 # run (certificate rotated the kubelet way mid-run, SIGTERM at the end) that counts failed

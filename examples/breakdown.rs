@@ -119,9 +119,11 @@ fn main() {
         stsguard::admission::encode(&resp, Some(&patch))
     });
     time("answer mutate", n, || {
-        stsguard::admission::answer(stsguard::admission::Endpoint::Mutate, &body, &policy, &l).unwrap()
+        stsguard::admission::answer(stsguard::admission::Endpoint::Mutate, &body, &policy, &l)
+            .unwrap()
     });
     time("answer validate", n, || {
-        stsguard::admission::answer(stsguard::admission::Endpoint::Validate, &body, &policy, &l).unwrap()
+        stsguard::admission::answer(stsguard::admission::Endpoint::Validate, &body, &policy, &l)
+            .unwrap()
     });
 }

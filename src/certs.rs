@@ -147,11 +147,11 @@ mod tests {
     #[test]
     fn bundle_loads_and_keys_match() -> Result<(), Box<dyn std::error::Error>> {
         let b = generate("x", &["localhost".into(), "127.0.0.1".into()], 1)?;
-        let loaded = crate::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes())?;
+        let loaded = crate::server::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes())?;
         assert!(!loaded.serial.is_empty());
         let other = generate("y", &["localhost".into()], 1)?;
-        let err =
-            crate::tls::load_pem(b.cert_pem.as_bytes(), other.key_pem.as_bytes()).unwrap_err();
+        let err = crate::server::tls::load_pem(b.cert_pem.as_bytes(), other.key_pem.as_bytes())
+            .unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
         Ok(())
     }

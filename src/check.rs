@@ -7,10 +7,10 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use serde::Serialize;
 
-use crate::lookups::StaticLookups;
 use crate::k8s::roles::role_node_selector;
 use crate::mutate;
 use crate::policy::Policy;
+use crate::validate::lookups::StaticLookups;
 use crate::validate::{self, Finding, Review, Subject};
 
 /// The result for one StatefulSet (the `--output json` element).

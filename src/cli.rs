@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::server::metrics::Metrics;
+use crate::server::tls::{self, SwappableCert};
 use crate::server::{self, AppState, Readiness, Timeouts};
-use crate::tls::{self, SwappableCert};
 use crate::validate::{Lookups, NoLookups};
 
 #[derive(Parser, Debug)]
@@ -246,10 +246,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let interval = Duration::from_secs(args.reload_interval.max(1));
     if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
         let (certs, metrics) = (certs.clone(), metrics.clone());
-        crate::reload::spawn(
-            vec![c.clone(), k.clone()],
-            interval,
-            move || match tls::load_files(&c, &k) {
+        crate::server::reload::spawn(vec![c.clone(), k.clone()], interval, move || {
+            match tls::load_files(&c, &k) {
                 Ok(l) => {
                     tracing::info!(serial = %l.serial, not_after = l.not_after, "serving certificate reloaded");
                     metrics.cert_expiry.set(l.not_after);
@@ -260,8 +258,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     tracing::error!(error = %e, "new certificate not usable; keeping the old one");
                     metrics.reload("certificate", false);
                 }
-            },
-        );
+            }
+        });
     }
 
     let mut readiness = Readiness::default();
@@ -273,7 +271,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!("no Kubernetes configuration ({e}); run in a cluster, set KUBECONFIG, or pass --no-cluster")
         })?;
-        let w = crate::lookups::WatchLookups::start(client);
+        let w = crate::validate::lookups::WatchLookups::start(client);
         let w2 = w.clone();
         readiness.caches = Some(Box::new(move || w2.synced()));
         w
@@ -300,7 +298,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         rejected: Some(
             metrics
                 .rejected
-                .get_or_create(&crate::metrics::RejectLabels {
+                .get_or_create(&crate::server::metrics::RejectLabels {
                     bound: "connections",
                 })
                 .clone(),
@@ -308,7 +306,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(path) = args.config.clone() {
         let (policy, metrics) = (state.policy.clone(), metrics.clone());
-        crate::reload::spawn(vec![path.clone()], interval, move || {
+        crate::server::reload::spawn(vec![path.clone()], interval, move || {
             match Policy::load(&path) {
                 Ok(p) => {
                     tracing::info!(path = %path.display(), "policy reloaded");

@@ -48,16 +48,11 @@ pub mod check;
 pub mod cli;
 pub mod error;
 pub mod k8s;
-pub mod loadgen;
-pub mod lookups;
-pub mod metrics;
 pub mod mutate;
 pub mod policy;
-pub mod reload;
 pub mod role_init;
 pub mod server;
 pub mod text;
-pub mod tls;
 pub mod validate;
 pub mod webhooks;
 

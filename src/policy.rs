@@ -271,7 +271,8 @@ impl Policy {
                 ),
             ));
         }
-        if self.cluster_domain.is_empty() || !crate::k8s::labels::is_dns_subdomain(&self.cluster_domain)
+        if self.cluster_domain.is_empty()
+            || !crate::k8s::labels::is_dns_subdomain(&self.cluster_domain)
         {
             return Err((
                 "clusterDomain",
@@ -281,8 +282,7 @@ impl Policy {
         if self.mutation.roles.image.trim().is_empty() {
             return Err(("mutation.roles.image", "must not be empty".into()));
         }
-        if let Some(why) = crate::k8s::roles::mount_path_problem(&self.mutation.roles.mount_path)
-        {
+        if let Some(why) = crate::k8s::roles::mount_path_problem(&self.mutation.roles.mount_path) {
             return Err(("mutation.roles.mountPath", why));
         }
         for s in &self.mutation.roles.image_pull_secrets {

@@ -1,4 +1,4 @@
-//! Issue 6: the Helm chart with the real `helm` (4.x, from .ci/install-tools.sh, found in
+//! The Helm chart with the real `helm` (4.x, from .ci/install-tools.sh, found in
 //! .tools/bin or on PATH): lint, render for each certificate mode, validate every rendered
 //! manifest against the Kubernetes 1.28 and newest schemas (kubernetes-validate), and check that
 //! the rendered webhook configurations, `stsguard webhooks` and the server agree.
@@ -387,10 +387,12 @@ async fn chart_webhooks_cli_and_server_agree() {
     // genSignedCert), answers at the registered paths for the registered service name, trusted
     // through the registered caBundle.
     stsguard::install_crypto_provider();
-    let loaded = stsguard::tls::load_pem(&b64("tls.crt"), &b64("tls.key"))
+    let loaded = stsguard::server::tls::load_pem(&b64("tls.crt"), &b64("tls.key"))
         .expect("the chart's certificate loads");
-    let tls =
-        Arc::new(stsguard::tls::server_config(stsguard::tls::SwappableCert::new(loaded)).unwrap());
+    let tls = Arc::new(
+        stsguard::server::tls::server_config(stsguard::server::tls::SwappableCert::new(loaded))
+            .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = stsguard::server::AppState::new(

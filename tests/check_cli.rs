@@ -1,4 +1,4 @@
-//! Issue 3: `stsguard check` as a user runs it: outputs, stdin, exit codes.
+//! `stsguard check` as a user runs it: outputs, stdin, exit codes.
 
 use std::io::Write;
 use std::process::{Command, Stdio};

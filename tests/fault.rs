@@ -1,8 +1,11 @@
-//! Issue 7, bounded for CI: HTTPS load against the real binary while its certificate is rotated
+//! Bounded for CI: HTTPS load against the real binary while its certificate is rotated
 //! the kubelet way and, near the end, it gets SIGTERM. The client stops sending once /readyz
 //! turns 503 (as the endpoints controller would); every request it sent must be answered.
 
 mod common;
+// The load benchmark's client, driving the server while faults are injected.
+#[path = "../benches/load/client.rs"]
+mod loadgen;
 
 use std::path::Path;
 use std::time::Duration;
@@ -51,7 +54,7 @@ async fn rotation_and_sigterm_under_load_fail_no_request() {
             .map(|c| c.unwrap())
             .collect();
     let body = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
-    let load = tokio::spawn(stsguard::loadgen::run(stsguard::loadgen::Options {
+    let load = tokio::spawn(loadgen::run(loadgen::Options {
         addr,
         server_name: "localhost".into(),
         roots,

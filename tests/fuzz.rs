@@ -1,4 +1,4 @@
-//! Issue 7: fuzzing, bounded so CI runs it on every push (cargo-fuzz needs a nightly toolchain,
+//! Fuzzing, bounded so CI runs it on every push (cargo-fuzz needs a nightly toolchain,
 //! which this project's machines cannot fetch; proptest drives the same entry points).
 //! - arbitrary bytes as a request body, to both endpoints and through the HTTP router;
 //! - structure-aware AdmissionReviews: random kinds, resources, operations, uids, nulls, huge
@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use stsguard::policy::Policy;
 use stsguard::admission::{Endpoint, answer};
+use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
 
 static SLOWEST_US: AtomicU64 = AtomicU64::new(0);

@@ -1,4 +1,4 @@
-//! Issues 2 and 5: request outcomes and rule results reach /metrics, and /healthz answers.
+//! Request outcomes and rule results reach /metrics, and /healthz answers.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! Issue 3 (and 4): the mutation over the real-world corpus. Reads ../shared/fixtures
+//! The mutation over the real-world corpus. Reads ../shared/fixtures
 //! (statefulsets/*.yaml and admission/corpus/*.create.mutating.json); fails if it is missing.
 //!
 //! For each object: the patch applies to the object as received; the result reads into
@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use common::*;
 use k8s_openapi::api::apps::v1::StatefulSet;
-use stsguard::policy::Policy;
 use stsguard::admission::{Endpoint, answer};
+use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
 
 fn yaml_statefulsets() -> Vec<(PathBuf, serde_json::Value)> {
@@ -28,8 +28,7 @@ fn check(label: &str, raw: &serde_json::Value, policy: &Policy) -> serde_json::V
     let patch = stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap();
     assert!(!patch.0.is_empty(), "{label}: nothing mutated");
     let mut doc = raw.clone();
-    common::apply_adds_only(&mut doc, &patch)
-        .unwrap_or_else(|e| panic!("{label}: {e}"));
+    common::apply_adds_only(&mut doc, &patch).unwrap_or_else(|e| panic!("{label}: {e}"));
     assert_mutated_ok(label, raw, &doc, policy);
     doc
 }

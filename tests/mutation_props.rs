@@ -1,4 +1,4 @@
-//! Issue 3: property tests over generated StatefulSets with random existing affinity, env,
+//! Property tests over generated StatefulSets with random existing affinity, env,
 //! containers, init containers (native sidecars too), selectors, volumes and annotations.
 //! The four corpus properties hold for each. CI runs 10,000 cases (PROPTEST_CASES=10000).
 

@@ -1,4 +1,4 @@
-//! Issue 3: one test per mutation decision, and /mutate over HTTPS for the captured CREATE,
+//! One test per mutation decision, and /mutate over HTTPS for the captured CREATE,
 //! UPDATE and DELETE reviews (../shared/fixtures/admission).
 
 mod common;
@@ -422,7 +422,8 @@ async fn https_create_update_delete() {
     let cp = patch_of(&c).expect("CREATE is patched");
     // The patch over HTTPS is exactly the core's diff for that object.
     let obj: StatefulSet = serde_json::from_value(create["request"]["object"].clone()).unwrap();
-    let core = stsguard::mutate::patch::statefulset(&obj, &mutate(&obj, &Policy::default()).object).unwrap();
+    let core = stsguard::mutate::patch::statefulset(&obj, &mutate(&obj, &Policy::default()).object)
+        .unwrap();
     assert_eq!(ops(&cp), ops(&core));
 
     // UPDATE of the same user manifest (kubectl apply): the same additions, so the same template.
@@ -559,4 +560,51 @@ fn a_system_role_mount_path_falls_back_to_the_policy_path() {
         "{mounts:?}"
     );
     assert!(!mounts.iter().any(|v| v.mount_path == "/usr/bin"));
+}
+
+/// Identity variables inserted before a user's variable are one `add` at an index each: the
+/// user's own entries are never replaced or moved by the patch.
+#[test]
+fn inserted_variables_are_one_add_each() {
+    let s = with(|s| {
+        let c = &mut s
+            .spec
+            .as_mut()
+            .unwrap()
+            .template
+            .spec
+            .as_mut()
+            .unwrap()
+            .containers[0];
+        c.env = Some(vec![k8s_openapi::api::core::v1::EnvVar {
+            name: "APP_URL".into(),
+            value: Some("http://$(POD_NAME):8080".into()),
+            ..Default::default()
+        }]);
+    });
+    let m = mutate(&s, &Policy::default());
+    let env = pod(&m.object).containers[0].env.clone().unwrap_or_default();
+    let injected = env.len() - 1;
+    assert!(injected >= 4, "{env:?}");
+    assert_eq!(env.last().map(|e| e.name.as_str()), Some("APP_URL"));
+    let patch = stsguard::mutate::patch::statefulset(&s, &m.object).unwrap();
+    let env_ops: Vec<_> = patch
+        .0
+        .iter()
+        .filter(|op| {
+            serde_json::to_value(op).unwrap()["path"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("/spec/template/spec/containers/0/env")
+        })
+        .collect();
+    assert_eq!(
+        env_ops.len(),
+        injected,
+        "{}",
+        serde_json::to_string(&patch).unwrap()
+    );
+    let mut doc = serde_json::to_value(&s).unwrap();
+    apply_adds_only(&mut doc, &patch).unwrap();
+    assert_eq!(doc, serde_json::to_value(&m.object).unwrap());
 }

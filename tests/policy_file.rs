@@ -1,4 +1,4 @@
-//! Issue 5: a bad policy file fails start-up naming the key; a changed file is reloaded without a
+//! A bad policy file fails start-up naming the key; a changed file is reloaded without a
 //! restart; a bad new file keeps the old policy. Runs the real binary over HTTPS on 127.0.0.1.
 
 mod common;

@@ -1,4 +1,4 @@
-//! Issue 2: the real binary as a process: certificate rotation the kubelet way, SIGTERM with a
+//! The real binary as a process: certificate rotation the kubelet way, SIGTERM with a
 //! request in flight, readiness. Talks HTTPS over 127.0.0.1 with a hyper client on tokio-rustls.
 
 mod common;

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use stsguard::lookups::StaticLookups;
 use stsguard::policy::{Mode, Policy, RuleId};
+use stsguard::validate::lookups::StaticLookups;
 use stsguard::validate::quorum::{self, Quorum};
 use stsguard::validate::{Findings, NoLookups, Review, Subject, validate};
 

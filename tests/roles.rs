@@ -1,4 +1,4 @@
-//! Issue 4 (and 8): roles on a real StatefulSet, and the Pod CREATE hook on the captured pod
+//! Roles on a real StatefulSet, and the Pod CREATE hook on the captured pod
 //! reviews. Reads ../shared/fixtures.
 
 mod common;
@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Container;
 use stsguard::mutate::mutate;
 
 use common::full_diff as patch_for;
-use stsguard::policy::Policy;
 use stsguard::admission::{Endpoint, answer};
+use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
 
 fn mysql_with_roles() -> serde_json::Value {
@@ -61,7 +61,8 @@ fn mysql_k8s_website_with_roles() {
     assert!(m.report.warnings.is_empty(), "{:?}", m.report.warnings);
     let patch = stsguard::mutate::patch::statefulset(&sts, &m.object).unwrap();
     let mut doc = raw.clone();
-    common::apply_adds_only(&mut doc, &patch).expect("the patch only adds to the manifest as written");
+    common::apply_adds_only(&mut doc, &patch)
+        .expect("the patch only adds to the manifest as written");
     let out: StatefulSet = serde_json::from_value(doc.clone()).unwrap();
     assert!(
         patch_for(&out, &mutate(&out, &Policy::default()).object)
@@ -363,7 +364,7 @@ async fn pod_create_over_https() {
     assert_eq!(doc["metadata"]["labels"]["stsguard.io/role"], "replica");
 }
 
-// ---- Issue 8: role placement ----
+// ---- Role placement ----
 
 #[test]
 fn role_node_selectors_at_pod_create() {

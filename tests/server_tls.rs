@@ -1,4 +1,4 @@
-//! Issue 2: the webhook over real TLS sockets on 127.0.0.1 with real HTTPS clients.
+//! The webhook over real TLS sockets on 127.0.0.1 with real HTTPS clients.
 //! Reads ../shared/fixtures/admission (the captured Kubernetes 1.28 reviews).
 
 mod common;

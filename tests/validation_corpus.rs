@@ -1,4 +1,4 @@
-//! Issue 5: the real-world corpus through `stsguard check` (the binary, with each file's
+//! The real-world corpus through `stsguard check` (the binary, with each file's
 //! `.service.yaml` answering the Service look-up) and through /validate (the captured
 //! `corpus/*.create.validating.json` reviews). No panic, well-formed answers; prints which rules
 //! fired on which file (run with --nocapture to see the table).
@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::*;
-use stsguard::policy::Policy;
 use stsguard::admission::{Endpoint, answer};
+use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
 
 /// `rule` for a failed rule, `rule?` for one that could not be checked (look-up unknown).

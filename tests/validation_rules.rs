@@ -1,11 +1,11 @@
-//! Issue 5: every rule with a passing and a failing object, in each mode; UPDATE, Scale and
+//! Every rule with a passing and a failing object, in each mode; UPDATE, Scale and
 //! DELETE; object overrides; denials that list every violation.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use stsguard::lookups::StaticLookups;
 use stsguard::policy::{Mode, Policy, RuleId};
+use stsguard::validate::lookups::StaticLookups;
 use stsguard::validate::{Findings, NoLookups, Review, Subject, validate};
 
 const BASE: &str = r#"

@@ -1,4 +1,4 @@
-//! Issue 5: look-ups from kube watch caches, driven by real list + watch responses served over
+//! Look-ups from kube watch caches, driven by real list + watch responses served over
 //! HTTP on 127.0.0.1 by an in-process stand-in for the Kubernetes API server (it answers the
 //! list and the streaming watch of services, storageclasses, poddisruptionbudgets and
 //! statefulsets the way the API server does). Also: not yet synced, unreachable, and Scale
@@ -12,9 +12,9 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::Uri;
 use axum::response::IntoResponse;
-use stsguard::lookups::WatchLookups;
-use stsguard::policy::Policy;
 use stsguard::admission::{Endpoint, answer};
+use stsguard::policy::Policy;
+use stsguard::validate::lookups::WatchLookups;
 use stsguard::validate::{Lookup, Lookups};
 use tokio::sync::{Notify, broadcast};
 

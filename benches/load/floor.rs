@@ -35,9 +35,11 @@ async fn main() {
     let b = stsguard::certs::generate("localhost", &["127.0.0.1".into(), "localhost".into()], 1)
         .unwrap();
     std::fs::write(&ca_file, &b.ca_pem).unwrap();
-    let loaded = stsguard::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap();
+    let loaded =
+        stsguard::server::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap();
     let tls = std::sync::Arc::new(
-        stsguard::tls::server_config(stsguard::tls::SwappableCert::new(loaded)).unwrap(),
+        stsguard::server::tls::server_config(stsguard::server::tls::SwappableCert::new(loaded))
+            .unwrap(),
     );
     let app = axum::Router::new()
         .route("/mutate", post(echo))

@@ -1,5 +1,7 @@
 //! Load generator CLI (benches/run.sh uses it): HTTPS with HTTP/2 to a webhook, prints one
 //! summary line and, with --json, a JSON line.
+mod client;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -48,7 +50,7 @@ async fn main() {
     let body = std::fs::read(&a.body).expect("read body");
     let v: serde_json::Value = serde_json::from_slice(&body).expect("body is JSON");
     let uid = v["request"]["uid"].as_str().unwrap_or_default().to_string();
-    let r = stsguard::loadgen::run(stsguard::loadgen::Options {
+    let r = client::run(client::Options {
         addr: a.addr,
         server_name: a.name,
         roots,

@@ -418,7 +418,10 @@ mod tests {
     #[test]
     fn what_a_patch_adds_under_must_be_an_object() {
         for (text, why) in [
-            (r#"{"metadata":null,"spec":{}}"#, "metadata is not an object"),
+            (
+                r#"{"metadata":null,"spec":{}}"#,
+                "metadata is not an object",
+            ),
             (r#"{"spec":{}}"#, "metadata is missing"),
             (r#"{"metadata":{},"spec":null}"#, "spec is not an object"),
             (r#"{"metadata":{}}"#, "spec is missing"),
@@ -427,7 +430,10 @@ mod tests {
             assert!(e.contains(why), "{text}: {e}");
         }
         for (text, why) in [
-            (r#"{"spec":{"template":null}}"#, "spec.template is not an object"),
+            (
+                r#"{"spec":{"template":null}}"#,
+                "spec.template is not an object",
+            ),
             (r#"{"spec":{"replicas":1}}"#, "spec.template is missing"),
             (r#"{"spec":{"template":"x"}}"#, "invalid type"),
         ] {

@@ -26,7 +26,11 @@ pub mod keys {
 }
 
 /// An annotation of `object`, trimmed.
-pub fn get<'a, K: Resource + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>>(
+pub fn get<
+    'a,
+    K: Resource
+        + k8s_openapi::Metadata<Ty = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta>,
+>(
     object: &'a K,
     key: &str,
 ) -> Option<&'a str> {

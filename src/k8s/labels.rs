@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-
 fn is_name_part(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()

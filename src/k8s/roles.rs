@@ -313,7 +313,6 @@ impl fmt::Display for RoleSpec {
     }
 }
 
-
 // Reading the role annotations of a StatefulSet.
 
 /// The role spec of a StatefulSet, if it asks for roles. Errors are the `role-spec` rule's.
@@ -387,7 +386,6 @@ pub fn role_node_selector(
         .get(&format!("{}{role}", keys::ROLE_NODE_SELECTOR_PREFIX))
         .map(|v| parse_label_pairs(v))
 }
-
 
 #[cfg(test)]
 mod tests {

@@ -51,7 +51,6 @@ pub fn topology_key<'a>(sts: &'a StatefulSet, policy: &'a Policy, report: &mut R
     }
 }
 
-
 pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) {
     let mode = effective_mode(sts, policy, report);
     if mode == AntiAffinityMode::None {

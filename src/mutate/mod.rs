@@ -51,11 +51,12 @@ pub struct Mutation {
 }
 
 fn flag(sts: &StatefulSet, key: &str, default: bool, report: &mut Report) -> bool {
-    ann::flag(sts, key).unwrap_or_else(|why| {
-        report.warn(format!("{why}; using {default}"));
-        None
-    })
-    .unwrap_or(default)
+    ann::flag(sts, key)
+        .unwrap_or_else(|why| {
+            report.warn(format!("{why}; using {default}"));
+            None
+        })
+        .unwrap_or(default)
 }
 
 /// Mutates a StatefulSet (DESIGN.md "Mutation" 1-3). Idempotent: mutating the result again

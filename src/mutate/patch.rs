@@ -9,8 +9,8 @@
 //! volumeMounts; a Pod's labels and node selector — and of those only the fields that differ
 //! (typed equality) are turned into JSON and diffed.
 
-use json_patch::{AddOperation, Patch, PatchOperation};
 use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
@@ -20,7 +20,10 @@ use crate::error::{Error, Result};
 
 /// The patch from `before` to `after`, a mutation of it.
 pub fn statefulset(before: &StatefulSet, after: &StatefulSet) -> Result<Patch> {
-    add_only(&statefulset_parts(before, after)?, &statefulset_parts(after, before)?)
+    add_only(
+        &statefulset_parts(before, after)?,
+        &statefulset_parts(after, before)?,
+    )
 }
 
 /// The patch from `before` to `after`, a mutation of it.
@@ -142,7 +145,12 @@ fn containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
             for (c, oc) in cs.iter().zip(o) {
                 let mut m = Map::new();
                 put(&mut m, "env", &c.env, Some(&oc.env))?;
-                put(&mut m, "volumeMounts", &c.volume_mounts, Some(&oc.volume_mounts))?;
+                put(
+                    &mut m,
+                    "volumeMounts",
+                    &c.volume_mounts,
+                    Some(&oc.volume_mounts),
+                )?;
                 out.push(Value::Object(m));
             }
             Ok(Value::Array(out))
@@ -163,7 +171,12 @@ fn statefulset_parts(s: &StatefulSet, o: &StatefulSet) -> Result<Value> {
         let om = ot.and_then(|t| t.metadata.as_ref());
         let mut meta = Map::new();
         put(&mut meta, "labels", &m.labels, om.map(|m| &m.labels))?;
-        put(&mut meta, "annotations", &m.annotations, om.map(|m| &m.annotations))?;
+        put(
+            &mut meta,
+            "annotations",
+            &m.annotations,
+            om.map(|m| &m.annotations),
+        )?;
         template.insert("metadata".into(), Value::Object(meta));
     }
     if let Some(p) = &spec.template.spec {
@@ -191,7 +204,12 @@ fn statefulset_parts(s: &StatefulSet, o: &StatefulSet) -> Result<Value> {
 /// What the Pod mutation can change: `metadata.labels` and `spec.nodeSelector`.
 fn pod_parts(p: &Pod, o: &Pod) -> Result<Value> {
     let mut meta = Map::new();
-    put(&mut meta, "labels", &p.metadata.labels, Some(&o.metadata.labels))?;
+    put(
+        &mut meta,
+        "labels",
+        &p.metadata.labels,
+        Some(&o.metadata.labels),
+    )?;
     let mut root = Map::new();
     root.insert("metadata".into(), Value::Object(meta));
     if let Some(spec) = &p.spec {
@@ -210,7 +228,9 @@ mod tests {
 
     fn apply(before: &Value, patch: &Patch) -> Value {
         let mut doc = before.clone();
-        json_patch::patch(&mut doc, patch).map_err(|e| e.to_string()).ok();
+        json_patch::patch(&mut doc, patch)
+            .map_err(|e| e.to_string())
+            .ok();
         doc
     }
 

@@ -12,10 +12,10 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Report;
-use crate::k8s::keys;
-use crate::policy::Policy;
 use crate::k8s::annotations as ann;
-use crate::k8s::roles::{RoleSpec, mount_path_problem, spec_of, server_id_base};
+use crate::k8s::keys;
+use crate::k8s::roles::{RoleSpec, mount_path_problem, server_id_base, spec_of};
+use crate::policy::Policy;
 
 pub const INIT_CONTAINER: &str = "stsguard-role";
 pub const ROLE_VOLUME: &str = "stsguard-role";

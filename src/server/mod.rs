@@ -18,10 +18,10 @@ use http_body_util::BodyExt;
 use tokio::net::TcpListener;
 use tokio::time::timeout_at;
 
-use crate::metrics::Metrics;
-use crate::policy::Policy;
 use crate::admission::{self, Endpoint};
 use crate::error::Error;
+use crate::policy::Policy;
+use crate::server::metrics::Metrics;
 use crate::text::cut;
 use crate::validate::Lookups;
 
@@ -29,6 +29,9 @@ pub use crate::bounds::MAX_BODY;
 
 mod conn;
 mod gate;
+pub mod metrics;
+pub mod reload;
+pub mod tls;
 
 pub use conn::{Timeouts, serve_plain, serve_tls};
 use gate::Permit;

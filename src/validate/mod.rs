@@ -1,55 +1,17 @@
 //! Validation rules (DESIGN.md "Validation rules"): one small function per rule, a mode per rule
 //! from the policy, look-ups from watch caches through [`Lookups`].
 
+pub mod lookups;
 pub mod quorum;
 pub mod rules;
 
-use std::sync::Arc;
+pub use lookups::{Lookup, Lookups, NoLookups};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::storage::v1::StorageClass;
 
 use crate::k8s::annotations as ann;
 use crate::policy::{Mode, Policy};
 pub use rules::{RULES, RuleId, Runs};
-
-/// The answer of a look-up.
-#[derive(Clone, Debug)]
-pub enum Lookup<T> {
-    Found(T),
-    Missing,
-    /// The cache cannot say (not synced, cluster unreachable, `--no-cluster`): never deny on it.
-    Unknown(String),
-}
-
-/// Look-ups the rules need; the server answers them from watch caches, `check` from its input.
-pub trait Lookups: Send + Sync {
-    fn service(&self, namespace: &str, name: &str) -> Lookup<Arc<Service>>;
-    /// `name` None: the cluster's default StorageClass.
-    fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>>;
-    fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>>;
-    fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>>;
-}
-
-/// Look-ups that know nothing: every look-up is "unknown" with the given reason.
-pub struct NoLookups(pub String);
-
-impl Lookups for NoLookups {
-    fn service(&self, _: &str, _: &str) -> Lookup<Arc<Service>> {
-        Lookup::Unknown(self.0.clone())
-    }
-    fn storage_class(&self, _: Option<&str>) -> Lookup<Arc<StorageClass>> {
-        Lookup::Unknown(self.0.clone())
-    }
-    fn pdbs(&self, _: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
-        Lookup::Unknown(self.0.clone())
-    }
-    fn statefulset(&self, _: &str, _: &str) -> Lookup<Arc<StatefulSet>> {
-        Lookup::Unknown(self.0.clone())
-    }
-}
 
 /// What is being judged.
 #[derive(Clone, Copy, Debug)]

@@ -52,9 +52,12 @@ pub async fn start_server(
     stsguard::install_crypto_provider();
     let b = stsguard::certs::generate("localhost", &["127.0.0.1".into(), "localhost".into()], 1)
         .unwrap();
-    let loaded = stsguard::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap();
-    let tls =
-        Arc::new(stsguard::tls::server_config(stsguard::tls::SwappableCert::new(loaded)).unwrap());
+    let loaded =
+        stsguard::server::tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes()).unwrap();
+    let tls = Arc::new(
+        stsguard::server::tls::server_config(stsguard::server::tls::SwappableCert::new(loaded))
+            .unwrap(),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = server::router(AppState::new(policy, lookups), Duration::from_secs(10));

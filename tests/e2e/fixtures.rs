@@ -20,7 +20,7 @@ use futures::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PodAffinityTerm, PodTemplateSpec, Service};
 use kube::api::{Api, Patch, PatchParams};
-use stsguard::lookups::StaticLookups;
+use stsguard::validate::lookups::StaticLookups;
 
 use crate::harness::{contains, dns_label, eventually, say, shared};
 use crate::kube_util;

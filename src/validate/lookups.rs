@@ -1,5 +1,6 @@
-//! Look-ups from kube watch caches (reflectors), cluster-wide, keeping only the fields the rules
-//! read. Nothing here calls the API on the request path: the rules read the stores.
+//! What the rules look up in the cluster, and where the answers come from: kube watch caches
+//! (reflectors, cluster-wide, keeping only the fields the rules read) for the server — nothing
+//! calls the API on the request path — the input files for `check`, nothing for `--no-cluster`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,7 +16,41 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
-use crate::validate::{Lookup, Lookups};
+/// The answer of a look-up.
+#[derive(Clone, Debug)]
+pub enum Lookup<T> {
+    Found(T),
+    Missing,
+    /// The cache cannot say (not synced, cluster unreachable, `--no-cluster`): never deny on it.
+    Unknown(String),
+}
+
+/// Look-ups the rules need; the server answers them from watch caches, `check` from its input.
+pub trait Lookups: Send + Sync {
+    fn service(&self, namespace: &str, name: &str) -> Lookup<Arc<Service>>;
+    /// `name` None: the cluster's default StorageClass.
+    fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>>;
+    fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>>;
+    fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>>;
+}
+
+/// Look-ups that know nothing: every look-up is "unknown" with the given reason.
+pub struct NoLookups(pub String);
+
+impl Lookups for NoLookups {
+    fn service(&self, _: &str, _: &str) -> Lookup<Arc<Service>> {
+        Lookup::Unknown(self.0.clone())
+    }
+    fn storage_class(&self, _: Option<&str>) -> Lookup<Arc<StorageClass>> {
+        Lookup::Unknown(self.0.clone())
+    }
+    fn pdbs(&self, _: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
+        Lookup::Unknown(self.0.clone())
+    }
+    fn statefulset(&self, _: &str, _: &str) -> Lookup<Arc<StatefulSet>> {
+        Lookup::Unknown(self.0.clone())
+    }
+}
 
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 const DEFAULT_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";

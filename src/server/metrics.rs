@@ -154,7 +154,7 @@ impl Metrics {
             .get_or_create(&RequestLabels {
                 endpoint,
                 kind: kind_label(&s.kind),
-                operation: operation_label(&s.operation),
+                operation: operation_label(s.operation),
                 outcome: s.outcome.as_str(),
             })
             .inc();
