@@ -20,6 +20,20 @@ pub fn quote(s: &str) -> Cow<'_, str> {
     cut(s, 80)
 }
 
+/// A warning line cut to the API server's limit (it drops warnings past 256 characters): 250
+/// bytes at most, on a character boundary, ending in `...` when cut.
+pub fn warning(s: &str) -> String {
+    const MAX: usize = 250;
+    if s.len() <= MAX {
+        return s.to_string();
+    }
+    let mut end = MAX - 3;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -32,5 +46,8 @@ mod tests {
         assert!(c.starts_with(&"é".repeat(5)), "{c}");
         assert!(c.ends_with("…[190 bytes cut]"), "{c}");
         assert!(quote(&"x".repeat(10_000)).len() < 110);
+        assert_eq!(warning("short"), "short");
+        let w = warning(&"é".repeat(200));
+        assert!(w.len() <= 250 && w.ends_with("..."), "{w}");
     }
 }

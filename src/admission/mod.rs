@@ -166,7 +166,7 @@ pub fn answer(
         }
     };
     if !d.warnings.is_empty() {
-        response.warnings = Some(d.warnings.iter().map(|w| validate::short(w)).collect());
+        response.warnings = Some(d.warnings.iter().map(|w| crate::text::warning(w)).collect());
     }
     if let Some(message) = d.denied {
         response = deny(response, message);
@@ -244,7 +244,7 @@ fn check_envelope(api_version: &str, kind: &str) -> Result<()> {
 }
 
 fn one_line(e: impl std::fmt::Display) -> String {
-    validate::short(&e.to_string().replace('\n', " "))
+    crate::text::warning(&e.to_string().replace('\n', " "))
 }
 
 fn op_str(op: &Operation) -> &'static str {
@@ -261,7 +261,7 @@ fn failure(response: AdmissionResponse, why: &str, policy: &Policy) -> Admission
     match policy.on_error {
         OnError::Allow => {
             let mut r = response;
-            r.warnings = Some(vec![validate::short(&message)]);
+            r.warnings = Some(vec![crate::text::warning(&message)]);
             r
         }
         OnError::Deny => deny(response, message),

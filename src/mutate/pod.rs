@@ -38,7 +38,7 @@ pub fn mutate_pod(pod: &Pod) -> (Pod, Report) {
     }
     let empty = BTreeMap::new();
     let anns = pod.metadata.annotations.as_ref().unwrap_or(&empty);
-    let Some(spec_text) = anns.get(keys::ROLES) else {
+    let Some(spec_text) = crate::k8s::annotations::get(pod, keys::ROLES) else {
         report.warn(format!(
             "pod is labelled {} but carries no {} annotation: no role",
             keys::MANAGED,

@@ -75,22 +75,9 @@ impl Findings {
     pub fn warning_lines(&self) -> Vec<String> {
         self.warnings
             .iter()
-            .map(|f| short(&format!("[{}] {}", f.rule, f.message)))
+            .map(|f| crate::text::warning(&format!("[{}] {}", f.rule, f.message)))
             .collect()
     }
-}
-
-/// Cuts a warning to the API server's limit, on a character boundary.
-pub fn short(s: &str) -> String {
-    const MAX: usize = 250;
-    if s.len() <= MAX {
-        return s.to_string();
-    }
-    let mut end = MAX - 3;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}...", &s[..end])
 }
 
 /// A rule's verdict.

@@ -18,7 +18,7 @@
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::Container;
 
-use crate::k8s::keys;
+use crate::k8s::annotations::{self as ann, keys};
 use crate::policy::Mode;
 use crate::text::cut;
 
@@ -335,13 +335,7 @@ pub static SIGNALS: &[Signal] = &[
 /// How the quorum rules see `sts`: the annotation first (`"true"` forces them, `"false"` turns
 /// detection off), then detection.
 pub fn of(sts: &StatefulSet) -> Quorum {
-    let ann = sts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(keys::QUORUM))
-        .map(|v| v.trim());
-    match ann {
+    match ann::get(sts, keys::QUORUM) {
         Some("true") => Quorum::Annotated,
         Some("false") => Quorum::No,
         _ => detect(sts).map_or(Quorum::No, Quorum::Detected),
