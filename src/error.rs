@@ -1,4 +1,5 @@
-//! The request path's errors: why a review was not answered with a decision.
+//! The request path's errors: why a review was not answered with a decision. Each maps to an
+//! outcome label (`admission::Outcome::from`).
 
 /// Why a review was not decided.
 #[derive(Debug, thiserror::Error)]
@@ -15,16 +16,6 @@ pub enum Error {
     /// tests look for it). Answered per `onError`.
     #[error("the patch would {0}")]
     Patch(String),
-}
-
-impl Error {
-    /// The value of the `outcome` label of `stsguard_requests_total` for this error.
-    pub fn metric_label(&self) -> &'static str {
-        match self {
-            Error::BadReview(_) => "bad_request",
-            Error::NotEvaluated(_) | Error::Patch(_) => "error",
-        }
-    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -61,6 +61,15 @@ impl Outcome {
     }
 }
 
+impl From<&Error> for Outcome {
+    fn from(e: &Error) -> Outcome {
+        match e {
+            Error::BadReview(_) => Outcome::BadRequest,
+            Error::NotEvaluated(_) | Error::Patch(_) => Outcome::Error,
+        }
+    }
+}
+
 /// What happened, for the log line and metrics.
 #[derive(Clone, Debug, Default)]
 pub struct Summary {

@@ -257,7 +257,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
         }
         Err(bad) => {
             let s = admission::Summary {
-                outcome: admission::Outcome::BadRequest,
+                outcome: admission::Outcome::from(&bad),
                 ..Default::default()
             };
             state
