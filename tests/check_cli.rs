@@ -1,4 +1,4 @@
-//! Issue 3: `stsguard check` as a user runs it: outputs, stdin, exit codes.
+//! `stsguard check` as a user runs it: outputs, stdin, exit codes.
 
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -75,11 +75,12 @@ fn outputs_and_exit_codes() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     for k in [
+        "source",
+        "kind",
         "name",
         "namespace",
         "allowed",
-        "violations",
-        "warnings",
+        "findings",
         "patch",
         "mutated",
     ] {
