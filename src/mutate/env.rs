@@ -26,7 +26,8 @@ fn var(name: &str, value: String) -> EnvVar {
 }
 
 /// stsguard's own name for the pod's name, defined just before an FQDN it injects when the
-/// container's `POD_NAME` is not the pod's name at that point (the user's value is kept).
+/// container's `POD_NAME` is not the pod's name at that point (the user's value is kept); with
+/// `_2`, `_3`, … appended when the container uses the name for something else.
 pub const PRIVATE_POD_NAME: &str = "STSGUARD_POD_NAME";
 /// The same for the namespace, when the container's `POD_NAMESPACE` is not the pod's.
 pub const PRIVATE_POD_NAMESPACE: &str = "STSGUARD_POD_NAMESPACE";
@@ -175,21 +176,40 @@ fn holds<'a>(defs: impl DoubleEndedIterator<Item = &'a EnvVar>, name: &str, path
         .is_some_and(|e| same_var(e, &field_var(name, path)))
 }
 
-/// Does `value`, at the place of `env[..at]`, expand to the FQDN `f`? It must reference the
-/// pod's name and namespace through variables that hold them there.
+/// Does `value`, after the variables `env`, expand to the FQDN `f`? It must be `f`'s text with
+/// references to variables that hold the pod's name and namespace there.
 fn resolves(f: &Fqdn, value: &str, env: &[EnvVar]) -> bool {
-    let ok = |name: &str, path: &str| holds(env.iter(), name, path);
-    let names: Vec<&str> = ["POD_NAME", PRIVATE_POD_NAME]
-        .into_iter()
-        .filter(|n| !f.needs(&Part::PodName) || ok(n, NAME_FIELD))
-        .collect();
-    let namespaces: Vec<&str> = ["POD_NAMESPACE", PRIVATE_POD_NAMESPACE]
-        .into_iter()
-        .filter(|n| !f.needs(&Part::PodNamespace) || ok(n, NAMESPACE_FIELD))
-        .collect();
-    names
-        .iter()
-        .any(|n| namespaces.iter().any(|ns| f.value(n, ns) == value))
+    let mut rest = value;
+    for part in &f.parts {
+        let path = match part {
+            Part::Text(t) => match rest.strip_prefix(t.as_str()) {
+                Some(r) => {
+                    rest = r;
+                    continue;
+                }
+                None => return false,
+            },
+            Part::PodName => NAME_FIELD,
+            Part::PodNamespace => NAMESPACE_FIELD,
+        };
+        let Some((name, r)) = rest.strip_prefix("$(").and_then(|r| r.split_once(')')) else {
+            return false;
+        };
+        if !holds(env.iter(), name, path) {
+            return false;
+        }
+        rest = r;
+    }
+    rest.is_empty()
+}
+
+/// stsguard's own name for a building block: `base`, else `base_2`, `base_3`, … the first
+/// name the container does not define (`taken`).
+fn private_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    std::iter::once(base.to_string())
+        .chain((2..).map(|i| format!("{base}_{i}")))
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| base.to_string())
 }
 
 /// Does `value` reference `$(name)`? One pass over `value`.
@@ -255,20 +275,20 @@ pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut
                     holds(before.iter().chain(block.iter()), n, path)
                 };
                 if bound(public, block) {
-                    Some(public.to_string())
-                } else if bound(private, block) {
-                    Some(private.to_string())
-                } else if defined(private) || block.iter().any(|e| e.name == private) {
-                    None
-                } else {
-                    block.push(field_var(private, path));
-                    Some(private.to_string())
+                    return public.to_string();
                 }
+                let name = private_name(private, |n| {
+                    !bound(n, block) && (defined(n) || block.iter().any(|e| e.name == n))
+                });
+                if !bound(&name, block) {
+                    block.push(field_var(&name, path));
+                }
+                name
             };
             let name_var = if f.needs(&Part::PodName) {
                 pick(&mut block, "POD_NAME", PRIVATE_POD_NAME, NAME_FIELD)
             } else {
-                Some(String::new())
+                String::new()
             };
             let ns_var = if f.needs(&Part::PodNamespace) {
                 pick(
@@ -278,18 +298,9 @@ pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut
                     NAMESPACE_FIELD,
                 )
             } else {
-                Some(String::new())
+                String::new()
             };
-            match (name_var, ns_var) {
-                (Some(n), Some(ns)) => block.push(var(f.name, f.value(&n, &ns))),
-                _ => report.warn(
-                    WarningId::EnvReserved,
-                    format!(
-                        "{what} \"{cname}\" defines {PRIVATE_POD_NAME} or {PRIVATE_POD_NAMESPACE}, stsguard's own names: {} not injected; rename that variable",
-                        f.name
-                    ),
-                ),
-            }
+            block.push(var(f.name, f.value(&name_var, &ns_var)));
         }
         if !block.is_empty() {
             let n = block.len();

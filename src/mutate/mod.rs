@@ -26,9 +26,6 @@ pub enum WarningId {
     NoServiceName,
     /// A container defines an identity variable otherwise: the user's value is kept.
     EnvKept,
-    /// A container uses a variable name stsguard reserves for itself: the FQDN that needs it is not
-    /// injected.
-    EnvReserved,
     /// A weaker anti-affinity term of the user's (a lower weight) is kept in place of stsguard's.
     AntiAffinityKept,
     /// `spec.selector` is empty: no anti-affinity added.
@@ -46,12 +43,11 @@ pub enum WarningId {
 }
 
 impl WarningId {
-    pub const ALL: [WarningId; 12] = [
+    pub const ALL: [WarningId; 11] = [
         WarningId::AnnotationInvalid,
         WarningId::NoSpec,
         WarningId::NoServiceName,
         WarningId::EnvKept,
-        WarningId::EnvReserved,
         WarningId::AntiAffinityKept,
         WarningId::AntiAffinityEmptySelector,
         WarningId::RolesInvalid,
@@ -67,7 +63,6 @@ impl WarningId {
             WarningId::NoSpec => "no-spec",
             WarningId::NoServiceName => "no-service-name",
             WarningId::EnvKept => "env-kept",
-            WarningId::EnvReserved => "env-reserved",
             WarningId::AntiAffinityKept => "anti-affinity-kept",
             WarningId::AntiAffinityEmptySelector => "anti-affinity-empty-selector",
             WarningId::RolesInvalid => "roles-invalid",
