@@ -135,6 +135,21 @@ pub fn documents(text: &str) -> Result<Vec<Document>, ReadError> {
         }
         let value: Value = match serde_saphyr::from_str_with_options(&chunk, options()) {
             Ok(v) => v,
+            // JSON that is not YAML (a raw DEL or C1 control inside a string, which JSON allows):
+            // read as JSON, as kubectl does with JSON input.
+            Err(e) if chunk.trim_start().starts_with(['{', '[']) => {
+                strict_json(&chunk).map_err(|je| {
+                    if je.line() > 0 {
+                        ReadError {
+                            document: index + 1,
+                            line: line + je.line() - 1,
+                            message: format!("{je}"),
+                        }
+                    } else {
+                        read_error(&e, index + 1, line)
+                    }
+                })?
+            }
             Err(e) => return Err(read_error(&e, index + 1, line)),
         };
         if value.is_null() {
@@ -144,6 +159,70 @@ pub fn documents(text: &str) -> Result<Vec<Document>, ReadError> {
         out.push(Document { index, line, value });
     }
     Ok(out)
+}
+
+/// Reads JSON text, refusing duplicate keys as the API server does.
+fn strict_json(text: &str) -> Result<Value, serde_json::Error> {
+    use serde::de::{Deserializer as _, Error as _, MapAccess, SeqAccess, Visitor};
+    struct Strict;
+    impl<'de> Visitor<'de> for Strict {
+        type Value = Value;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+            Ok(v.into())
+        }
+        fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+            Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E>(self, v: String) -> Result<Value, E> {
+            Ok(Value::String(v))
+        }
+        fn visit_unit<E>(self) -> Result<Value, E> {
+            Ok(Value::Null)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Seed)? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = serde_json::Map::new();
+            while let Some(k) = map.next_key::<String>()? {
+                if out.contains_key(&k) {
+                    return Err(A::Error::custom(format!(
+                        "duplicate key \"{k}\": the API server refuses it; remove one"
+                    )));
+                }
+                let v = map.next_value_seed(Seed)?;
+                out.insert(k, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
+    struct Seed;
+    impl<'de> serde::de::DeserializeSeed<'de> for Seed {
+        type Value = Value;
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(Strict)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(text);
+    let v = (&mut de).deserialize_any(Strict)?;
+    de.end()?;
+    Ok(v)
 }
 
 /// A YAML document that does not read as the type asked for.
