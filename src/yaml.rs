@@ -106,10 +106,10 @@ fn read_error(e: &serde_saphyr::Error, document: usize, first_line: usize) -> Re
     let line = at.map_or(first_line, |(l, _)| first_line + l as usize - 1);
     let message = match e.without_snippet() {
         serde_saphyr::Error::DuplicateMappingKey { key: Some(k), .. } => format!(
-            "duplicate key \"{k}\": the API server refuses it (kubectl would keep only the last); remove one"
+            "duplicate key \"{k}\": the API server refuses it under strict field validation (kubectl's default); remove one"
         ),
         serde_saphyr::Error::DuplicateMappingKey { key: None, .. } => {
-            "duplicate key: the API server refuses it; remove one".to_string()
+            "duplicate key: the API server refuses it under strict field validation (kubectl's default); remove one".to_string()
         }
         other => strip_location(other.to_string(), at),
     };
