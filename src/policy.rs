@@ -264,7 +264,11 @@ impl Policy {
             } else {
                 e.path
             };
-            invalid(key, format!("{} (line {})", e.message, e.line))
+            let at = match e.column {
+                Some(c) => format!("line {}, column {c}", e.line),
+                None => format!("line {}", e.line),
+            };
+            invalid(key, format!("{} ({at})", e.message))
         })?;
         policy
             .check()

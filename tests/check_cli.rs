@@ -216,7 +216,8 @@ fn exit_codes_of_empty_and_refused_input() {
     let (code, _, err) = check(&["-f", "-"], Some(&dup));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("document 2 (line 12)") && err.contains("duplicate key \"replicas\""),
+        err.contains("document 2 (line 12, column 3)")
+            && err.contains("duplicate key \"replicas\""),
         "{err}"
     );
     // In JSON input too.
