@@ -295,8 +295,9 @@ fn json_results_name_their_source_and_findings() {
     let (_, out, _) = check(&["-f", "-"], Some(&three));
     assert_eq!(out.matches("[disruption-budget]").count(), 1, "{out}");
     assert!(
-        out.contains("[disruption-budget] no PodDisruptionBudget in the input: default/db")
-            && out.contains("default/web"),
+        out.contains(
+            "[disruption-budget] PodDisruptionBudgets (no PodDisruptionBudget in the input): default/db, default/web\n"
+        ),
         "{out}"
     );
     let last = out.lines().last().unwrap();

@@ -72,8 +72,8 @@ fn what_why(message: &str) -> (&str, &str) {
 /// objects they concern; then one summary line.
 pub fn render(results: &[Checked]) -> String {
     let mut s = String::new();
-    // (rule, why) → objects, in order of first appearance.
-    let mut unchecked: BTreeMap<(String, String), Vec<String>> = BTreeMap::new();
+    // (rule, why) → (object, what was looked up), objects in the order of the results.
+    let mut unchecked: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
     for c in results {
         let verdict = if c.allowed { "allowed" } else { "DENIED" };
         let _ = writeln!(
@@ -105,15 +105,10 @@ pub fn render(results: &[Checked]) -> String {
                 }
                 Outcome::NotChecked => {
                     let (what, why) = what_why(&f.message);
-                    let object = if what.is_empty() {
-                        format!("{}/{}", c.namespace, c.name)
-                    } else {
-                        format!("{}/{} ({what})", c.namespace, c.name)
-                    };
                     unchecked
                         .entry((f.rule.clone(), why.to_string()))
                         .or_default()
-                        .push(object);
+                        .push((format!("{}/{}", c.namespace, c.name), what.to_string()));
                 }
             }
         }
@@ -121,7 +116,23 @@ pub fn render(results: &[Checked]) -> String {
     if !unchecked.is_empty() {
         s.push_str("not checked (a look-up that the input does not answer; add the object to the input, or run against the cluster):\n");
         for ((rule, why), objects) in &unchecked {
-            let _ = writeln!(s, "  [{rule}] {why}: {}", objects.join(", "));
+            // What was looked up, said once when it is the same for every object.
+            let same = objects.windows(2).all(|w| w[0].1 == w[1].1);
+            let listed: Vec<String> = objects
+                .iter()
+                .map(|(o, what)| {
+                    if same || what.is_empty() {
+                        o.clone()
+                    } else {
+                        format!("{o} ({what})")
+                    }
+                })
+                .collect();
+            let head = match objects.first() {
+                Some((_, what)) if same && !what.is_empty() => format!("{what} ({why})"),
+                _ => why.clone(),
+            };
+            let _ = writeln!(s, "  [{rule}] {head}: {}", listed.join(", "));
         }
     }
     let _ = writeln!(s, "{}", Summary::of(results));
