@@ -356,3 +356,54 @@ fn the_simulation_expands_as_kubernetes_does() {
     assert_eq!(expand("a$b$", &d), "a$b$");
     assert_eq!(references("$(A)$$(B)$(C"), vec!["A".to_string()]);
 }
+
+/// A list that takes stsguard's private names many times over still costs linear work: the next
+/// free name is found without rescanning the list for each candidate.
+#[test]
+fn many_taken_private_names_stay_linear() {
+    let n = 20_000;
+    let mut env: Vec<EnvVar> = (2..n)
+        .map(|i| EnvVar {
+            name: format!("STSGUARD_POD_NAMESPACE_{i}"),
+            value: Some("x".into()),
+            value_from: None,
+        })
+        .collect();
+    env.push(EnvVar {
+        name: "STSGUARD_POD_NAMESPACE".into(),
+        value: Some("x".into()),
+        value_from: None,
+    });
+    env.push(EnvVar {
+        name: "POD_NAMESPACE".into(),
+        value: Some("tenant-a".into()),
+        value_from: None,
+    });
+    let t = std::time::Instant::now();
+    let m = mutate(&statefulset(Some(env), None, false), &Policy::default());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
+    let got = m
+        .object
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.spec.as_ref())
+        .and_then(|p| p.containers[0].env.clone())
+        .unwrap_or_default();
+    let pod = Pod {
+        name: "db-0".into(),
+        namespace: "real-ns".into(),
+        ordinal: 0,
+    };
+    assert_eq!(
+        environment(&got, &pod).get("POD_FQDN").map(String::as_str),
+        Some("db-0.db-hl.real-ns.svc.cluster.local")
+    );
+    assert!(
+        got.iter()
+            .any(|e| e.name == format!("STSGUARD_POD_NAMESPACE_{n}"))
+    );
+}

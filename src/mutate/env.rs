@@ -1,5 +1,7 @@
 //! DESIGN.md Mutation 2: identity environment in every container and init container.
 
+use std::collections::{HashMap, HashSet};
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 
@@ -268,17 +270,29 @@ pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut
                     .is_some_and(|val| names.iter().any(|n| references(val, n)))
             })
             .unwrap_or(existing.len());
-        let before = &existing[..at];
+        // Each name's last definition before the insertion point, and every name defined: read
+        // once, so that the work stays linear in the list (a list may define many names).
+        let last_before: HashMap<&str, &EnvVar> = existing[..at]
+            .iter()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
+        let all_names: HashSet<&str> = existing.iter().map(|e| e.name.as_str()).collect();
         for f in missing_fqdns {
             let pick = |block: &mut Vec<EnvVar>, public: &str, private: &str, path: &str| {
+                // The binding at the end of the block (a handful of variables), else before it.
                 let bound = |n: &str, block: &Vec<EnvVar>| {
-                    holds(before.iter().chain(block.iter()), n, path)
+                    let def = block
+                        .iter()
+                        .rev()
+                        .find(|e| e.name == n)
+                        .or_else(|| last_before.get(n).copied());
+                    def.is_some_and(|e| same_var(e, &field_var(n, path)))
                 };
                 if bound(public, block) {
                     return public.to_string();
                 }
                 let name = private_name(private, |n| {
-                    !bound(n, block) && (defined(n) || block.iter().any(|e| e.name == n))
+                    !bound(n, block) && (all_names.contains(n) || block.iter().any(|e| e.name == n))
                 });
                 if !bound(&name, block) {
                     block.push(field_var(&name, path));
