@@ -320,7 +320,7 @@ const AMBIGUOUS_WORDS: &[&str] = &[
 /// a dot or a symbol, so no such string is plain.
 pub fn plain_ok(s: &str) -> bool {
     let b = s.as_bytes();
-    if b.is_empty() || !b[0].is_ascii_alphabetic() || b[b.len() - 1] == b' ' {
+    if b.first().is_none_or(|c| !c.is_ascii_alphabetic()) || b.last() == Some(&b' ') {
         return false;
     }
     if AMBIGUOUS_WORDS.iter().any(|w| s.eq_ignore_ascii_case(w)) {

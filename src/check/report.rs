@@ -157,10 +157,9 @@ pub fn yaml(results: &[Checked]) -> Result<String, serde_json::Error> {
 /// `--output patch`: the JSONPatch of the one result, or an array of them.
 pub fn patches(results: &[Checked]) -> Result<String, serde_json::Error> {
     let all: Vec<&json_patch::Patch> = results.iter().map(|c| &c.patch).collect();
-    let v = if all.len() == 1 {
-        serde_json::to_string_pretty(all[0])
-    } else {
-        serde_json::to_string_pretty(&all)
+    let v = match all.as_slice() {
+        [one] => serde_json::to_string_pretty(one),
+        _ => serde_json::to_string_pretty(&all),
     };
     v.map(|s| s + "\n")
 }
