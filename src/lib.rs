@@ -10,7 +10,7 @@
 //! use stsguard::policy::Policy;
 //! use stsguard::validate::{validate, NoLookups, Review, Subject};
 //!
-//! let sts: StatefulSet = serde_yaml::from_str(r#"
+//! let sts: StatefulSet = stsguard::yaml::from_str(r#"
 //! apiVersion: apps/v1
 //! kind: StatefulSet
 //! metadata: {name: db, namespace: ns}
@@ -55,6 +55,7 @@ pub mod server;
 pub mod text;
 pub mod validate;
 pub mod webhooks;
+pub mod yaml;
 
 /// Installs rustls' ring crypto provider as the process default, once. Safe to call many times.
 pub fn install_crypto_provider() {

@@ -223,15 +223,17 @@ impl Policy {
         if text.trim().is_empty() {
             return Ok(Policy::default());
         }
-        let de = serde_yaml::Deserializer::from_str(text);
-        let policy: Policy = serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let key = if key == "." {
+        let policy: Policy = crate::yaml::from_str(text).map_err(|e| {
+            let key = if e.path.is_empty() {
                 "(top level)".to_string()
             } else {
-                key
+                e.path
             };
-            invalid(key, e.into_inner().to_string())
+            let at = match e.column {
+                Some(c) => format!("line {}, column {c}", e.line),
+                None => format!("line {}", e.line),
+            };
+            invalid(key, format!("{} ({at})", e.message))
         })?;
         policy
             .check()

@@ -203,7 +203,7 @@ pub fn validating(o: &Options) -> ValidatingWebhookConfiguration {
 pub fn render(o: &Options) -> anyhow::Result<String> {
     Ok(format!(
         "---\n{}---\n{}",
-        serde_yaml::to_string(&mutating(o))?,
-        serde_yaml::to_string(&validating(o))?
+        crate::yaml::to_string_of(&mutating(o))?,
+        crate::yaml::to_string_of(&validating(o))?
     ))
 }

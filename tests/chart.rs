@@ -109,7 +109,7 @@ fn lint_and_render_every_mode_schema_valid() {
                 continue; // a CRD kubernetes-validate has no schema for
             }
             let f = dir.path().join(format!("{i}.yaml"));
-            std::fs::write(&f, serde_yaml::to_string(d).unwrap()).unwrap();
+            std::fs::write(&f, stsguard::yaml::to_string_of(d).unwrap()).unwrap();
             files.push(f);
         }
         assert!(files.len() >= 9, "{sets:?}: {} manifests", files.len());
@@ -168,7 +168,7 @@ fn network_policy_when_enabled() {
     );
     let dir = tempfile::tempdir().unwrap();
     let f = dir.path().join("np.yaml");
-    std::fs::write(&f, serde_yaml::to_string(np).unwrap()).unwrap();
+    std::fs::write(&f, stsguard::yaml::to_string_of(np).unwrap()).unwrap();
     let out = Command::new("kubernetes-validate")
         .args(["-k", "1.28.0", "--strict", "--quiet"])
         .arg(&f)

@@ -75,11 +75,12 @@ fn outputs_and_exit_codes() {
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     for k in [
+        "source",
+        "kind",
         "name",
         "namespace",
         "allowed",
-        "violations",
-        "warnings",
+        "findings",
         "patch",
         "mutated",
     ] {
@@ -102,13 +103,14 @@ fn outputs_and_exit_codes() {
     let (code, _, err) = check(&["-f", "/nonexistent/x.yaml"], None);
     assert_eq!(code, 2);
     assert!(err.contains("/nonexistent/x.yaml"), "{err}");
-    let (code, _, _) = check(
+    let (code, _, err) = check(
         &["-f", "-"],
         Some(
             "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {name: x}\nspec: {replicas: many}\n",
         ),
     );
     assert_eq!(code, 2);
+    assert!(err.contains("StatefulSet x: spec.replicas"), "{err}");
 
     // JSON input works too.
     let json = serde_json::to_string(&stsguard::check::yaml_documents(GOOD).unwrap()[1]).unwrap();
@@ -133,4 +135,226 @@ fn huge_replica_counts_do_not_hang_the_report() {
     assert_eq!(code, 0, "{out}{err}");
     assert!(out.contains("primary: ordinals 0: any node"), "{out}");
     assert!(out.contains("(of 2147483647)"), "{out}");
+}
+
+/// The exit codes of bad or empty input, each with a message saying where and what.
+#[test]
+fn exit_codes_of_empty_and_refused_input() {
+    // An empty file: nothing checked, exit 3 with a message on stderr; 0 with --allow-empty.
+    let (code, out, err) = check(&["-f", "-"], Some(""));
+    assert_eq!(code, 3, "{out}{err}");
+    assert!(err.contains("no apps/v1 StatefulSet"), "{err}");
+    let (code, out, _) = check(&["-f", "-", "--allow-empty"], Some(""));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("0 StatefulSets checked: 0 allowed, 0 denied"),
+        "{out}"
+    );
+    let (code, out, _) = check(&["-f", "-", "--allow-empty", "-o", "json"], Some(""));
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "[]");
+    // Only comments (an empty `helm template`): the same.
+    let (code, _, _) = check(
+        &["-f", "-"],
+        Some("---\n# Source: x/templates/y.yaml\n---\n"),
+    );
+    assert_eq!(code, 3);
+
+    // A Deployment only: exit 3, the message says what was there.
+    let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {}\n";
+    let (code, _, err) = check(&["-f", "-"], Some(deployment));
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("only 1 Deployment"), "{err}");
+
+    // A StatefulSet in apps/v1beta2, which the API server refuses: bad input, exit 2, with the
+    // file, the document, the object and the apiVersion.
+    let legacy = format!(
+        "{deployment}---\n{}",
+        GOOD.split("---")
+            .nth(1)
+            .unwrap()
+            .replace("apps/v1", "apps/v1beta2")
+    );
+    let (code, _, err) = check(&["-f", "-"], Some(&legacy));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("-: document 2")
+            && err.contains("StatefulSet db")
+            && err.contains("apps/v1beta2"),
+        "{err}"
+    );
+
+    // A type error: exit 2, with the document, the object and the field path.
+    let typed = GOOD.replace("replicas: 1", "replicas: 2181x");
+    let (code, _, err) = check(&["-f", "-"], Some(&typed));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("-: document 2 (line 6)")
+            && err.contains("StatefulSet db: spec.replicas: invalid type: string \"2181x\""),
+        "{err}"
+    );
+    // Deeper: the path goes down to the field.
+    let typed = GOOD.replace("image: db,", "image: db, ports: [{containerPort: http}],");
+    let (code, _, err) = check(&["-f", "-"], Some(&typed));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("spec.template.spec.containers[0].ports[0].containerPort"),
+        "{err}"
+    );
+    // An unquoted yes where a string belongs: kubectl reads a boolean, so does check.
+    let yes = GOOD.replace("image: db,", "image: db, env: [{name: DEBUG, value: yes}],");
+    let (code, _, err) = check(&["-f", "-"], Some(&yes));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("env[0].value: invalid type: boolean `true`")
+            && err.contains("quote the value"),
+        "{err}"
+    );
+
+    // A duplicate key: exit 2, naming the key, the document and the line.
+    let dup = GOOD.replace("  replicas: 1\n", "  replicas: 1\n  replicas: 2\n");
+    let (code, _, err) = check(&["-f", "-"], Some(&dup));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("document 2 (line 12, column 3)")
+            && err.contains("duplicate key \"replicas\""),
+        "{err}"
+    );
+    // In JSON input too.
+    let (code, _, err) = check(
+        &["-f", "-"],
+        Some("{\"apiVersion\": \"v1\", \"kind\": \"Service\", \"kind\": \"Service\"}"),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("duplicate key \"kind\""), "{err}");
+}
+
+/// `--output json`: sources, findings as objects, mutation warnings with their own ids.
+#[test]
+fn json_results_name_their_source_and_findings() {
+    let two = format!(
+        "{GOOD}---\n{}",
+        GOOD.split("---")
+            .nth(1)
+            .unwrap()
+            .replace("name: db}", "name: web}")
+            .replace(
+                "image: db,",
+                "image: db, env: [{name: POD_NAMESPACE, value: tenant-a}],"
+            )
+    );
+    let (code, out, _) = check(&["-f", "-", "-o", "json"], Some(&two));
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let results = v.as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        results[0]["source"],
+        serde_json::json!({"file": "-", "document": 2, "line": 6})
+    );
+    assert_eq!(results[1]["source"]["document"], 4);
+    assert_eq!(results[1]["kind"], "StatefulSet");
+    assert_eq!(results[1]["name"], "web");
+    assert_eq!(results[1]["namespace"], "default");
+    let findings = results[1]["findings"].as_array().unwrap();
+    let kept = findings
+        .iter()
+        .find(|f| f["rule"] == "env-kept")
+        .unwrap_or_else(|| panic!("{findings:?}"));
+    assert_eq!(kept["result"], "warn");
+    assert_eq!(kept["mode"], "warn");
+    assert!(kept["message"].as_str().unwrap().contains("POD_NAMESPACE"));
+    // Every finding has the four fields, with a known result.
+    for f in results
+        .iter()
+        .flat_map(|r| r["findings"].as_array().unwrap())
+    {
+        for k in ["rule", "mode", "result", "message"] {
+            assert!(f[k].is_string(), "{k} in {f}");
+        }
+        assert!(
+            ["fail", "warn", "not-checked"].contains(&f["result"].as_str().unwrap()),
+            "{f}"
+        );
+    }
+    // No PodDisruptionBudget in the input: disruption-budget is not checked, said as such.
+    let three = two.replace("replicas: 1", "replicas: 3");
+    let (_, out, _) = check(&["-f", "-", "-o", "json"], Some(&three));
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let pdb = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "disruption-budget")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(pdb["result"], "not-checked", "{out}");
+    assert!(!pdb["message"].as_str().unwrap().starts_with("not checked"));
+
+    // The report: "not checked" once for both objects, and a summary line last.
+    let (_, out, _) = check(&["-f", "-"], Some(&three));
+    assert_eq!(out.matches("[disruption-budget]").count(), 1, "{out}");
+    assert!(
+        out.contains(
+            "[disruption-budget] PodDisruptionBudgets (no PodDisruptionBudget in the input): default/db, default/web\n"
+        ),
+        "{out}"
+    );
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("2 StatefulSets checked: 2 allowed, 0 denied, ")
+            && last.ends_with("2 not checked"),
+        "{out}"
+    );
+    assert!(out.contains("warn [env-kept]"), "{out}");
+}
+
+/// A StorageClass named by a claim and absent from an input that has StorageClasses is said.
+#[test]
+fn a_storage_class_missing_from_the_input_is_a_finding() {
+    let with_claim = GOOD.replace(
+        "  template:",
+        "  volumeClaimTemplates: [{metadata: {name: data}, spec: {storageClassName: local-storage, accessModes: [ReadWriteOnce]}}]\n  template:",
+    );
+    let gp3 = "---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: gp3}\nprovisioner: ebs.csi.aws.com\n";
+    let (code, out, _) = check(
+        &["-f", "-", "-o", "json"],
+        Some(&format!("{with_claim}{gp3}")),
+    );
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let f = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["rule"] == "local-storage-binding")
+        .cloned()
+        .unwrap_or_else(|| panic!("no local-storage-binding finding: {out}"));
+    assert_eq!(f["result"], "not-checked");
+    let m = f["message"].as_str().unwrap();
+    assert!(
+        m.contains("local-storage") && m.contains("not in the input") && m.contains("gp3"),
+        "{m}"
+    );
+    // With the class in the input: a local provisioner binding Immediate fails the rule.
+    let local = "---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: local-storage}\nprovisioner: kubernetes.io/no-provisioner\n";
+    let (_, out, _) = check(&["-f", "-"], Some(&format!("{with_claim}{gp3}{local}")));
+    assert!(out.contains("warn [local-storage-binding]"), "{out}");
+}
+
+/// A weaker anti-affinity term of the user's (weight 1) is kept, and the report says so.
+#[test]
+fn a_kept_weaker_anti_affinity_term_is_said() {
+    let weak = GOOD.replace(
+        "    spec:\n      containers:",
+        "    spec:\n      affinity: {podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 1, podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: db}}}}]}}\n      containers:",
+    );
+    assert_ne!(weak, GOOD);
+    let (code, out, _) = check(&["-f", "-"], Some(&weak));
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("warn [anti-affinity-kept]") && out.contains("weight 1"),
+        "{out}"
+    );
+    assert!(!out.contains("+ preferred pod anti-affinity"), "{out}");
 }

@@ -12,7 +12,7 @@ use common::full_diff as patch_for;
 use stsguard::policy::Policy;
 
 fn sts(yaml: &str) -> StatefulSet {
-    serde_yaml::from_str(yaml).unwrap()
+    stsguard::yaml::from_str(yaml).unwrap()
 }
 
 const BASE: &str = r#"
@@ -88,7 +88,7 @@ fn default_is_one_preferred_term_on_the_selector() {
 fn host_path_makes_it_required() {
     let s = with(|s| {
         pod_mut(s).volumes = Some(vec![
-            serde_yaml::from_str("{name: h, hostPath: {path: /var/data}}").unwrap(),
+            stsguard::yaml::from_str("{name: h, hostPath: {path: /var/data}}").unwrap(),
         ]);
     });
     let m = run(&s);
@@ -124,7 +124,7 @@ fn an_equivalent_term_is_left_alone() {
     // Same topology key, a different selector that still selects the pods.
     let s = with(|s| {
         pod_mut(s).affinity = Some(
-            serde_yaml::from_str(
+            stsguard::yaml::from_str(
                 r#"
 podAntiAffinity:
   requiredDuringSchedulingIgnoredDuringExecution:
@@ -145,7 +145,7 @@ podAntiAffinity:
     // A term on another topology key is not equivalent: ours is added, theirs kept first.
     let s = with(|s| {
         pod_mut(s).affinity = Some(
-            serde_yaml::from_str(
+            stsguard::yaml::from_str(
                 "podAntiAffinity: {preferredDuringSchedulingIgnoredDuringExecution: [{weight: 5, podAffinityTerm: {topologyKey: topology.kubernetes.io/zone, labelSelector: {matchLabels: {app: db}}}}]}",
             )
             .unwrap(),
@@ -165,7 +165,7 @@ podAntiAffinity:
     // A term whose selector does not select the pods (zk-k8s-website's mismatch) is not equivalent.
     let s = with(|s| {
         pod_mut(s).affinity = Some(
-            serde_yaml::from_str(
+            stsguard::yaml::from_str(
                 "podAntiAffinity: {requiredDuringSchedulingIgnoredDuringExecution: [{topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: other}}}]}",
             )
             .unwrap(),
@@ -205,7 +205,7 @@ fn replicas_zero_one_and_unset_still_get_the_term() {
 fn match_expressions_are_carried_into_the_term() {
     let s = with(|s| {
         s.spec.as_mut().unwrap().selector =
-            serde_yaml::from_str("{matchLabels: {app: db}, matchExpressions: [{key: tier, operator: NotIn, values: [cache]}]}").unwrap();
+            stsguard::yaml::from_str("{matchLabels: {app: db}, matchExpressions: [{key: tier, operator: NotIn, values: [cache]}]}").unwrap();
     });
     let pref = affinity(&run(&s))
         .pod_anti_affinity
@@ -252,8 +252,8 @@ fn identity_env_in_every_container_in_order() {
     let s = with(|s| {
         let p = pod_mut(s);
         p.init_containers = Some(vec![
-            serde_yaml::from_str("{name: init, image: x}").unwrap(),
-            serde_yaml::from_str("{name: sidecar, image: x, restartPolicy: Always}").unwrap(),
+            stsguard::yaml::from_str("{name: init, image: x}").unwrap(),
+            stsguard::yaml::from_str("{name: sidecar, image: x, restartPolicy: Always}").unwrap(),
         ]);
     });
     let m = run(&s);
@@ -307,7 +307,7 @@ fn identity_env_in_every_container_in_order() {
 fn a_name_the_user_defined_is_kept_with_a_warning() {
     let s = with(|s| {
         pod_mut(s).containers[0].env = Some(vec![
-            serde_yaml::from_str("{name: POD_NAME, value: mine}").unwrap(),
+            stsguard::yaml::from_str("{name: POD_NAME, value: mine}").unwrap(),
         ]);
     });
     let m = run(&s);
@@ -329,9 +329,9 @@ fn a_user_var_referencing_ours_still_resolves() {
     // Kubernetes expands $(VAR) only from variables defined earlier in the list.
     let s = with(|s| {
         pod_mut(s).containers[0].env = Some(vec![
-            serde_yaml::from_str("{name: FIRST, value: plain}").unwrap(),
-            serde_yaml::from_str("{name: PEERS, value: 'http://$(POD_FQDN):2380'}").unwrap(),
-            serde_yaml::from_str("{name: LAST, value: x}").unwrap(),
+            stsguard::yaml::from_str("{name: FIRST, value: plain}").unwrap(),
+            stsguard::yaml::from_str("{name: PEERS, value: 'http://$(POD_FQDN):2380'}").unwrap(),
+            stsguard::yaml::from_str("{name: LAST, value: x}").unwrap(),
         ]);
     });
     let m = run(&s);

@@ -17,7 +17,7 @@ use stsguard::validate::{Findings, NoLookups, Review, Subject, validate};
 
 /// A StatefulSet `name` with `replicas` and the given pod spec (YAML).
 fn sts(name: &str, replicas: i32, pod: &str) -> StatefulSet {
-    let pod: serde_json::Value = serde_yaml::from_str(pod).unwrap();
+    let pod: serde_json::Value = stsguard::yaml::from_str(pod).unwrap();
     let v = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",

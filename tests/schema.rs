@@ -48,8 +48,8 @@ fn mutated_corpus_is_schema_valid() {
             let m = stsguard::mutate::mutate(&sts, &Policy::default());
             let o = dir.path().join(format!("orig-{variant}-{name}"));
             let r = dir.path().join(format!("mut-{variant}-{name}"));
-            std::fs::write(&o, serde_yaml::to_string(&raw).unwrap()).unwrap();
-            std::fs::write(&r, serde_yaml::to_string(&m.object).unwrap()).unwrap();
+            std::fs::write(&o, stsguard::yaml::to_string_of(&raw).unwrap()).unwrap();
+            std::fs::write(&r, stsguard::yaml::to_string_of(&m.object).unwrap()).unwrap();
             originals.push(o);
             mutated.push(r);
         }

@@ -26,7 +26,7 @@ spec:
 "#;
 
 fn sts(f: impl FnOnce(&mut serde_json::Value)) -> StatefulSet {
-    let mut v: serde_json::Value = serde_yaml::from_str(BASE).unwrap();
+    let mut v: serde_json::Value = stsguard::yaml::from_str(BASE).unwrap();
     f(&mut v);
     serde_json::from_value(v).unwrap()
 }
@@ -41,21 +41,21 @@ fn ann(v: &mut serde_json::Value, k: &str, val: &str) {
 }
 
 fn y(s: &str) -> serde_json::Value {
-    serde_yaml::from_str(s).unwrap()
+    stsguard::yaml::from_str(s).unwrap()
 }
 
 /// A cluster where the base StatefulSet is fine: a headless Service, a PDB, a network StorageClass.
 fn cluster() -> StaticLookups {
     StaticLookups {
-        services: vec![Arc::new(serde_yaml::from_str(
+        services: vec![Arc::new(stsguard::yaml::from_str(
             "{apiVersion: v1, kind: Service, metadata: {name: db, namespace: ns}, spec: {clusterIP: None, selector: {app: db}}}",
         ).unwrap())],
         classes: vec![
-            Arc::new(serde_yaml::from_str("{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: standard, annotations: {storageclass.kubernetes.io/is-default-class: 'true'}}, provisioner: pd.csi.storage.gke.io}").unwrap()),
-            Arc::new(serde_yaml::from_str("{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local}, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: Immediate}").unwrap()),
-            Arc::new(serde_yaml::from_str("{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local-wffc}, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: WaitForFirstConsumer}").unwrap()),
+            Arc::new(stsguard::yaml::from_str("{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: standard, annotations: {storageclass.kubernetes.io/is-default-class: 'true'}}, provisioner: pd.csi.storage.gke.io}").unwrap()),
+            Arc::new(stsguard::yaml::from_str("{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local}, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: Immediate}").unwrap()),
+            Arc::new(stsguard::yaml::from_str("{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local-wffc}, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: WaitForFirstConsumer}").unwrap()),
         ],
-        pdbs: vec![Arc::new(serde_yaml::from_str(
+        pdbs: vec![Arc::new(stsguard::yaml::from_str(
             "{apiVersion: policy/v1, kind: PodDisruptionBudget, metadata: {name: db, namespace: ns}, spec: {maxUnavailable: 1, selector: {matchLabels: {app: db}}}}",
         ).unwrap())],
         statefulsets: vec![],
@@ -136,11 +136,11 @@ fn governing_service() {
         .contains("selector does not match")
     );
     let mut l = cluster();
-    l.services = vec![Arc::new(serde_yaml::from_str("{apiVersion: v1, kind: Service, metadata: {name: db, namespace: ns}, spec: {clusterIP: 10.0.0.1, selector: {app: db}}}").unwrap())];
+    l.services = vec![Arc::new(stsguard::yaml::from_str("{apiVersion: v1, kind: Service, metadata: {name: db, namespace: ns}, spec: {clusterIP: 10.0.0.1, selector: {app: db}}}").unwrap())];
     let f = write(&sts(|_| {}), None, &only(r, Mode::Enforce), &l);
     assert!(f.violations[0].message.contains("not headless"), "{f:?}");
     // A Service without a selector (hand-managed endpoints, e.g. Patroni) is accepted.
-    l.services = vec![Arc::new(serde_yaml::from_str("{apiVersion: v1, kind: Service, metadata: {name: db, namespace: ns}, spec: {clusterIP: None}}").unwrap())];
+    l.services = vec![Arc::new(stsguard::yaml::from_str("{apiVersion: v1, kind: Service, metadata: {name: db, namespace: ns}, spec: {clusterIP: None}}").unwrap())];
     assert!(write(&sts(|_| {}), None, &only(r, Mode::Enforce), &l).allowed());
 }
 

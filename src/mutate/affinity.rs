@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
-use super::Report;
+use super::{Report, WarningId};
 use crate::k8s::annotations::{self as ann, keys};
 use crate::k8s::labels::selector_is_empty;
 use crate::k8s::template::{is_equivalent, uses_host_path};
@@ -19,10 +19,13 @@ pub fn effective_mode(sts: &StatefulSet, policy: &Policy, report: &mut Report) -
     if let Some(v) = ann::get(sts, keys::ANTI_AFFINITY) {
         match AntiAffinityMode::parse(v) {
             Some(m) => return m,
-            None => report.warn(format!(
-                "{}: \"{v}\" is not preferred|required|none; using the default",
-                keys::ANTI_AFFINITY
-            )),
+            None => report.warn(
+                WarningId::AnnotationInvalid,
+                format!(
+                    "{}: \"{v}\" is not preferred|required|none; using the default",
+                    keys::ANTI_AFFINITY
+                ),
+            ),
         }
     }
     let host_path = sts
@@ -41,10 +44,13 @@ pub fn topology_key<'a>(sts: &'a StatefulSet, policy: &'a Policy, report: &mut R
     match ann::get(sts, keys::TOPOLOGY_KEY) {
         Some(k) if crate::k8s::labels::is_qualified_name(k.trim()) => k.trim(),
         Some(k) => {
-            report.warn(format!(
-                "{}: \"{k}\" is not a label key; using the default",
-                keys::TOPOLOGY_KEY
-            ));
+            report.warn(
+                WarningId::AnnotationInvalid,
+                format!(
+                    "{}: \"{k}\" is not a label key; using the default",
+                    keys::TOPOLOGY_KEY
+                ),
+            );
             &policy.mutation.anti_affinity.topology_key
         }
         None => &policy.mutation.anti_affinity.topology_key,
@@ -62,7 +68,10 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) {
     };
     let selector: LabelSelector = spec.selector.clone();
     if selector_is_empty(&selector) {
-        report.warn("spec.selector is empty: no anti-affinity added (it would repel every pod of the namespace)");
+        report.warn(
+            WarningId::AntiAffinityEmptySelector,
+            "spec.selector is empty: no anti-affinity added (it would repel every pod of the namespace)",
+        );
         return;
     }
     let existing = sts
@@ -80,12 +89,29 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) {
             .as_ref()
     });
     let has_required = required.is_some_and(|ts| ts.iter().any(|t| is_equivalent(t, &key, sts)));
-    let has_preferred = preferred.is_some_and(|ts| {
+    // The strongest equivalent preferred term the user wrote.
+    let preferred_weight = preferred.and_then(|ts| {
         ts.iter()
-            .any(|t| is_equivalent(&t.pod_affinity_term, &key, sts))
+            .filter(|t| is_equivalent(&t.pod_affinity_term, &key, sts))
+            .map(|t| t.weight)
+            .max()
     });
-    if has_required || (mode == AntiAffinityMode::Preferred && has_preferred) {
+    if has_required {
         return;
+    }
+    if mode == AntiAffinityMode::Preferred {
+        if let Some(w) = preferred_weight {
+            let ours = policy.mutation.anti_affinity.weight;
+            if w < ours {
+                report.warn(
+                    WarningId::AntiAffinityKept,
+                    format!(
+                        "a preferred podAntiAffinity term on {key} for these pods has weight {w}: kept it (stsguard's is {ours}); raise its weight for a stronger spread"
+                    ),
+                );
+            }
+            return;
+        }
     }
     let term = PodAffinityTerm {
         label_selector: Some(selector),

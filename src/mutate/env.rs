@@ -1,9 +1,11 @@
 //! DESIGN.md Mutation 2: identity environment in every container and init container.
 
+use std::collections::{HashMap, HashSet};
+
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 
-use super::Report;
+use super::{Report, WarningId};
 use crate::k8s::keys;
 use crate::policy::Policy;
 
@@ -25,15 +27,90 @@ fn var(name: &str, value: String) -> EnvVar {
     }
 }
 
-/// The block of variables to inject, in order. `primary_fqdn` is set when roles are on.
+/// stsguard's own name for the pod's name, defined just before an FQDN it injects when the
+/// container's `POD_NAME` is not the pod's name at that point (the user's value is kept); with
+/// `_2`, `_3`, … appended when the container uses the name for something else.
+pub const PRIVATE_POD_NAME: &str = "STSGUARD_POD_NAME";
+/// The same for the namespace, when the container's `POD_NAMESPACE` is not the pod's.
+pub const PRIVATE_POD_NAMESPACE: &str = "STSGUARD_POD_NAMESPACE";
+
+const NAME_FIELD: &str = "metadata.name";
+const NAMESPACE_FIELD: &str = "metadata.namespace";
+
+/// A piece of an injected FQDN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    /// A reference to a variable holding the pod's name.
+    PodName,
+    /// A reference to a variable holding the pod's namespace.
+    PodNamespace,
+}
+
+/// An injected variable whose value references the pod's name or namespace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fqdn {
+    name: &'static str,
+    parts: Vec<Part>,
+}
+
+impl Fqdn {
+    /// The value, with `name_var` and `ns_var` as the variables referenced.
+    fn value(&self, name_var: &str, ns_var: &str) -> String {
+        self.parts
+            .iter()
+            .map(|p| match p {
+                Part::Text(t) => t.clone(),
+                Part::PodName => format!("$({name_var})"),
+                Part::PodNamespace => format!("$({ns_var})"),
+            })
+            .collect()
+    }
+    fn needs(&self, part: &Part) -> bool {
+        self.parts.contains(part)
+    }
+}
+
+/// The variables to inject, in order: those with a fixed definition (field references and
+/// literals), then the FQDNs built on the pod's name and namespace.
+#[derive(Clone, Debug, Default)]
+pub struct Identity {
+    fixed: Vec<EnvVar>,
+    fqdns: Vec<Fqdn>,
+}
+
+impl Identity {
+    pub fn is_empty(&self) -> bool {
+        self.fixed.is_empty() && self.fqdns.is_empty()
+    }
+}
+
+/// Reads the roles' `STS_PRIMARY_FQDN` template (`<name>-<N>.<service>.$(POD_NAMESPACE).svc.<domain>`).
+fn fqdn_parts(template: &str) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut rest = template;
+    while let Some(i) = rest.find("$(POD_NAMESPACE)") {
+        if i > 0 {
+            parts.push(Part::Text(rest[..i].to_string()));
+        }
+        parts.push(Part::PodNamespace);
+        rest = &rest[i + "$(POD_NAMESPACE)".len()..];
+    }
+    if !rest.is_empty() {
+        parts.push(Part::Text(rest.to_string()));
+    }
+    parts
+}
+
+/// The variables to inject. `primary_fqdn` is set when roles are on.
 pub fn identity_vars(
     sts: &StatefulSet,
     policy: &Policy,
     ordinal_env: bool,
     primary_fqdn: Option<String>,
     report: &mut Report,
-) -> Vec<EnvVar> {
-    let mut out = Vec::new();
+) -> Identity {
+    let mut out = Identity::default();
     let name = sts.metadata.name.clone().unwrap_or_default();
     let service = sts
         .spec
@@ -42,47 +119,99 @@ pub fn identity_vars(
         .filter(|s| !s.is_empty());
     let want_ns = ordinal_env || primary_fqdn.is_some();
     if ordinal_env {
-        out.push(EnvVar {
-            name: "POD_NAME".into(),
-            value: None,
-            value_from: field_ref("metadata.name"),
-        });
+        out.fixed.push(field_var("POD_NAME", NAME_FIELD));
     }
     if want_ns {
-        out.push(EnvVar {
-            name: "POD_NAMESPACE".into(),
-            value: None,
-            value_from: field_ref("metadata.namespace"),
-        });
+        out.fixed.push(field_var("POD_NAMESPACE", NAMESPACE_FIELD));
     }
     if ordinal_env {
-        out.push(EnvVar {
+        out.fixed.push(EnvVar {
             name: "POD_ORDINAL".into(),
             value: None,
             value_from: field_ref(&format!("metadata.labels['{}']", keys::POD_INDEX)),
         });
         if !name.is_empty() {
-            out.push(var("STATEFULSET_NAME", name));
+            out.fixed.push(var("STATEFULSET_NAME", name));
         }
         match &service {
             Some(svc) => {
-                out.push(var("STATEFULSET_SERVICE", svc.clone()));
-                out.push(var(
-                    "POD_FQDN",
-                    format!(
-                        "$(POD_NAME).{svc}.$(POD_NAMESPACE).svc.{}",
-                        policy.cluster_domain
-                    ),
-                ));
+                out.fixed.push(var("STATEFULSET_SERVICE", svc.clone()));
+                out.fqdns.push(Fqdn {
+                    name: "POD_FQDN",
+                    parts: vec![
+                        Part::PodName,
+                        Part::Text(format!(".{svc}.")),
+                        Part::PodNamespace,
+                        Part::Text(format!(".svc.{}", policy.cluster_domain)),
+                    ],
+                });
             }
-            None => report
-                .warn("spec.serviceName is empty: STATEFULSET_SERVICE and POD_FQDN not injected"),
+            None => report.warn(
+                WarningId::NoServiceName,
+                "spec.serviceName is empty: STATEFULSET_SERVICE and POD_FQDN not injected",
+            ),
         }
     }
     if let Some(fqdn) = primary_fqdn {
-        out.push(var("STS_PRIMARY_FQDN", fqdn));
+        out.fqdns.push(Fqdn {
+            name: "STS_PRIMARY_FQDN",
+            parts: fqdn_parts(&fqdn),
+        });
     }
     out
+}
+
+fn field_var(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: None,
+        value_from: field_ref(path),
+    }
+}
+
+/// Does `name`, as bound after `defs` (Kubernetes expands `$(VAR)` from the variables defined
+/// before it in the list, a later definition of the same name replacing an earlier one), hold
+/// the pod's field `path`?
+fn holds<'a>(defs: impl DoubleEndedIterator<Item = &'a EnvVar>, name: &str, path: &str) -> bool {
+    defs.rev()
+        .find(|e| e.name == name)
+        .is_some_and(|e| same_var(e, &field_var(name, path)))
+}
+
+/// Does `value`, after the variables `env`, expand to the FQDN `f`? It must be `f`'s text with
+/// references to variables that hold the pod's name and namespace there.
+fn resolves(f: &Fqdn, value: &str, env: &[EnvVar]) -> bool {
+    let mut rest = value;
+    for part in &f.parts {
+        let path = match part {
+            Part::Text(t) => match rest.strip_prefix(t.as_str()) {
+                Some(r) => {
+                    rest = r;
+                    continue;
+                }
+                None => return false,
+            },
+            Part::PodName => NAME_FIELD,
+            Part::PodNamespace => NAMESPACE_FIELD,
+        };
+        let Some((name, r)) = rest.strip_prefix("$(").and_then(|r| r.split_once(')')) else {
+            return false;
+        };
+        if !holds(env.iter(), name, path) {
+            return false;
+        }
+        rest = r;
+    }
+    rest.is_empty()
+}
+
+/// stsguard's own name for a building block: `base`, else `base_2`, `base_3`, … the first
+/// name the container does not define (`taken`).
+fn private_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    std::iter::once(base.to_string())
+        .chain((2..).map(|i| format!("{base}_{i}")))
+        .find(|n| !taken(n))
+        .unwrap_or_else(|| base.to_string())
 }
 
 /// Does `value` reference `$(name)`? One pass over `value`.
@@ -99,40 +228,118 @@ fn references(value: &str, name: &str) -> bool {
     false
 }
 
-/// Injects `vars` into one container: the missing ones go, in order, just before the first user
-/// variable that references any of them (so `$(POD_NAME)` in a user value resolves), else at the
-/// end. A name the container already defines differently is left alone, with a warning.
-pub fn inject(container: &mut Container, vars: &[EnvVar], what: &str, report: &mut Report) {
+/// Injects the identity into one container. The missing variables go, in order, just before
+/// the first user variable that references one of them (so `$(POD_NAME)` in a user value
+/// resolves), else at the end. A name the container already defines differently is left alone,
+/// with a warning. An FQDN references the pod's name and namespace through `POD_NAME` and
+/// `POD_NAMESPACE` when those hold the pod's fields where it is inserted, else through
+/// stsguard's own [`PRIVATE_POD_NAME`] / [`PRIVATE_POD_NAMESPACE`], defined just before it: what
+/// stsguard injects never expands through a user's value, and every `$(VAR)` in it refers to a
+/// variable defined earlier in the list.
+pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut Report) {
     let existing = container.env.as_deref().unwrap_or_default();
-    let mut missing = Vec::new();
-    for v in vars {
+    let cname = container.name.clone();
+    let kept = |report: &mut Report, name: &str| {
+        report.warn(
+            WarningId::EnvKept,
+            format!("{what} \"{cname}\" defines {name} already: kept the user's value"),
+        )
+    };
+    let defined = |name: &str| existing.iter().any(|e| e.name == name);
+    let mut missing_fixed = Vec::new();
+    for v in &id.fixed {
         match existing.iter().find(|e| e.name == v.name) {
             Some(e) if same_var(e, v) => {}
-            Some(_) => report.warn(format!(
-                "{what} \"{}\" defines {} already: kept the user's value",
-                container.name, v.name
-            )),
-            None => missing.push(v.clone()),
+            Some(_) => kept(report, &v.name),
+            None => missing_fixed.push(v.clone()),
         }
     }
-    if missing.is_empty() {
-        return;
+    let missing_fqdns: Vec<&Fqdn> = id.fqdns.iter().filter(|f| !defined(f.name)).collect();
+    let mut block = missing_fixed;
+    if !block.is_empty() || !missing_fqdns.is_empty() {
+        let names: Vec<&str> = block
+            .iter()
+            .map(|v| v.name.as_str())
+            .chain(missing_fqdns.iter().map(|f| f.name))
+            .collect();
+        let at = existing
+            .iter()
+            .position(|e| {
+                e.value
+                    .as_deref()
+                    .is_some_and(|val| names.iter().any(|n| references(val, n)))
+            })
+            .unwrap_or(existing.len());
+        // Each name's last definition before the insertion point, and every name defined: read
+        // once, so that the work stays linear in the list (a list may define many names).
+        let last_before: HashMap<&str, &EnvVar> = existing[..at]
+            .iter()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
+        let all_names: HashSet<&str> = existing.iter().map(|e| e.name.as_str()).collect();
+        for f in missing_fqdns {
+            let pick = |block: &mut Vec<EnvVar>, public: &str, private: &str, path: &str| {
+                // The binding at the end of the block (a handful of variables), else before it.
+                let bound = |n: &str, block: &Vec<EnvVar>| {
+                    let def = block
+                        .iter()
+                        .rev()
+                        .find(|e| e.name == n)
+                        .or_else(|| last_before.get(n).copied());
+                    def.is_some_and(|e| same_var(e, &field_var(n, path)))
+                };
+                if bound(public, block) {
+                    return public.to_string();
+                }
+                let name = private_name(private, |n| {
+                    !bound(n, block) && (all_names.contains(n) || block.iter().any(|e| e.name == n))
+                });
+                if !bound(&name, block) {
+                    block.push(field_var(&name, path));
+                }
+                name
+            };
+            let name_var = if f.needs(&Part::PodName) {
+                pick(&mut block, "POD_NAME", PRIVATE_POD_NAME, NAME_FIELD)
+            } else {
+                String::new()
+            };
+            let ns_var = if f.needs(&Part::PodNamespace) {
+                pick(
+                    &mut block,
+                    "POD_NAMESPACE",
+                    PRIVATE_POD_NAMESPACE,
+                    NAMESPACE_FIELD,
+                )
+            } else {
+                String::new()
+            };
+            block.push(var(f.name, f.value(&name_var, &ns_var)));
+        }
+        if !block.is_empty() {
+            let n = block.len();
+            container
+                .env
+                .get_or_insert_with(Vec::new)
+                .splice(at..at, block);
+            report.added(format!("{n} identity variables in {what} \"{cname}\""));
+        }
     }
-    let env = container.env.get_or_insert_with(Vec::new);
-    let at = env
-        .iter()
-        .position(|e| {
-            e.value
-                .as_deref()
-                .is_some_and(|val| vars.iter().any(|v| references(val, &v.name)))
-        })
-        .unwrap_or(env.len());
-    let n = missing.len();
-    env.splice(at..at, missing);
-    report.added(format!(
-        "{n} identity variables in {what} \"{}\"",
-        container.name
-    ));
+    // A definition of an FQDN's name the container has: quiet when it expands to the FQDN where
+    // it is (stsguard's own from an earlier pass), else kept with a warning.
+    let env = container.env.as_deref().unwrap_or_default();
+    for f in &id.fqdns {
+        if let Some(q) = env.iter().position(|e| e.name == f.name) {
+            let e = &env[q];
+            let fine = e.value_from.is_none()
+                && e.value
+                    .as_deref()
+                    .is_some_and(|v| resolves(f, v, &env[..q]));
+            if !fine {
+                kept(report, f.name);
+            }
+        }
+    }
 }
 
 /// Equal once the API server's defaulting (`fieldRef.apiVersion: v1`) is accounted for.
@@ -150,7 +357,7 @@ pub fn same_var(a: &EnvVar, b: &EnvVar) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-pub fn apply(sts: &mut StatefulSet, vars: &[EnvVar], report: &mut Report) {
+pub fn apply(sts: &mut StatefulSet, vars: &Identity, report: &mut Report) {
     if vars.is_empty() {
         return;
     }

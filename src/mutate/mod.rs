@@ -12,13 +12,90 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use crate::k8s::annotations::{self as ann, keys};
 use crate::policy::Policy;
 
+/// Why a mutation skipped or kept something: the id of a mutation warning (listed in the
+/// README; `stsguard check --output json` reports it as the finding's `rule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarningId {
+    /// A `stsguard.io/…` annotation has a value stsguard does not understand: the default is used.
+    AnnotationInvalid,
+    /// The StatefulSet has no spec: nothing to mutate.
+    NoSpec,
+    /// `spec.serviceName` is empty: the variables built on it are not injected.
+    NoServiceName,
+    /// A container defines an identity variable otherwise: the user's value is kept.
+    EnvKept,
+    /// A weaker anti-affinity term of the user's (a lower weight) is kept in place of stsguard's.
+    AntiAffinityKept,
+    /// `spec.selector` is empty: no anti-affinity added.
+    AntiAffinityEmptySelector,
+    /// The role annotations do not parse: roles not applied (the `role-spec` rule says why).
+    RolesInvalid,
+    /// A volume with stsguard's name exists and is not stsguard's: kept.
+    VolumeKept,
+    /// Something else is mounted at the role mount path: role files not mounted there.
+    MountKept,
+    /// A pod's role label, or a node selector key of its role, is set already: kept.
+    PodLabelKept,
+    /// A managed pod without what its role needs (roles annotation, ordinal).
+    PodNoRole,
+}
+
+impl WarningId {
+    pub const ALL: [WarningId; 11] = [
+        WarningId::AnnotationInvalid,
+        WarningId::NoSpec,
+        WarningId::NoServiceName,
+        WarningId::EnvKept,
+        WarningId::AntiAffinityKept,
+        WarningId::AntiAffinityEmptySelector,
+        WarningId::RolesInvalid,
+        WarningId::VolumeKept,
+        WarningId::MountKept,
+        WarningId::PodLabelKept,
+        WarningId::PodNoRole,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarningId::AnnotationInvalid => "annotation-invalid",
+            WarningId::NoSpec => "no-spec",
+            WarningId::NoServiceName => "no-service-name",
+            WarningId::EnvKept => "env-kept",
+            WarningId::AntiAffinityKept => "anti-affinity-kept",
+            WarningId::AntiAffinityEmptySelector => "anti-affinity-empty-selector",
+            WarningId::RolesInvalid => "roles-invalid",
+            WarningId::VolumeKept => "volume-kept",
+            WarningId::MountKept => "mount-kept",
+            WarningId::PodLabelKept => "pod-label-kept",
+            WarningId::PodNoRole => "pod-no-role",
+        }
+    }
+}
+
+impl std::fmt::Display for WarningId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One mutation warning.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Warning {
+    pub id: WarningId,
+    pub message: String,
+}
+
 /// What a mutation did and what it skipped.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Report {
     /// Short human lines: what was added.
     pub added: Vec<String>,
-    /// Things skipped or kept; they go to `response.warnings`. At most [`Report::MAX_WARNINGS`].
+    /// Things skipped or kept, as `[id] message` lines; they go to `response.warnings`. At most
+    /// [`Report::MAX_WARNINGS`].
     pub warnings: Vec<String>,
+    /// The same warnings with their ids apart.
+    pub notes: Vec<Warning>,
     /// Warnings past the first [`Report::MAX_WARNINGS`], counted and dropped.
     pub more_warnings: usize,
 }
@@ -27,13 +104,15 @@ impl Report {
     /// Enough to say what went wrong; the API server's warning headers are small.
     pub const MAX_WARNINGS: usize = 16;
 
-    pub fn warn(&mut self, w: impl Into<String>) {
-        let w = w.into();
-        if self.warnings.contains(&w) {
+    pub fn warn(&mut self, id: WarningId, message: impl Into<String>) {
+        let message = message.into();
+        let line = format!("[{id}] {message}");
+        if self.warnings.contains(&line) {
             return;
         }
         if self.warnings.len() < Self::MAX_WARNINGS {
-            self.warnings.push(w);
+            self.warnings.push(line);
+            self.notes.push(Warning { id, message });
         } else {
             self.more_warnings += 1;
         }
@@ -53,7 +132,10 @@ pub struct Mutation {
 fn flag(sts: &StatefulSet, key: &str, default: bool, report: &mut Report) -> bool {
     ann::flag(sts, key)
         .unwrap_or_else(|why| {
-            report.warn(format!("{why}; using {default}"));
+            report.warn(
+                WarningId::AnnotationInvalid,
+                format!("{why}; using {default}"),
+            );
             None
         })
         .unwrap_or(default)
@@ -76,7 +158,10 @@ fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
         return report;
     }
     if sts.spec.is_none() {
-        report.warn("the StatefulSet has no spec: nothing to mutate");
+        report.warn(
+            WarningId::NoSpec,
+            "the StatefulSet has no spec: nothing to mutate",
+        );
         return report;
     }
     let roles = roles::apply(sts, policy, &mut report);

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Pod, PodSpec};
 
-use super::Report;
+use super::{Report, WarningId};
 use crate::k8s::keys;
 use crate::k8s::labels::ordinal_from_name;
 use crate::k8s::roles::{RoleSpec, role_node_selector};
@@ -39,25 +39,34 @@ pub fn mutate_pod(pod: &Pod) -> (Pod, Report) {
     let empty = BTreeMap::new();
     let anns = pod.metadata.annotations.as_ref().unwrap_or(&empty);
     let Some(spec_text) = crate::k8s::annotations::get(pod, keys::ROLES) else {
-        report.warn(format!(
-            "pod is labelled {} but carries no {} annotation: no role",
-            keys::MANAGED,
-            keys::ROLES
-        ));
+        report.warn(
+            WarningId::PodNoRole,
+            format!(
+                "pod is labelled {} but carries no {} annotation: no role",
+                keys::MANAGED,
+                keys::ROLES
+            ),
+        );
         return (out, report);
     };
     let spec = match RoleSpec::parse(spec_text) {
         Ok(s) => s,
         Err(e) => {
-            report.warn(format!("role-spec: {e}; no role label"));
+            report.warn(
+                WarningId::RolesInvalid,
+                format!("role-spec: {e}; no role label"),
+            );
             return (out, report);
         }
     };
     let Some(ordinal) = pod_ordinal(pod) else {
-        report.warn(format!(
-            "pod has no {} label and no -N name suffix: no role",
-            keys::POD_INDEX
-        ));
+        report.warn(
+            WarningId::PodNoRole,
+            format!(
+                "pod has no {} label and no -N name suffix: no role",
+                keys::POD_INDEX
+            ),
+        );
         return (out, report);
     };
     let role = spec.role_for(ordinal).to_string();
@@ -68,17 +77,20 @@ pub fn mutate_pod(pod: &Pod) -> (Pod, Report) {
             report.added(format!("label {}={role}", keys::ROLE));
         }
         Some(v) if *v == role => {}
-        Some(v) => report.warn(format!(
-            "pod has {}={v} already; ordinal {ordinal} is \"{role}\": kept {v}",
-            keys::ROLE
-        )),
+        Some(v) => report.warn(
+            WarningId::PodLabelKept,
+            format!(
+                "pod has {}={v} already; ordinal {ordinal} is \"{role}\": kept {v}",
+                keys::ROLE
+            ),
+        ),
     }
     match role_node_selector(anns, &role) {
         None => {}
-        Some(Err(e)) => report.warn(format!(
-            "role-spec: {}{role}: {e}",
-            keys::ROLE_NODE_SELECTOR_PREFIX
-        )),
+        Some(Err(e)) => report.warn(
+            WarningId::RolesInvalid,
+            format!("role-spec: {}{role}: {e}", keys::ROLE_NODE_SELECTOR_PREFIX),
+        ),
         Some(Ok(pairs)) => {
             let sel = out
                 .spec
@@ -92,9 +104,10 @@ pub fn mutate_pod(pod: &Pod) -> (Pod, Report) {
                         sel.insert(k, v);
                     }
                     Some(have) if *have == v => {}
-                    Some(have) => report.warn(format!(
-                        "nodeSelector {k}={have} kept; role {role} asks {k}={v}"
-                    )),
+                    Some(have) => report.warn(
+                        WarningId::PodLabelKept,
+                        format!("nodeSelector {k}={have} kept; role {role} asks {k}={v}"),
+                    ),
                 }
             }
         }

@@ -127,10 +127,13 @@ fn ensure_volume(pod: &mut PodSpec, volume: Volume, report: &mut Report) {
         Some(v)
             if v.empty_dir.is_some() == volume.empty_dir.is_some()
                 && v.config_map.is_some() == volume.config_map.is_some() => {}
-        Some(_) => report.warn(format!(
-            "a volume \"{}\" exists already and is not stsguard's: kept it",
-            volume.name
-        )),
+        Some(_) => report.warn(
+            super::WarningId::VolumeKept,
+            format!(
+                "a volume \"{}\" exists already and is not stsguard's: kept it",
+                volume.name
+            ),
+        ),
     }
 }
 
@@ -144,10 +147,13 @@ fn ensure_mount(c: &mut Container, path: &str, what: &str, report: &mut Report) 
         .iter()
         .any(|m| m.mount_path.trim_end_matches('/') == path.trim_end_matches('/'))
     {
-        report.warn(format!(
-            "{what} \"{}\" mounts something else at {path}: role files not mounted there",
-            c.name
-        ));
+        report.warn(
+            super::WarningId::MountKept,
+            format!(
+                "{what} \"{}\" mounts something else at {path}: role files not mounted there",
+                c.name
+            ),
+        );
         return;
     }
     c.volume_mounts
@@ -175,14 +181,20 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
     let spec = match spec_of(sts)? {
         Ok(s) => s,
         Err(e) => {
-            report.warn(format!("role-spec: {e}; roles not applied"));
+            report.warn(
+                super::WarningId::RolesInvalid,
+                format!("role-spec: {e}; roles not applied"),
+            );
             return None;
         }
     };
     let base = match server_id_base(sts) {
         Some(Ok(b)) => Some(b),
         Some(Err(e)) => {
-            report.warn(format!("role-spec: {e}; roles not applied"));
+            report.warn(
+                super::WarningId::RolesInvalid,
+                format!("role-spec: {e}; roles not applied"),
+            );
             return None;
         }
         None => None,
@@ -200,7 +212,10 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
             policy.cluster_domain
         )),
         _ => {
-            report.warn("spec.serviceName is empty: STS_PRIMARY_FQDN not injected");
+            report.warn(
+                super::WarningId::NoServiceName,
+                "spec.serviceName is empty: STS_PRIMARY_FQDN not injected",
+            );
             None
         }
     };

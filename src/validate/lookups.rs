@@ -266,18 +266,40 @@ impl Lookups for StaticLookups {
             })
     }
     fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>> {
-        self.unknown("StorageClass", self.classes.is_empty())
-            .unwrap_or_else(|| {
-                found(
-                    self.classes
-                        .iter()
-                        .find(|c| match name {
-                            Some(n) => c.metadata.name.as_deref() == Some(n),
-                            None => is_default_class(c),
-                        })
-                        .cloned(),
-                )
+        if let Some(u) = self.unknown("StorageClass", self.classes.is_empty()) {
+            return u;
+        }
+        let found = self
+            .classes
+            .iter()
+            .find(|c| match name {
+                Some(n) => c.metadata.name.as_deref() == Some(n),
+                None => is_default_class(c),
             })
+            .cloned();
+        match found {
+            Some(c) => Lookup::Found(c),
+            None if self.authoritative => Lookup::Missing,
+            // The input has StorageClasses, but not this one: the cluster may have it, or the
+            // claims would stay Pending; either way the rule cannot tell.
+            None => {
+                let have: Vec<&str> = self
+                    .classes
+                    .iter()
+                    .filter_map(|c| c.metadata.name.as_deref())
+                    .collect();
+                Lookup::Unknown(match name {
+                    Some(_) => format!(
+                        "not in the input, which has StorageClass {}; add it, or fix the name",
+                        have.join(", ")
+                    ),
+                    None => format!(
+                        "none of the input's StorageClasses ({}) is the default",
+                        have.join(", ")
+                    ),
+                })
+            }
+        }
     }
     fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
         self.unknown("PodDisruptionBudget", self.pdbs.is_empty())

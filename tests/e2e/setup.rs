@@ -178,7 +178,7 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
         }
     }
     let sa_kubeconfig = work.join("stsguard.kubeconfig");
-    std::fs::write(&sa_kubeconfig, serde_yaml::to_string(&kc).unwrap()).unwrap();
+    std::fs::write(&sa_kubeconfig, stsguard::yaml::to_string_of(&kc).unwrap()).unwrap();
 
     // The server, as a process.
     let stsguard = Stsguard::spawn(

@@ -1,0 +1,452 @@
+//! `stsguard check`: the server's mutation and validation, offline, over manifest files.
+//!
+//! [`read`] turns files into objects with their [`Source`]; [`run`] checks every apps/v1
+//! StatefulSet against the look-ups the other objects answer; [`report`] prints a list of
+//! [`Checked`] results (the same printer serves any source of StatefulSets, e.g. a cluster).
+
+pub mod read;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+use serde::Serialize;
+use serde_json::Value;
+
+pub use read::{Input, read_documents, yaml_documents};
+pub use report::{Summary, render as report};
+
+use crate::k8s::roles::role_node_selector;
+use crate::mutate;
+use crate::policy::{Mode, Policy};
+use crate::validate::lookups::StaticLookups;
+use crate::validate::{self, Lookups, Review, Subject};
+
+/// Exit code: every StatefulSet allowed.
+pub const EXIT_ALLOWED: i32 = 0;
+/// Exit code: an enforced rule denies a StatefulSet.
+pub const EXIT_DENIED: i32 = 1;
+/// Exit code: bad input (not YAML/JSON, a duplicate key, a type error, an object the API
+/// server refuses such as an `apps/v1beta1|v1beta2` StatefulSet), or a bad policy file.
+pub const EXIT_BAD_INPUT: i32 = 2;
+/// Exit code: the input holds no apps/v1 StatefulSet (0 with `--allow-empty`).
+pub const EXIT_NO_STATEFULSET: i32 = 3;
+
+/// Where a checked object came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(untagged)]
+pub enum Source {
+    /// A document of a file (`-`: stdin).
+    File {
+        file: String,
+        /// 1-based among the file's documents that hold something.
+        document: usize,
+        /// 1-based index in the document's `items` when the document is a `List`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        item: Option<usize>,
+        /// The line where the document starts.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        line: Option<usize>,
+    },
+    /// An object read from a cluster (the kubeconfig context's name, or `in-cluster`).
+    Cluster { cluster: String },
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File {
+                file,
+                document,
+                item,
+                line,
+            } => {
+                write!(f, "{file}: document {document}")?;
+                if let Some(i) = item {
+                    write!(f, " item {i}")?;
+                }
+                if let Some(l) = line {
+                    write!(f, " (line {l})")?;
+                }
+                Ok(())
+            }
+            Source::Cluster { cluster } => write!(f, "cluster {cluster}"),
+        }
+    }
+}
+
+/// What a finding says.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// An enforced rule failed: the object is denied.
+    Fail,
+    /// Allowed with a warning: a rule at mode `warn` failed, or the mutation skipped or kept
+    /// something.
+    Warn,
+    /// A rule could not be evaluated (a look-up the input or the cluster cannot answer).
+    NotChecked,
+}
+
+/// Which step said it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Mutation,
+    Validation,
+}
+
+/// One finding of one object: a rule that did not pass, or a mutation warning.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    /// A rule id (`shared-claim`, …) or a mutation warning id (`env-kept`, …).
+    pub rule: String,
+    /// The rule's mode for this object; `warn` for mutation warnings.
+    pub mode: Mode,
+    pub result: Outcome,
+    pub message: String,
+    pub stage: Stage,
+}
+
+/// The result for one StatefulSet (the `--output json` element).
+#[derive(Clone, Debug, Serialize)]
+pub struct Checked {
+    pub source: Source,
+    pub kind: &'static str,
+    pub name: String,
+    pub namespace: String,
+    pub allowed: bool,
+    pub findings: Vec<Finding>,
+    /// The JSONPatch the server would answer.
+    pub patch: json_patch::Patch,
+    /// The object after the mutation.
+    pub mutated: StatefulSet,
+    /// Enforced rules that failed.
+    #[serde(skip)]
+    pub violations: Vec<validate::Finding>,
+    /// The warnings the server would answer, as it words them.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
+    #[serde(skip)]
+    pub added: Vec<String>,
+    /// Per role, where its pods go: (role, ordinals, node selector text).
+    #[serde(skip)]
+    pub placement: Vec<(String, String)>,
+}
+
+impl Checked {
+    /// The findings with this result.
+    pub fn count(&self, result: Outcome) -> usize {
+        self.findings.iter().filter(|f| f.result == result).count()
+    }
+}
+
+/// Bad input: exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct BadInput(pub String);
+
+fn str_at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a str> {
+    path.iter().try_fold(v, |v, k| v.get(k))?.as_str()
+}
+
+/// `Kind ns/name` as far as the object says.
+fn describe(kind: &str, v: &Value) -> String {
+    match (
+        str_at(v, &["metadata", "namespace"]),
+        str_at(v, &["metadata", "name"]),
+    ) {
+        (Some(ns), Some(n)) => format!("{kind} {ns}/{n}"),
+        (None, Some(n)) => format!("{kind} {n}"),
+        _ => kind.to_string(),
+    }
+}
+
+/// Reads an object into its type; a type error names the source, the object and the field path.
+fn typed<T: serde::de::DeserializeOwned>(
+    source: &Source,
+    kind: &str,
+    v: Value,
+) -> Result<T, BadInput> {
+    let what = describe(kind, &v);
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        // kubectl reads YAML 1.1: an unquoted yes/no/on/off is a boolean, 0755 an octal number.
+        let hint = if inner.starts_with("invalid type: boolean")
+            || ((inner.starts_with("invalid type: integer")
+                || inner.starts_with("invalid type: floating point"))
+                && inner.contains("expected a string"))
+        {
+            "; kubectl reads an unquoted yes, no, on, off, true, false or number as that type: quote the value"
+        } else {
+            ""
+        };
+        BadInput(format!("{source}: {what}: {path}: {inner}{hint}"))
+    })
+}
+
+/// The outcome of a check run.
+pub struct Run {
+    pub checked: Vec<Checked>,
+    /// The kinds of the other objects, with their counts (for the message on an input without
+    /// StatefulSets).
+    pub other_kinds: BTreeMap<String, usize>,
+}
+
+impl Run {
+    /// The exit code: [`EXIT_NO_STATEFULSET`] (or 0 with `allow_empty`) when nothing was
+    /// checked, [`EXIT_DENIED`] when a StatefulSet is denied, else [`EXIT_ALLOWED`].
+    pub fn exit_code(&self, allow_empty: bool) -> i32 {
+        if self.checked.is_empty() {
+            if allow_empty {
+                EXIT_ALLOWED
+            } else {
+                EXIT_NO_STATEFULSET
+            }
+        } else if self.checked.iter().all(|c| c.allowed) {
+            EXIT_ALLOWED
+        } else {
+            EXIT_DENIED
+        }
+    }
+
+    /// What the input held instead of StatefulSets, for the message on stderr.
+    pub fn nothing_checked(&self) -> String {
+        if self.other_kinds.is_empty() {
+            "no apps/v1 StatefulSet in the input: it holds no object at all".to_string()
+        } else {
+            let kinds: Vec<String> = self
+                .other_kinds
+                .iter()
+                .map(|(k, n)| format!("{n} {k}"))
+                .collect();
+            format!(
+                "no apps/v1 StatefulSet in the input, only {}",
+                kinds.join(", ")
+            )
+        }
+    }
+}
+
+/// Mutates and validates every apps/v1 StatefulSet of the input; Services, StorageClasses and
+/// PodDisruptionBudgets in it answer the look-ups. Input the API server would refuse is an error.
+pub fn run<D: Into<Input>>(docs: Vec<D>, policy: &Policy) -> Result<Run, BadInput> {
+    let mut lookups = StaticLookups::default();
+    let mut sets = Vec::new();
+    let mut other_kinds = BTreeMap::new();
+    let mut numbered: BTreeMap<String, usize> = BTreeMap::new();
+    for d in docs {
+        let Input { mut source, value } = d.into();
+        if let Source::File { file, document, .. } = &mut source {
+            let n = numbered.entry(file.clone()).or_default();
+            if *document == 0 {
+                *n += 1;
+                *document = *n;
+            } else {
+                *n = *document;
+            }
+        }
+        let api = str_at(&value, &["apiVersion"]).unwrap_or("").to_string();
+        let kind = str_at(&value, &["kind"]).unwrap_or("").to_string();
+        match (api.as_str(), kind.as_str()) {
+            ("apps/v1", "StatefulSet") => {
+                let sts: StatefulSet = typed(&source, &kind, value)?;
+                sets.push((source, sts));
+            }
+            (api, "StatefulSet") => {
+                return Err(BadInput(format!(
+                    "{source}: {}: apiVersion {api}: the API server has not served StatefulSets in {api} since Kubernetes 1.16; use apps/v1 (and set spec.selector, which apps/v1 requires)",
+                    describe(&kind, &value)
+                )));
+            }
+            ("v1", "Service") => lookups
+                .services
+                .push(Arc::new(typed(&source, &kind, value)?)),
+            ("storage.k8s.io/v1", "StorageClass") => lookups
+                .classes
+                .push(Arc::new(typed(&source, &kind, value)?)),
+            ("policy/v1", "PodDisruptionBudget") => {
+                lookups.pdbs.push(Arc::new(typed(&source, &kind, value)?))
+            }
+            (_, "") | ("", _) => {
+                return Err(BadInput(format!(
+                    "{source}: the object has no {}: every Kubernetes object needs apiVersion and kind",
+                    if kind.is_empty() {
+                        "kind"
+                    } else {
+                        "apiVersion"
+                    }
+                )));
+            }
+            _ => *other_kinds.entry(kind).or_insert(0) += 1,
+        }
+    }
+    for (k, n) in [
+        ("Service", lookups.services.len()),
+        ("StorageClass", lookups.classes.len()),
+        ("PodDisruptionBudget", lookups.pdbs.len()),
+    ] {
+        if n > 0 {
+            other_kinds.insert(k.to_string(), n);
+        }
+    }
+    let mut checked = Vec::new();
+    for (source, sts) in sets {
+        checked.push(check_object(source, &sts, policy, &lookups)?);
+    }
+    Ok(Run {
+        checked,
+        other_kinds,
+    })
+}
+
+/// [`check_object`] of an object whose source does not matter (tests).
+pub fn check_one(
+    sts: &StatefulSet,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Checked, BadInput> {
+    let source = Source::File {
+        file: "-".into(),
+        document: 1,
+        item: None,
+        line: None,
+    };
+    check_object(source, sts, policy, lookups)
+}
+
+/// Mutation then validation of one StatefulSet, as the API server would chain the hooks.
+pub fn check_object(
+    source: Source,
+    sts: &StatefulSet,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Checked, BadInput> {
+    let namespace = sts
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut sts = sts.clone();
+    sts.metadata
+        .namespace
+        .get_or_insert_with(|| namespace.clone());
+    let m = mutate::mutate(&sts, policy);
+    let patch = mutate::patch::statefulset(&sts, &m.object).map_err(|e| BadInput(e.to_string()))?;
+    let found = validate::validate(
+        &Review {
+            namespace: &namespace,
+            subject: Subject::Write {
+                object: &m.object,
+                old: None,
+            },
+        },
+        policy,
+        lookups,
+    );
+    let mut findings: Vec<Finding> = found
+        .violations
+        .iter()
+        .map(|f| Finding {
+            rule: f.rule.as_str().to_string(),
+            mode: f.mode,
+            result: Outcome::Fail,
+            message: f.message.clone(),
+            stage: Stage::Validation,
+        })
+        .collect();
+    findings.extend(m.report.notes.iter().map(|w| Finding {
+        rule: w.id.as_str().to_string(),
+        mode: Mode::Warn,
+        result: Outcome::Warn,
+        message: w.message.clone(),
+        stage: Stage::Mutation,
+    }));
+    for f in &found.warnings {
+        // "Unknown" results are warnings whose message starts so (validate::Acc::run_at); the
+        // rule's own mode is the one of its "unknown" result.
+        let (result, message, mode) = match f.message.strip_prefix("not checked: ") {
+            Some(rest) => (
+                Outcome::NotChecked,
+                rest.to_string(),
+                found
+                    .results
+                    .iter()
+                    .find(|(r, _, res)| {
+                        *r == f.rule && *res == crate::validate::RuleResult::Unknown
+                    })
+                    .map_or(f.mode, |(_, m, _)| *m),
+            ),
+            None => (Outcome::Warn, f.message.clone(), f.mode),
+        };
+        findings.push(Finding {
+            rule: f.rule.as_str().to_string(),
+            mode,
+            result,
+            message,
+            stage: Stage::Validation,
+        });
+    }
+    let mut warnings = m.report.warnings.clone();
+    warnings.extend(found.warning_lines());
+    Ok(Checked {
+        source,
+        kind: "StatefulSet",
+        name: sts.metadata.name.clone().unwrap_or_default(),
+        namespace,
+        allowed: found.allowed(),
+        findings,
+        violations: found.violations,
+        warnings,
+        patch,
+        placement: placement(&m.object),
+        mutated: m.object,
+        added: m.report.added,
+    })
+}
+
+/// Per role, the ordinals and where its pods will be placed.
+pub fn placement(sts: &StatefulSet) -> Vec<(String, String)> {
+    let Some(Ok(spec)) = crate::k8s::roles::spec_of(sts) else {
+        return Vec::new();
+    };
+    let anns = sts.metadata.annotations.clone().unwrap_or_default();
+    let replicas = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+        .max(0) as u32;
+    spec.roles()
+        .into_iter()
+        .map(|role| {
+            // Listed up to a bound: `replicas` may be anything.
+            const SHOWN: u32 = 64;
+            let mut ords: Vec<String> = (0..replicas.min(SHOWN))
+                .filter(|o| spec.role_for(*o) == role)
+                .map(|o| o.to_string())
+                .collect();
+            if replicas > SHOWN
+                && (spec.role_for(SHOWN) == role || spec.role_for(replicas - 1) == role)
+            {
+                ords.push(format!("… (of {replicas})"));
+            }
+            let ords = if ords.is_empty() {
+                "no pod at this replica count".to_string()
+            } else {
+                format!("ordinals {}", ords.join(","))
+            };
+            let place = match role_node_selector(&anns, role) {
+                None => "any node".to_string(),
+                Some(Ok(pairs)) => {
+                    let p: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    format!("nodes with {}", p.join(","))
+                }
+                Some(Err(e)) => format!("invalid node selector: {e}"),
+            };
+            (role.to_string(), format!("{ords}: {place}"))
+        })
+        .collect()
+}

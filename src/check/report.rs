@@ -1,0 +1,165 @@
+//! Printing results: the human report, JSON, the mutated objects as YAML, the patches. Each
+//! printer takes a list of [`Checked`] results, whatever their [`super::Source`].
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use super::{Checked, Outcome};
+
+/// The counts of the summary line.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub checked: usize,
+    pub allowed: usize,
+    pub denied: usize,
+    /// Findings that allow with a warning (rules at mode `warn`, mutation warnings).
+    pub warnings: usize,
+    /// Rules that could not be evaluated.
+    pub not_checked: usize,
+}
+
+impl Summary {
+    pub fn of(results: &[Checked]) -> Summary {
+        let allowed = results.iter().filter(|c| c.allowed).count();
+        Summary {
+            checked: results.len(),
+            allowed,
+            denied: results.len() - allowed,
+            warnings: results.iter().map(|c| c.count(Outcome::Warn)).sum(),
+            not_checked: results.iter().map(|c| c.count(Outcome::NotChecked)).sum(),
+        }
+    }
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural =
+            |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+        write!(
+            f,
+            "{} checked: {} allowed, {} denied, {}, {} not checked",
+            plural(self.checked, "StatefulSet", "StatefulSets"),
+            self.allowed,
+            self.denied,
+            plural(self.warnings, "warning", "warnings"),
+            self.not_checked
+        )
+    }
+}
+
+/// Splits a "not checked" message `what (why)` into its parts: `why` is the text in the
+/// parentheses that close the message (which may hold parentheses of its own).
+fn what_why(message: &str) -> (&str, &str) {
+    let Some(body) = message.strip_suffix(')') else {
+        return ("", message);
+    };
+    let mut depth = 0usize;
+    for (i, c) in body.char_indices().rev() {
+        match c {
+            ')' => depth += 1,
+            '(' if depth > 0 => depth -= 1,
+            '(' => {
+                return (body[..i].trim_end(), &body[i + 1..]);
+            }
+            _ => {}
+        }
+    }
+    ("", message)
+}
+
+/// The human report: per StatefulSet its verdict, what the mutation adds, placement, denials
+/// and warnings; then the rules that could not be checked, once per rule and reason with the
+/// objects they concern; then one summary line.
+pub fn render(results: &[Checked]) -> String {
+    let mut s = String::new();
+    // (rule, why) → (object, what was looked up), objects in the order of the results.
+    let mut unchecked: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
+    for c in results {
+        let verdict = if c.allowed { "allowed" } else { "DENIED" };
+        let _ = writeln!(
+            s,
+            "{} {}/{}: {verdict} ({})",
+            c.kind, c.namespace, c.name, c.source
+        );
+        if c.added.is_empty() {
+            s.push_str("  mutation: nothing to add\n");
+        } else {
+            let _ = writeln!(s, "  mutation ({} patch operations):", c.patch.0.len());
+            for a in &c.added {
+                let _ = writeln!(s, "    + {a}");
+            }
+        }
+        if !c.placement.is_empty() {
+            s.push_str("  placement:\n");
+            for (role, p) in &c.placement {
+                let _ = writeln!(s, "    {role}: {p}");
+            }
+        }
+        for f in &c.findings {
+            match f.result {
+                Outcome::Fail => {
+                    let _ = writeln!(s, "  DENY [{}] {}", f.rule, f.message);
+                }
+                Outcome::Warn => {
+                    let _ = writeln!(s, "  warn [{}] {}", f.rule, f.message);
+                }
+                Outcome::NotChecked => {
+                    let (what, why) = what_why(&f.message);
+                    unchecked
+                        .entry((f.rule.clone(), why.to_string()))
+                        .or_default()
+                        .push((format!("{}/{}", c.namespace, c.name), what.to_string()));
+                }
+            }
+        }
+    }
+    if !unchecked.is_empty() {
+        s.push_str("not checked (a look-up that the input does not answer; add the object to the input, or run against the cluster):\n");
+        for ((rule, why), objects) in &unchecked {
+            // What was looked up, said once when it is the same for every object.
+            let same = objects.windows(2).all(|w| w[0].1 == w[1].1);
+            let listed: Vec<String> = objects
+                .iter()
+                .map(|(o, what)| {
+                    if same || what.is_empty() {
+                        o.clone()
+                    } else {
+                        format!("{o} ({what})")
+                    }
+                })
+                .collect();
+            let head = match objects.first() {
+                Some((_, what)) if same && !what.is_empty() => format!("{what} ({why})"),
+                _ => why.clone(),
+            };
+            let _ = writeln!(s, "  [{rule}] {head}: {}", listed.join(", "));
+        }
+    }
+    let _ = writeln!(s, "{}", Summary::of(results));
+    s
+}
+
+/// `--output json`: an array with one object per result.
+pub fn json(results: &[Checked]) -> Result<String, serde_json::Error> {
+    serde_json::to_string_pretty(results).map(|s| s + "\n")
+}
+
+/// `--output yaml`: the mutated objects, one YAML document each (see [`crate::yaml`]).
+pub fn yaml(results: &[Checked]) -> Result<String, serde_json::Error> {
+    let mut s = String::new();
+    for c in results {
+        s.push_str("---\n");
+        s.push_str(&crate::yaml::to_string_of(&c.mutated)?);
+    }
+    Ok(s)
+}
+
+/// `--output patch`: the JSONPatch of the one result, or an array of them.
+pub fn patches(results: &[Checked]) -> Result<String, serde_json::Error> {
+    let all: Vec<&json_patch::Patch> = results.iter().map(|c| &c.patch).collect();
+    let v = match all.as_slice() {
+        [one] => serde_json::to_string_pretty(one),
+        _ => serde_json::to_string_pretty(&all),
+    };
+    v.map(|s| s + "\n")
+}
