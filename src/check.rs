@@ -162,7 +162,7 @@ pub fn run(docs: Vec<(String, serde_json::Value)>, policy: &Policy) -> Result<Ru
 pub fn check_one(
     sts: &StatefulSet,
     policy: &Policy,
-    lookups: &StaticLookups,
+    lookups: &dyn crate::validate::Lookups,
 ) -> Result<Checked, BadInput> {
     let namespace = sts
         .metadata

@@ -150,6 +150,11 @@ impl WatchLookups {
             && self.pdbs.ready().is_ok()
             && self.statefulsets.ready().is_ok()
     }
+
+    /// Every StatefulSet in the cache (for the background audit).
+    pub fn statefulsets(&self) -> Result<Vec<Arc<StatefulSet>>, String> {
+        self.statefulsets.ready().map(|s| s.state())
+    }
 }
 
 fn found<T>(o: Option<T>) -> Lookup<T> {
