@@ -22,7 +22,11 @@
 //! 3. `scale`: `kubectl scale` and the scale subresource judged from the watch cache, delete
 //!    protection, and dry-run warnings reaching the client.
 //! 4. `caches`: a Service and a PodDisruptionBudget created after start are seen by the next review.
+//! 5. `audit`: StatefulSets created before the webhooks (seeded by the setup) in `stsguard audit`
+//!    and in PolicyReports written by one of two servers elected through a Lease.
 
+#[path = "e2e/audit.rs"]
+mod audit;
 #[path = "e2e/caches.rs"]
 mod caches;
 #[path = "e2e/fixtures.rs"]
@@ -121,6 +125,7 @@ async fn run_all(cluster: &Cluster) {
         ("roles", tokio::spawn(roles::run(ctx.clone()))),
         ("scale", tokio::spawn(scale::run(ctx.clone()))),
         ("caches", tokio::spawn(caches::run(ctx.clone()))),
+        ("audit", tokio::spawn(audit::run(ctx.clone()))),
     ];
     let mut failed = Vec::new();
     let mut summaries = Vec::new();
