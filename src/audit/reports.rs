@@ -141,6 +141,8 @@ pub struct Written {
     pub applied: usize,
     pub unchanged: usize,
     pub deleted: usize,
+    /// Namespaces whose report could not be written or deleted (logged once per error).
+    pub failed: usize,
 }
 
 /// Whether the PolicyReport CRD is served.
@@ -162,6 +164,8 @@ pub struct Writer {
     /// When the reports were last listed (to find reports this writer did not write: left over
     /// by an earlier leader, or deleted by hand); every [`RESYNC`].
     listed: Option<Instant>,
+    /// The last error per namespace, to log each once.
+    failed: BTreeMap<String, String>,
 }
 
 /// How often the writer lists the reports to converge on what is there.
@@ -169,12 +173,9 @@ pub const RESYNC: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("PolicyReport {namespace}/{NAME}: {source}")]
-    Api {
-        namespace: String,
-        source: kube::Error,
-    },
-    #[error("listing PolicyReports: {0}")]
+    #[error(
+        "cannot list PolicyReports (the chart's ClusterRole grants list with audit.policyReports): {0}"
+    )]
     List(kube::Error),
 }
 
@@ -191,6 +192,7 @@ impl Writer {
             first_seen: FirstSeen::new(),
             crd: Crd::Unknown,
             listed: None,
+            failed: BTreeMap::new(),
         }
     }
 
@@ -244,6 +246,7 @@ impl Writer {
                 Err(e) => return Err(WriteError::List(e)),
             }
         }
+        let mut failures = BTreeMap::new();
         for (ns, report) in &wanted {
             if self.last.get(ns) == Some(report) {
                 written.unchanged += 1;
@@ -262,33 +265,38 @@ impl Writer {
                     written.applied += 1;
                     self.last.insert(ns.clone(), report.clone());
                 }
-                Err(e) if not_found(&e) && self.crd == Crd::Present => {
-                    // The namespace is being deleted, or the CRD just went: list again next time.
-                    self.listed = None;
-                    tracing::warn!(namespace = %ns, error = %e, "PolicyReport not written");
-                }
-                Err(source) => {
-                    return Err(WriteError::Api {
-                        namespace: ns.clone(),
-                        source,
-                    });
+                Err(e) => {
+                    // One namespace (e.g. being deleted) does not hold up the others.
+                    if not_found(&e) {
+                        self.listed = None; // the CRD may have gone: list again next time
+                    }
+                    failures.insert(ns.clone(), e.to_string());
                 }
             }
         }
         for ns in existing.iter().filter(|ns| !wanted.contains_key(*ns)) {
             let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &self.ar);
             match api.delete(NAME, &DeleteParams::default()).await {
-                Ok(_) => written.deleted += 1,
-                Err(e) if not_found(&e) => {}
-                Err(source) => {
-                    return Err(WriteError::Api {
-                        namespace: ns.clone(),
-                        source,
-                    });
+                Ok(_) => {
+                    written.deleted += 1;
+                    self.last.remove(ns);
+                }
+                Err(e) if not_found(&e) => {
+                    self.last.remove(ns);
+                }
+                Err(e) => {
+                    failures.insert(ns.clone(), e.to_string());
                 }
             }
-            self.last.remove(ns);
         }
+        // Said once per namespace and error, not at every audit.
+        for (ns, e) in &failures {
+            if self.failed.get(ns) != Some(e) {
+                tracing::warn!(namespace = %ns, error = %e, "PolicyReport not written; retrying at the next audit");
+            }
+        }
+        written.failed = failures.len();
+        self.failed = failures;
         Ok(Some(written))
     }
 }

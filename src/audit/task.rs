@@ -106,6 +106,7 @@ async fn run(
                             applied = w.applied,
                             unchanged = w.unchanged,
                             deleted = w.deleted,
+                            failed = w.failed,
                             "PolicyReports written"
                         );
                     }
