@@ -278,10 +278,7 @@ mod tests {
         let even = sts(
             "a",
             "even",
-            &format!(
-                "  replicas: 4\n  serviceName: even\n{}",
-                POD.replace("  selector", "  selector")
-            ),
+            &format!("  replicas: 4\n  serviceName: even\n{POD}"),
         )?;
         let mut even = (*even).clone();
         even.metadata.annotations =

@@ -430,7 +430,9 @@ pub async fn run(ctx: Arc<Ctx>) -> String {
         "progress and a summary on stderr: {stderr}"
     );
     let all: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
-    let expect: [(&str, &str, &[(&str, &str)], bool); 4] = [
+    /// namespace, name, (rule, result)s, allowed
+    type Expected<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)], bool);
+    let expect: [Expected; 4] = [
         (NS, "even", &[("quorum-odd", "fail")], false),
         (NS, "shared", &[("shared-claim", "fail")], false),
         (NS, "nosvc", &[("governing-service", "warn")], true),
