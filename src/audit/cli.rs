@@ -307,8 +307,15 @@ pub fn run(args: AuditArgs) -> i32 {
     };
     let out = match args.output {
         AuditOutput::Report => {
-            if run.checked.is_empty() && run.skipped.is_empty() {
-                Ok(format!("no StatefulSet in {scope}\n"))
+            if run.checked.is_empty() {
+                // check's report would speak of its input.
+                let mut text: String = run
+                    .skipped
+                    .iter()
+                    .map(|k| format!("skipped {k}\n"))
+                    .collect();
+                text.push_str(&format!("no StatefulSet to audit in {scope}\n"));
+                Ok(text)
             } else {
                 Ok(check::report(&run))
             }

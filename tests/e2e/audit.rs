@@ -467,8 +467,13 @@ pub async fn run(ctx: Arc<Ctx>) -> String {
         "{stdout}"
     );
     // The server's excluded namespaces are passed over, as the webhook never sees them.
-    let (_, stdout, _) = audit_cli(&admin, &["-n", "kube-system"]);
-    assert!(!stdout.contains("StatefulSet kube-system/"), "{stdout}");
+    let (code, stdout, _) = audit_cli(&admin, &["-n", "kube-system"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        !stdout.contains("StatefulSet kube-system/")
+            && stdout.contains("no StatefulSet to audit in namespace kube-system"),
+        "{stdout}"
+    );
     say(format!(
         "e2e audit: stsguard audit -A --output json: exit 1, {} StatefulSets, even/shared denied, nosvc warned, clean allowed ({cli_secs:.2} s)",
         all.len()
