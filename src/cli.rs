@@ -39,6 +39,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Mutate and validate manifests offline, as the server would.
     Check(CheckArgs),
+    /// Judge the StatefulSets of a live cluster as check judges files (output and exit codes
+    /// as check).
+    Audit(crate::audit::cli::AuditArgs),
     /// The role-selection init container's entry point.
     RoleInit(RoleInitArgs),
     /// Write a CA and a serving certificate for <service>.<namespace>.svc.
@@ -104,6 +107,13 @@ pub struct ServeArgs {
     /// Then let in-flight requests finish for at most this long (seconds).
     #[arg(long, default_value_t = 20)]
     pub drain_timeout: u64,
+    /// Namespace of the Lease that elects the one replica writing PolicyReports (default:
+    /// POD_NAMESPACE, else the namespace of the kubeconfig context or the in-cluster one).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// How long the audit Lease holds without renewal before another replica takes over (seconds).
+    #[arg(long, default_value_t = 15)]
+    pub lease_duration: u64,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
@@ -276,6 +286,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let mut readiness = Readiness::default();
     let no_cluster = args.no_cluster || (args.dev && kube::Config::infer().await.is_err());
+    let mut audit_source = None;
     let lookups: Arc<dyn Lookups> = if no_cluster {
         tracing::info!("no cluster: look-up rules answer \"not checked\" and never deny");
         Arc::new(NoLookups("no cluster (--no-cluster)".into()))
@@ -283,9 +294,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!("no Kubernetes configuration ({e}); run in a cluster, set KUBECONFIG, or pass --no-cluster")
         })?;
-        let w = crate::validate::lookups::WatchLookups::start(client);
+        let w = crate::validate::lookups::WatchLookups::start(client.clone());
         let w2 = w.clone();
         readiness.caches = Some(Box::new(move || w2.synced()));
+        audit_source = Some((client, w.clone()));
         w
     };
     let mut limits = server::Limits {
@@ -301,6 +313,17 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         gate: Arc::new(server::Gate::new(limits)),
     };
+    if let Some((client, watch)) = audit_source {
+        let options = crate::audit::task::Options {
+            lease_namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            lease_duration: Duration::from_secs(args.lease_duration.max(1)),
+        };
+        let (policy, metrics) = (state.policy.clone(), metrics.clone());
+        crate::audit::task::spawn(client, watch, policy, metrics, options);
+    }
     let timeouts = Timeouts {
         handshake: Duration::from_secs(args.io_timeout.max(1)),
         header_read: Duration::from_secs(args.io_timeout.max(1)),

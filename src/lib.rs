@@ -42,6 +42,7 @@
 //! ```
 
 pub mod admission;
+pub mod audit;
 pub mod bounds;
 pub mod certs;
 pub mod check;

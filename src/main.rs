@@ -99,6 +99,10 @@ fn main() {
             code
         }
         Command::Check(args) => cli::check(args),
+        Command::Audit(args) => {
+            stsguard::install_crypto_provider();
+            stsguard::audit::cli::run(args)
+        }
         Command::RoleInit(args) => cli::role_init(args),
         Command::Certs(args) => report(cli::certs(args), "certs"),
         Command::Webhooks(args) => report(cli::webhooks(args), "webhooks"),

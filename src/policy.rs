@@ -87,6 +87,7 @@ pub struct Policy {
     pub on_error: OnError,
     pub mutation: MutationPolicy,
     pub validation: ValidationPolicy,
+    pub audit: AuditPolicy,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -149,6 +150,7 @@ impl Default for Policy {
             on_error: OnError::Allow,
             mutation: MutationPolicy::default(),
             validation: ValidationPolicy::default(),
+            audit: AuditPolicy::default(),
         }
     }
 }
@@ -180,6 +182,54 @@ impl Default for RolesPolicy {
             mount_path: "/etc/stsguard".into(),
             image_pull_secrets: Vec::new(),
         }
+    }
+}
+
+/// The background audit of `stsguard serve` (see [`crate::audit`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", default)]
+pub struct AuditPolicy {
+    /// Time between two audits over the watch caches, e.g. `30s`, `10m`, `1h 30m`; `0s`: off.
+    #[serde(with = "duration_text")]
+    pub interval: std::time::Duration,
+    /// Write `wgpolicyk8s.io/v1alpha2` PolicyReports (one writer, elected through a Lease).
+    pub policy_reports: bool,
+}
+
+impl Default for AuditPolicy {
+    fn default() -> Self {
+        AuditPolicy {
+            interval: std::time::Duration::from_secs(600),
+            policy_reports: false,
+        }
+    }
+}
+
+/// Durations written as text: `30s`, `10m`, `1h30m`, `1h 30m` (jiff's friendly format) or ISO
+/// 8601 (`PT10M`); written back in the friendly format.
+pub mod duration_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Parses a non-negative duration.
+    pub fn parse(text: &str) -> Result<std::time::Duration, String> {
+        let d: jiff::SignedDuration = text.trim().parse().map_err(|e| {
+            format!("{text:?} is not a duration ({e}); write it as e.g. 30s, 10m or 1h")
+        })?;
+        std::time::Duration::try_from(d)
+            .map_err(|_| format!("{text:?} is negative; use 0s to turn the audit off"))
+    }
+
+    pub fn serialize<S: Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        let text = match jiff::SignedDuration::try_from(*d) {
+            Ok(sd) => format!("{sd:#}"),
+            Err(_) => format!("{}s", d.as_secs()),
+        };
+        s.serialize_str(&text)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<std::time::Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        parse(&text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -357,6 +407,45 @@ validation:
             .unwrap_err()
             .to_string();
         assert!(e.contains("mutation.antiAffinity.weight"), "{e}");
+    }
+
+    #[test]
+    fn audit_section() -> Result<(), Box<dyn std::error::Error>> {
+        use std::time::Duration;
+        let p = Policy::default();
+        assert_eq!(p.audit.interval, Duration::from_secs(600));
+        assert!(!p.audit.policy_reports);
+        let p = Policy::from_yaml("audit: {interval: 30s, policyReports: true}\n", "p")?;
+        assert_eq!(p.audit.interval, Duration::from_secs(30));
+        assert!(p.audit.policy_reports);
+        for (text, secs) in [
+            ("0s", 0),
+            ("10m", 600),
+            ("1h 30m", 5400),
+            ("1h30m", 5400),
+            ("PT2M", 120),
+        ] {
+            assert_eq!(
+                duration_text::parse(text)?,
+                Duration::from_secs(secs),
+                "{text}"
+            );
+        }
+        // Written back as text that reads back the same.
+        let p = Policy::from_yaml("audit: {interval: 90m}\n", "p")?;
+        let back = Policy::from_yaml(&crate::yaml::to_string_of(&p)?, "p")?;
+        assert_eq!(back, p);
+        for bad in ["10", "ten minutes", "-5m", "10x"] {
+            let e = Policy::from_yaml(&format!("audit: {{interval: {bad:?}}}\n"), "p")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("audit.interval"), "{bad}: {e}");
+        }
+        let e = Policy::from_yaml("audit: {policyReport: true}\n", "p")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("policyReport"), "{e}");
+        Ok(())
     }
 
     #[test]

@@ -85,6 +85,7 @@ const MODES: &[&[&str]] = &[
         "webhook.failurePolicy=Ignore",
         "noCluster=true",
     ],
+    &["audit.policyReports=true", "audit.interval=30s"],
 ];
 
 #[test]
@@ -489,4 +490,128 @@ async fn serve_on_the_output_of_stsguard_certs_is_trusted() {
             .await
             .is_err()
     );
+}
+
+/// The audit values: passed into the policy file; RBAC on PolicyReports (ClusterRole) and on the
+/// audit Lease (Role in the release namespace) only with audit.policyReports; a bad interval is
+/// refused by the schema.
+#[test]
+fn audit_values_reach_the_policy_and_rbac_only_when_enabled() {
+    use std::time::Duration;
+    let kinds = |docs: &[serde_json::Value]| -> Vec<String> {
+        docs.iter()
+            .map(|d| {
+                format!(
+                    "{}/{}",
+                    d["kind"].as_str().unwrap(),
+                    d["metadata"]["name"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+    let off = render(&[]);
+    let p = stsguard::policy::Policy::from_yaml(
+        find(&off, "ConfigMap")["data"]["policy.yaml"]
+            .as_str()
+            .unwrap(),
+        "chart",
+    )
+    .unwrap();
+    assert_eq!(p.audit.interval, Duration::from_secs(600));
+    assert!(!p.audit.policy_reports);
+    let names = kinds(&off);
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.starts_with("Role/") || n.contains("policyreports")),
+        "no audit RBAC unless audit.policyReports: {names:?}"
+    );
+
+    let on = render(&["audit.policyReports=true", "audit.interval=90s"]);
+    let p = stsguard::policy::Policy::from_yaml(
+        find(&on, "ConfigMap")["data"]["policy.yaml"]
+            .as_str()
+            .unwrap(),
+        "chart",
+    )
+    .unwrap();
+    assert_eq!(p.audit.interval, Duration::from_secs(90));
+    assert!(p.audit.policy_reports);
+    let by_name = |kind: &str, name: &str| -> serde_json::Value {
+        on.iter()
+            .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {kind} {name} rendered: {:?}", kinds(&on)))
+    };
+    let cr = by_name("ClusterRole", "t-stsguard-policyreports");
+    assert_eq!(
+        cr["rules"],
+        serde_json::json!([{"apiGroups": ["wgpolicyk8s.io"], "resources": ["policyreports"], "verbs": ["get", "list", "create", "patch", "delete"]}])
+    );
+    let crb = by_name("ClusterRoleBinding", "t-stsguard-policyreports");
+    assert_eq!(crb["roleRef"]["name"], "t-stsguard-policyreports");
+    assert_eq!(crb["subjects"][0]["name"], "t-stsguard");
+    let role = by_name("Role", "t-stsguard-audit-lease");
+    assert_eq!(
+        role["metadata"]["namespace"], "stsguard",
+        "the Lease's Role is in the release namespace"
+    );
+    let mut verbs: Vec<String> = Vec::new();
+    for r in role["rules"].as_array().unwrap() {
+        assert_eq!(r["apiGroups"], serde_json::json!(["coordination.k8s.io"]));
+        assert_eq!(r["resources"], serde_json::json!(["leases"]));
+        if let Some(names) = r.get("resourceNames") {
+            assert_eq!(names, &serde_json::json!([stsguard::audit::lease::NAME]));
+        }
+        verbs.extend(
+            r["verbs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string()),
+        );
+    }
+    verbs.sort();
+    assert_eq!(verbs, ["create", "get", "update"]);
+    let rb = by_name("RoleBinding", "t-stsguard-audit-lease");
+    assert_eq!(rb["metadata"]["namespace"], "stsguard");
+    assert_eq!(rb["subjects"][0]["name"], "t-stsguard");
+    // The base ClusterRole stays read-only; nothing else is granted (no CRD installed).
+    assert!(!on.iter().any(|d| d["kind"] == "CustomResourceDefinition"));
+    let base = by_name("ClusterRole", "t-stsguard");
+    assert!(
+        base["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["verbs"] == serde_json::json!(["get", "list", "watch"]))
+    );
+    // The server finds its Lease's namespace and its identity from the pod.
+    let dep = find(&on, "Deployment");
+    let env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap();
+    for (name, path) in [
+        ("POD_NAMESPACE", "metadata.namespace"),
+        ("POD_NAME", "metadata.name"),
+    ] {
+        assert!(
+            env.iter()
+                .any(|e| e["name"] == name && e["valueFrom"]["fieldRef"]["fieldPath"] == path),
+            "{name} from {path}: {env:?}"
+        );
+    }
+
+    let c = chart();
+    for bad in ["5x", "ten minutes", "-1m"] {
+        let set = format!("audit.interval={bad}");
+        let out = Command::new(tool("helm"))
+            .args(["lint", c.to_str().unwrap(), "--strict", "--set", &set])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "the schema accepts audit.interval={bad}"
+        );
+    }
 }

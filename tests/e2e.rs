@@ -22,7 +22,11 @@
 //! 3. `scale`: `kubectl scale` and the scale subresource judged from the watch cache, delete
 //!    protection, and dry-run warnings reaching the client.
 //! 4. `caches`: a Service and a PodDisruptionBudget created after start are seen by the next review.
+//! 5. `audit`: StatefulSets created before the webhooks (seeded by the setup) in `stsguard audit`
+//!    and in PolicyReports written by one of two servers elected through a Lease.
 
+#[path = "e2e/audit.rs"]
+mod audit;
 #[path = "e2e/caches.rs"]
 mod caches;
 #[path = "e2e/fixtures.rs"]
@@ -121,6 +125,7 @@ async fn run_all(cluster: &Cluster) {
         ("roles", tokio::spawn(roles::run(ctx.clone()))),
         ("scale", tokio::spawn(scale::run(ctx.clone()))),
         ("caches", tokio::spawn(caches::run(ctx.clone()))),
+        ("audit", tokio::spawn(audit::run(ctx.clone()))),
     ];
     let mut failed = Vec::new();
     let mut summaries = Vec::new();
@@ -213,4 +218,59 @@ fn certs_san_adds_ip_and_dns_names() {
             .any(|n| matches!(n, GeneralName::IPAddress(_))),
         "no IP SAN unless asked"
     );
+}
+
+/// `stsguard audit` without a reachable cluster or with a bad policy: exit 2 and a message that
+/// says what to fix; `-n` and `-A` exclude each other. No cluster.
+#[test]
+fn audit_cannot_read_the_cluster_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such.kubeconfig");
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args(["audit", "-A", "--kubeconfig"])
+        .arg(&missing)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("stsguard audit: cannot read") && stderr.contains("no-such.kubeconfig"),
+        "{stderr}"
+    );
+    // A kubeconfig whose server does not answer.
+    let kc = dir.path().join("dead.kubeconfig");
+    std::fs::write(
+        &kc,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n\
+         users: [{name: u, user: {token: t}}]\ncontexts: [{name: x, context: {cluster: c, user: u, namespace: ns}}]\n\
+         current-context: x\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args(["audit", "--kubeconfig"])
+        .arg(&kc)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("cannot list StatefulSets in namespace ns"),
+        "the context's namespace, and what failed: {stderr}"
+    );
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(&policy, "audit: {interval: soon}\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args(["audit", "--config"])
+        .arg(&policy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("audit.interval"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args(["audit", "-A", "-n", "x"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used with"));
 }

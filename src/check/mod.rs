@@ -365,21 +365,11 @@ pub fn check_object(
         stage: Stage::Mutation,
     }));
     for f in &found.warnings {
-        // "Unknown" results are warnings whose message starts so (validate::Acc::run_at); the
-        // rule's own mode is the one of its "unknown" result.
-        let (result, message, mode) = match f.message.strip_prefix("not checked: ") {
-            Some(rest) => (
-                Outcome::NotChecked,
-                rest.to_string(),
-                found
-                    .results
-                    .iter()
-                    .find(|(r, _, res)| {
-                        *r == f.rule && *res == crate::validate::RuleResult::Unknown
-                    })
-                    .map_or(f.mode, |(_, m, _)| *m),
-            ),
-            None => (Outcome::Warn, f.message.clone(), f.mode),
+        let (result, message, mode) = match f.result {
+            crate::validate::RuleResult::Unknown => {
+                (Outcome::NotChecked, f.message.clone(), f.mode)
+            }
+            _ => (Outcome::Warn, f.message.clone(), f.mode),
         };
         findings.push(Finding {
             rule: f.rule.as_str().to_string(),

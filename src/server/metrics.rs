@@ -72,6 +72,7 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     pub rules: Family<RuleLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
+    pub audit: crate::audit::metrics::AuditMetrics,
 }
 
 impl Default for Metrics {
@@ -119,6 +120,7 @@ impl Metrics {
             "Validation rule results by rule, mode and result",
             rules.clone(),
         );
+        let audit = crate::audit::metrics::AuditMetrics::register(&mut registry);
         Metrics {
             registry,
             requests,
@@ -127,6 +129,7 @@ impl Metrics {
             reloads,
             rules,
             rejected,
+            audit,
         }
     }
 

@@ -42,7 +42,10 @@ pub struct Review<'a> {
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Finding {
     pub rule: RuleId,
+    /// The rule's mode for this object.
     pub mode: Mode,
+    /// `Fail`, or `Unknown` ("not checked": a look-up could not say; never a denial).
+    pub result: RuleResult,
     pub message: String,
 }
 
@@ -50,7 +53,7 @@ pub struct Finding {
 pub struct Findings {
     /// Enforced rules that failed: the request is denied.
     pub violations: Vec<Finding>,
-    /// Warned rules that failed, and "unknown" results of any rule.
+    /// Warned rules that failed, and "unknown" (not checked) results of any rule.
     pub warnings: Vec<Finding>,
     /// Every rule evaluated, with its result, for metrics.
     pub results: Vec<(RuleId, Mode, RuleResult)>,
@@ -75,7 +78,13 @@ impl Findings {
     pub fn warning_lines(&self) -> Vec<String> {
         self.warnings
             .iter()
-            .map(|f| crate::text::warning(&format!("[{}] {}", f.rule, f.message)))
+            .map(|f| {
+                let not_checked = match f.result {
+                    RuleResult::Unknown => "not checked: ",
+                    _ => "",
+                };
+                crate::text::warning(&format!("[{}] {not_checked}{}", f.rule, f.message))
+            })
             .collect()
     }
 }
@@ -92,7 +101,8 @@ pub enum Verdict {
 }
 
 /// A rule's result, as counted (the `result` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RuleResult {
     Pass,
     Fail,
@@ -156,23 +166,21 @@ impl Acc<'_> {
         if mode == Mode::Off {
             return;
         }
-        let (result, finding) = match f() {
+        let (result, message) = match f() {
             Verdict::Skip => return,
             Verdict::Pass => (RuleResult::Pass, None),
-            Verdict::Fail(message) => (RuleResult::Fail, Some((mode, message))),
-            Verdict::Unknown(message) => (
-                RuleResult::Unknown,
-                Some((Mode::Warn, format!("not checked: {message}"))),
-            ),
+            Verdict::Fail(message) => (RuleResult::Fail, Some(message)),
+            Verdict::Unknown(message) => (RuleResult::Unknown, Some(message)),
         };
         self.findings.results.push((rule, mode, result));
-        if let Some((mode, message)) = finding {
+        if let Some(message) = message {
             let finding = Finding {
                 rule,
                 mode,
+                result,
                 message,
             };
-            if mode == Mode::Enforce {
+            if mode == Mode::Enforce && result == RuleResult::Fail {
                 self.findings.violations.push(finding);
             } else {
                 self.findings.warnings.push(finding);
@@ -205,14 +213,12 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
         return acc.findings;
     }
     // The object judged, the object whose annotations set the modes, the replicas before.
-    let (judged, own, old_replicas, runs): (StatefulSet, Option<&StatefulSet>, _, &[Runs]) =
+    static NONE: std::sync::LazyLock<StatefulSet> = std::sync::LazyLock::new(Default::default);
+    let (judged, own, old_replicas, runs): (&StatefulSet, Option<&StatefulSet>, _, &[Runs]) =
         match review.subject {
-            Subject::Delete { old } => {
-                let judged = old.cloned().unwrap_or_default();
-                (judged, old, None, &[Runs::OnDelete])
-            }
+            Subject::Delete { old } => (old.unwrap_or(&NONE), old, None, &[Runs::OnDelete]),
             Subject::Write { object, old } => (
-                object.clone(),
+                object,
                 Some(object),
                 old.map(replicas),
                 &[Runs::OnWrite, Runs::OnWriteAndScale],
@@ -241,9 +247,9 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
                 }
             },
         };
-    let quorum = quorum::of(&judged);
+    let quorum = quorum::of(judged);
     let input = rules::Input {
-        object: &judged,
+        object: judged,
         old_replicas,
         namespace,
         lookups,

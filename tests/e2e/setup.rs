@@ -220,6 +220,9 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
     )
     .await;
 
+    // What already runs before the webhooks exist, for the audit scenario.
+    crate::audit::seed(&client).await;
+
     // The chart's webhook configurations, pointed at the process.
     let mut mutating: MutatingWebhookConfiguration = of_kind(&docs, "MutatingWebhookConfiguration");
     for w in mutating.webhooks.iter_mut().flatten() {

@@ -44,6 +44,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- if not $p.mutation.roles.image -}}
 {{- $_ := set $p.mutation.roles "image" (include "stsguard.image" .) -}}
 {{- end -}}
+{{- $_ := set $p "audit" (dict "interval" (toString .Values.audit.interval) "policyReports" .Values.audit.policyReports) -}}
 {{- toYaml $p -}}
 {{- end -}}
 

@@ -1,0 +1,429 @@
+//! The audit: the same mutation and validation as the webhook, over StatefulSets that already run.
+//!
+//! This module is pure: [`audit`] judges a set of StatefulSets with any [`Lookups`] and gives
+//! per-object results; [`reports`] turns them into PolicyReports, [`metrics`] into gauges.
+//! [`task`] is `stsguard serve`'s background audit over its watch caches, [`cli`] the
+//! `stsguard audit` command over a live cluster, [`lease`] the election of the one replica that
+//! writes reports.
+
+pub mod cli;
+pub mod lease;
+pub mod metrics;
+pub mod reports;
+pub mod task;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::StatefulSet;
+
+use crate::policy::{Mode, Policy, RuleId};
+use crate::validate::{self, Finding, Findings, Lookups, Review, Subject};
+
+/// What a rule said about an object, when it did not pass.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Outcome {
+    /// An enforced rule failed: the webhook would deny this object.
+    Fail,
+    /// A warned rule failed: the webhook would allow it with a warning.
+    Warn,
+    /// The rule could not be checked (a look-up could not answer).
+    Skip,
+}
+
+impl Outcome {
+    /// The PolicyReport `result`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Fail => "fail",
+            Outcome::Warn => "warn",
+            Outcome::Skip => "skip",
+        }
+    }
+}
+
+/// One rule's result for one object that is not a pass.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuleResult {
+    pub rule: RuleId,
+    /// The mode the rule was judged at (for a skip: the rule's mode, not the warning's).
+    pub mode: Mode,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+/// The audit of one StatefulSet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectResult {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    /// Rules that passed.
+    pub passed: usize,
+    /// Rules that did not pass, in the order the rules ran.
+    pub results: Vec<RuleResult>,
+}
+
+/// The audit of a set of StatefulSets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Audit {
+    /// One entry per StatefulSet judged (also those that passed every rule).
+    pub objects: Vec<ObjectResult>,
+    /// StatefulSets passed over: in a namespace the policy excludes (the webhook never sees them).
+    pub excluded: usize,
+}
+
+/// Is this finding a "not checked" result?
+fn is_not_checked(f: &Finding) -> bool {
+    f.result == crate::validate::RuleResult::Unknown
+}
+
+/// Mutation then validation of one StatefulSet, as the API server chains the hooks: the rules
+/// judge the object as its next write would store it. No patch is computed.
+pub fn judge(
+    sts: &StatefulSet,
+    namespace: &str,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Findings {
+    let m = crate::mutate::mutate(sts, policy);
+    validate::validate(
+        &Review {
+            namespace,
+            subject: Subject::Write {
+                object: &m.object,
+                old: None,
+            },
+        },
+        policy,
+        lookups,
+    )
+}
+
+/// The per-object result from validation's findings.
+pub fn object_result(sts: &StatefulSet, namespace: &str, findings: Findings) -> ObjectResult {
+    let passed = findings
+        .results
+        .iter()
+        .filter(|r| r.2 == crate::validate::RuleResult::Pass)
+        .count();
+    let mut results = Vec::with_capacity(findings.violations.len() + findings.warnings.len());
+    for f in findings.violations {
+        results.push(RuleResult {
+            rule: f.rule,
+            mode: f.mode,
+            outcome: Outcome::Fail,
+            message: f.message,
+        });
+    }
+    for f in findings.warnings {
+        let outcome = if is_not_checked(&f) {
+            Outcome::Skip
+        } else {
+            Outcome::Warn
+        };
+        let mode = f.mode;
+        results.push(RuleResult {
+            rule: f.rule,
+            mode,
+            outcome,
+            message: f.message,
+        });
+    }
+    ObjectResult {
+        namespace: namespace.to_string(),
+        name: sts.metadata.name.clone().unwrap_or_default(),
+        uid: sts.metadata.uid.clone(),
+        passed,
+        results,
+    }
+}
+
+/// Judges one StatefulSet; `None` when its namespace is excluded by the policy.
+pub fn audit_one(
+    sts: &StatefulSet,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Option<ObjectResult> {
+    let namespace = sts.metadata.namespace.as_deref().unwrap_or("default");
+    if policy.is_excluded(Some(namespace)) {
+        return None;
+    }
+    let findings = judge(sts, namespace, policy, lookups);
+    Some(object_result(sts, namespace, findings))
+}
+
+/// Judges every StatefulSet, in one go (for a blocking thread, the benchmark and the tests).
+pub fn audit(sets: &[Arc<StatefulSet>], policy: &Policy, lookups: &dyn Lookups) -> Audit {
+    let mut out = Audit::default();
+    for sts in sets {
+        match audit_one(sts, policy, lookups) {
+            Some(r) => out.objects.push(r),
+            None => out.excluded += 1,
+        }
+    }
+    out
+}
+
+/// StatefulSets judged between two yields to the runtime in [`audit_yielding`]: one object costs
+/// tens of microseconds, so a review waits at most a millisecond or two behind the audit.
+pub const YIELD_EVERY: usize = 16;
+
+/// [`audit`] on an async runtime, yielding to other tasks (reviews) every [`YIELD_EVERY`]
+/// objects, so the audit takes CPU time only between them.
+pub async fn audit_yielding(
+    sets: &[Arc<StatefulSet>],
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Audit {
+    let mut out = Audit::default();
+    for (i, sts) in sets.iter().enumerate() {
+        if i > 0 && i % YIELD_EVERY == 0 {
+            tokio::task::yield_now().await;
+        }
+        match audit_one(sts, policy, lookups) {
+            Some(r) => out.objects.push(r),
+            None => out.excluded += 1,
+        }
+    }
+    out
+}
+
+/// A PolicyReport's `summary`: rule results per outcome in one namespace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Summary {
+    pub pass: usize,
+    pub fail: usize,
+    pub warn: usize,
+    pub error: usize,
+    pub skip: usize,
+}
+
+/// The objects of one namespace, and their summary.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NamespaceResults<'a> {
+    pub objects: Vec<&'a ObjectResult>,
+    pub summary: Summary,
+}
+
+impl NamespaceResults<'_> {
+    /// Has any object of the namespace a result that is not a pass?
+    pub fn has_results(&self) -> bool {
+        self.objects.iter().any(|o| !o.results.is_empty())
+    }
+}
+
+impl Audit {
+    /// The results grouped by namespace (sorted), each with its summary counts.
+    pub fn by_namespace(&self) -> BTreeMap<&str, NamespaceResults<'_>> {
+        let mut out: BTreeMap<&str, NamespaceResults<'_>> = BTreeMap::new();
+        for o in &self.objects {
+            let ns = out.entry(o.namespace.as_str()).or_default();
+            ns.summary.pass += o.passed;
+            for r in &o.results {
+                match r.outcome {
+                    Outcome::Fail => ns.summary.fail += 1,
+                    Outcome::Warn => ns.summary.warn += 1,
+                    Outcome::Skip => ns.summary.skip += 1,
+                }
+            }
+            ns.objects.push(o);
+        }
+        out
+    }
+
+    /// Violations (fail and warn results) per (rule, mode, namespace).
+    pub fn violations(&self) -> BTreeMap<(RuleId, Mode, &str), i64> {
+        let mut out = BTreeMap::new();
+        for o in &self.objects {
+            for r in &o.results {
+                if r.outcome != Outcome::Skip {
+                    *out.entry((r.rule, r.mode, o.namespace.as_str()))
+                        .or_insert(0) += 1;
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::validate::lookups::StaticLookups;
+
+    fn sts(
+        ns: &str,
+        name: &str,
+        yaml_spec: &str,
+    ) -> Result<Arc<StatefulSet>, Box<dyn std::error::Error>> {
+        let text = format!(
+            "apiVersion: apps/v1\nkind: StatefulSet\nmetadata: {{name: {name}, namespace: {ns}, uid: uid-{name}}}\nspec:\n{yaml_spec}"
+        );
+        Ok(Arc::new(crate::yaml::from_str(&text)?))
+    }
+
+    const POD: &str = "  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec:\n      containers: [{name: c, image: busybox, readinessProbe: {exec: {command: [\"true\"]}}}]\n";
+
+    fn lookups() -> StaticLookups {
+        StaticLookups {
+            authoritative: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn results_per_object_with_outcomes() -> Result<(), Box<dyn std::error::Error>> {
+        let even = sts(
+            "a",
+            "even",
+            &format!("  replicas: 4\n  serviceName: even\n{POD}"),
+        )?;
+        let mut even = (*even).clone();
+        even.metadata.annotations =
+            Some([("stsguard.io/quorum".to_string(), "true".to_string())].into());
+        let clean = sts("b", "clean", &format!("  replicas: 1\n{POD}"))?;
+        let excluded = sts("kube-system", "sys", &format!("  replicas: 4\n{POD}"))?;
+        let a = audit(
+            &[Arc::new(even), clean, excluded],
+            &Policy::default(),
+            &lookups(),
+        );
+        assert_eq!(a.excluded, 1);
+        assert_eq!(a.objects.len(), 2);
+        let even = &a.objects[0];
+        assert_eq!(even.uid.as_deref(), Some("uid-even"));
+        let got: Vec<(&str, &str, Outcome)> = even
+            .results
+            .iter()
+            .map(|r| (r.rule.as_str(), r.mode.as_str(), r.outcome))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("quorum-odd", "enforce", Outcome::Fail),
+                ("governing-service", "warn", Outcome::Warn),
+                ("disruption-budget", "warn", Outcome::Warn),
+            ]
+        );
+        assert!(even.passed > 5, "{}", even.passed);
+        // No serviceName, one replica: the governing-service rule still asks for a Service.
+        let clean = &a.objects[1];
+        assert!(
+            clean
+                .results
+                .iter()
+                .all(|r| r.rule == RuleId::GoverningService),
+            "{:?}",
+            clean.results
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn not_checked_is_skip_at_the_rules_mode() -> Result<(), Box<dyn std::error::Error>> {
+        let s = sts(
+            "a",
+            "web",
+            &format!("  replicas: 3\n  serviceName: web\n{POD}"),
+        )?;
+        let unknown = crate::validate::NoLookups("cache not synced".into());
+        let a = audit(&[s], &Policy::default(), &unknown);
+        let skips: Vec<(&str, Mode)> = a.objects[0]
+            .results
+            .iter()
+            .filter(|r| r.outcome == Outcome::Skip)
+            .map(|r| (r.rule.as_str(), r.mode))
+            .collect();
+        assert!(
+            skips.contains(&("governing-service", Mode::Warn)),
+            "{skips:?}"
+        );
+        let mut policy = Policy::default();
+        policy
+            .validation
+            .rules
+            .insert(RuleId::GoverningService, Mode::Enforce);
+        let a = audit(
+            &[sts(
+                "a",
+                "web",
+                &format!("  replicas: 3\n  serviceName: web\n{POD}"),
+            )?],
+            &policy,
+            &unknown,
+        );
+        let gs = a.objects[0]
+            .results
+            .iter()
+            .find(|r| r.rule == RuleId::GoverningService)
+            .ok_or("a governing-service result")?;
+        assert_eq!((gs.outcome, gs.mode), (Outcome::Skip, Mode::Enforce));
+        assert!(a.violations().is_empty(), "a skip is no violation");
+        Ok(())
+    }
+
+    #[test]
+    fn summary_and_violation_counts() -> Result<(), Box<dyn std::error::Error>> {
+        let r = |rule, mode, outcome| RuleResult {
+            rule,
+            mode,
+            outcome,
+            message: String::new(),
+        };
+        let a = Audit {
+            objects: vec![
+                ObjectResult {
+                    namespace: "a".into(),
+                    name: "x".into(),
+                    uid: None,
+                    passed: 10,
+                    results: vec![
+                        r(RuleId::SharedClaim, Mode::Enforce, Outcome::Fail),
+                        r(RuleId::GoverningService, Mode::Warn, Outcome::Warn),
+                    ],
+                },
+                ObjectResult {
+                    namespace: "a".into(),
+                    name: "y".into(),
+                    uid: None,
+                    passed: 11,
+                    results: vec![
+                        r(RuleId::SharedClaim, Mode::Enforce, Outcome::Fail),
+                        r(RuleId::DisruptionBudget, Mode::Warn, Outcome::Skip),
+                    ],
+                },
+                ObjectResult {
+                    namespace: "b".into(),
+                    name: "z".into(),
+                    uid: None,
+                    passed: 12,
+                    results: vec![],
+                },
+            ],
+            excluded: 0,
+        };
+        let ns = a.by_namespace();
+        assert_eq!(
+            ns["a"].summary,
+            Summary {
+                pass: 21,
+                fail: 2,
+                warn: 1,
+                error: 0,
+                skip: 1
+            }
+        );
+        assert!(ns["a"].has_results());
+        assert!(!ns["b"].has_results());
+        assert_eq!(ns["b"].summary.pass, 12);
+        let v = a.violations();
+        assert_eq!(v.get(&(RuleId::SharedClaim, Mode::Enforce, "a")), Some(&2));
+        assert_eq!(
+            v.get(&(RuleId::GoverningService, Mode::Warn, "a")),
+            Some(&1)
+        );
+        assert_eq!(v.len(), 2, "{v:?}");
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! `stsguard serve`'s background audit: once the watch caches have synced, then every
+//! `audit.interval` of the policy (read afresh each time: a reloaded policy applies at the next
+//! run; `0s` pauses it), the StatefulSets of the cache are judged against the caches. No API
+//! read; the work yields to reviews every few objects. Every replica records the gauges; the
+//! replica holding the Lease also writes PolicyReports when `audit.policyReports` is on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+
+use super::lease::{self, Leadership};
+use super::reports::Writer;
+use crate::policy::Policy;
+use crate::server::metrics::Metrics;
+use crate::validate::lookups::WatchLookups;
+
+/// How often a paused audit (`interval: 0s`) looks at the policy again.
+const PAUSED_CHECK: Duration = Duration::from_secs(5);
+
+/// Where the Lease lives and for how long it is held.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The server's own namespace (from `--lease-namespace`, `POD_NAMESPACE`, or the client's
+    /// default namespace).
+    pub lease_namespace: String,
+    pub lease_duration: Duration,
+}
+
+/// Starts the background audit (inside a Tokio runtime).
+pub fn spawn(
+    client: kube::Client,
+    lookups: Arc<WatchLookups>,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+    options: Options,
+) {
+    tokio::spawn(run(client, lookups, policy, metrics, options));
+}
+
+async fn run(
+    client: kube::Client,
+    lookups: Arc<WatchLookups>,
+    policy: Arc<ArcSwap<Policy>>,
+    metrics: Arc<Metrics>,
+    options: Options,
+) {
+    while !lookups.synced() {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let mut leadership: Option<Leadership> = None;
+    let mut writer = Writer::new(client.clone());
+    let mut was_leader = false;
+    loop {
+        let p = policy.load_full();
+        if p.audit.interval.is_zero() {
+            tokio::time::sleep(PAUSED_CHECK).await;
+            continue;
+        }
+        if p.audit.policy_reports && leadership.is_none() {
+            let l = Leadership::default();
+            let cfg = lease::Config {
+                namespace: options.lease_namespace.clone(),
+                identity: lease::identity(),
+                duration: options.lease_duration,
+            };
+            tracing::info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, lease::NAME), "audit: PolicyReports on; electing the writer");
+            tokio::spawn(lease::run(client.clone(), cfg, l.clone()));
+            l.first_round(Duration::from_secs(5)).await;
+            leadership = Some(l);
+        }
+        let sets = match lookups.statefulsets() {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "audit skipped");
+                tokio::time::sleep(p.audit.interval).await;
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let audit = super::audit_yielding(&sets, &p, &*lookups).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        metrics.audit.record(&audit, seconds, now);
+        let violations: i64 = audit.violations().values().sum();
+        tracing::info!(
+            statefulsets = audit.objects.len(),
+            excluded = audit.excluded,
+            violations,
+            duration_ms = (seconds * 1000.0) as u64,
+            "audit"
+        );
+        if let (true, Some(l)) = (p.audit.policy_reports, &leadership) {
+            let leader = l.is_leader();
+            if leader && !was_leader {
+                writer.reset();
+            }
+            was_leader = leader;
+            if leader {
+                match writer.write(&audit).await {
+                    Ok(Some(w)) if w.applied > 0 || w.deleted > 0 => {
+                        tracing::info!(
+                            applied = w.applied,
+                            unchanged = w.unchanged,
+                            deleted = w.deleted,
+                            failed = w.failed,
+                            "PolicyReports written"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "PolicyReports not written; retrying at the next audit");
+                        writer.reset();
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(p.audit.interval).await;
+    }
+}
