@@ -87,7 +87,7 @@ fn main() {
                     std::process::exit(1);
                 }
             };
-            let code = match rt.block_on(cli::serve(args)) {
+            let code = match rt.block_on(stsguard::server::run::serve(args)) {
                 Ok(()) => 0,
                 Err(e) => {
                     tracing::error!(error = %e, "stsguard serve failed");

@@ -31,6 +31,7 @@ mod conn;
 mod gate;
 pub mod metrics;
 pub mod reload;
+pub mod run;
 pub mod tls;
 
 pub use conn::{Timeouts, serve_plain, serve_tls};

@@ -1,0 +1,216 @@
+//! `stsguard serve`: the listeners, the watch caches, reloads, the background audit and the
+//! graceful stop, wired together.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+use crate::policy::Policy;
+use crate::server::metrics::Metrics;
+use crate::server::tls::{self, SwappableCert};
+use crate::server::{self, AppState, Readiness, Timeouts};
+use crate::validate::{Lookups, NoLookups};
+
+pub fn load_policy(path: Option<&PathBuf>) -> anyhow::Result<Policy> {
+    match path {
+        Some(p) => Ok(Policy::load(p)?),
+        None => Ok(Policy::default()),
+    }
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `stsguard serve`.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let policy = load_policy(args.config.as_ref())?;
+    let metrics = Arc::new(Metrics::new());
+
+    let loaded = if args.dev {
+        let b = crate::certs::generate(
+            "localhost",
+            &["127.0.0.1".into(), "localhost".into(), "::1".into()],
+            30,
+        )?;
+        crate::certs::write_file(&args.dev_ca_file, &b.ca_pem, false).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot write the dev CA to {}: {e}",
+                args.dev_ca_file.display()
+            )
+        })?;
+        let ca = std::fs::canonicalize(&args.dev_ca_file).unwrap_or(args.dev_ca_file.clone());
+        tracing::info!(ca_file = %ca.display(), "dev mode: generated a CA and a serving certificate for 127.0.0.1 and localhost");
+        tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes())?
+    } else {
+        match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => tls::load_files(c, k)?,
+            _ => anyhow::bail!(
+                "give --tls-cert and --tls-key, or --dev for a generated development certificate"
+            ),
+        }
+    };
+    metrics.cert_expiry.set(loaded.not_after);
+    let certs = SwappableCert::new(loaded);
+    let interval = Duration::from_secs(args.reload_interval.max(1));
+    if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
+        let (certs, metrics) = (certs.clone(), metrics.clone());
+        crate::server::reload::spawn(vec![c.clone(), k.clone()], interval, move || {
+            match tls::load_files(&c, &k) {
+                Ok(l) => {
+                    tracing::info!(serial = %l.serial, not_after = l.not_after, "serving certificate reloaded");
+                    metrics.cert_expiry.set(l.not_after);
+                    metrics.reload("certificate", true);
+                    certs.store(l);
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "new certificate not usable; keeping the old one");
+                    metrics.reload("certificate", false);
+                }
+            }
+        });
+    }
+
+    let mut readiness = Readiness::default();
+    let no_cluster = args.no_cluster || (args.dev && kube::Config::infer().await.is_err());
+    let mut audit_source = None;
+    let lookups: Arc<dyn Lookups> = if no_cluster {
+        tracing::info!("no cluster: look-up rules answer \"not checked\" and never deny");
+        Arc::new(NoLookups("no cluster (--no-cluster)".into()))
+    } else {
+        let client = kube::Client::try_default().await.map_err(|e| {
+            anyhow::anyhow!("no Kubernetes configuration ({e}); run in a cluster, set KUBECONFIG, or pass --no-cluster")
+        })?;
+        let w = crate::validate::lookups::WatchLookups::start(client.clone());
+        let w2 = w.clone();
+        readiness.caches = Some(Box::new(move || w2.synced()));
+        audit_source = Some((client, w.clone()));
+        w
+    };
+    let mut limits = server::Limits {
+        inflight_bytes: args.max_inflight_mib.max(8) * 1024 * 1024,
+        ..Default::default()
+    };
+    if let Some(w) = args.review_workers {
+        limits.workers = w.max(1);
+    }
+    let state = AppState {
+        policy: Arc::new(arc_swap::ArcSwap::from_pointee(policy)),
+        lookups,
+        metrics: metrics.clone(),
+        gate: Arc::new(server::Gate::new(limits)),
+    };
+    if let Some((client, watch)) = audit_source {
+        let options = crate::audit::task::Options {
+            lease_namespace: args
+                .lease_namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            lease_duration: Duration::from_secs(args.lease_duration.max(1)),
+        };
+        let (policy, metrics) = (state.policy.clone(), metrics.clone());
+        crate::audit::task::spawn(client, watch, policy, metrics, options);
+    }
+    let timeouts = Timeouts {
+        handshake: Duration::from_secs(args.io_timeout.max(1)),
+        header_read: Duration::from_secs(args.io_timeout.max(1)),
+        idle: Duration::from_secs(args.idle_timeout.max(1)),
+        drain: Duration::from_secs(args.drain_timeout),
+        max_connections: args.max_connections.max(1),
+        rejected: Some(
+            metrics
+                .rejected
+                .get_or_create(&crate::server::metrics::RejectLabels {
+                    bound: "connections",
+                })
+                .clone(),
+        ),
+    };
+    if let Some(path) = args.config.clone() {
+        let (policy, metrics) = (state.policy.clone(), metrics.clone());
+        crate::server::reload::spawn(vec![path.clone()], interval, move || {
+            match Policy::load(&path) {
+                Ok(p) => {
+                    tracing::info!(path = %path.display(), "policy reloaded");
+                    metrics.reload("policy", true);
+                    policy.store(Arc::new(p));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "new policy not usable; keeping the old one");
+                    metrics.reload("policy", false);
+                }
+            }
+        });
+    }
+    let readiness = Arc::new(readiness);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+
+    let metrics_listener = server::bind(args.metrics_addr, "metrics").await?;
+    let metrics_local = metrics_listener.local_addr()?;
+    let metrics_app = server::metrics_router(metrics.clone(), readiness.clone());
+    let metrics_timeouts = Timeouts {
+        max_connections: 64,
+        ..timeouts.clone()
+    };
+    let metrics_task = tokio::spawn(server::serve_plain(
+        metrics_listener,
+        metrics_app,
+        metrics_timeouts,
+        {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        },
+    ));
+
+    let tls_config = Arc::new(tls::server_config(certs)?);
+    let listener = server::bind(args.addr, "webhook").await?;
+    let local = listener.local_addr()?;
+    readiness
+        .tls_bound
+        .store(true, std::sync::atomic::Ordering::Release);
+    tracing::info!(addr = %local, metrics_addr = %metrics_local, startup_ms = started.elapsed().as_millis() as u64, "serving");
+
+    let app = server::router(state, Duration::from_secs(args.request_timeout.max(1)));
+    let shutdown = {
+        let readiness = readiness.clone();
+        let delay = Duration::from_secs(args.shutdown_delay);
+        async move {
+            shutdown_signal().await;
+            readiness
+                .shutting_down
+                .store(true, std::sync::atomic::Ordering::Release);
+            tracing::info!(
+                delay_s = delay.as_secs(),
+                "shutdown signal: not ready any more"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    };
+    server::serve_tls(listener, tls_config, app, timeouts, shutdown).await;
+    let _ = stop_tx.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
+    tracing::info!("stopped");
+    Ok(())
+}
