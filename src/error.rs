@@ -12,8 +12,8 @@ pub enum Error {
     /// or its time budget ran out. Answered per the policy's `onError`, with this reason.
     #[error("{0}")]
     NotEvaluated(String),
-    /// The mutation's result cannot be expressed as a patch that only adds (a bug: the property
-    /// tests look for it). Answered per `onError`.
+    /// The mutation's result cannot be expressed as a patch that only adds to the user's values
+    /// (a bug: the property tests look for it). Answered per `onError`.
     #[error("the patch would {0}")]
     Patch(String),
 }

@@ -1,12 +1,13 @@
 //! stsguard: a Kubernetes admission webhook that makes StatefulSets safe and self-configuring.
 //!
 //! The core is pure: [`mutate::mutate`] and [`validate::validate`] take typed objects and the
-//! [`policy::Policy`]; [`review`] decodes AdmissionReviews, dispatches and encodes; [`server`] is
-//! the HTTPS layer.
+//! [`policy::Policy`]; [`mutate::patch`] turns a mutation into a patch that only adds;
+//! [`admission`] reads AdmissionReviews, dispatches and writes the answers; [`server`] is the
+//! HTTPS layer.
 //!
 //! ```
 //! use k8s_openapi::api::apps::v1::StatefulSet;
-//! use stsguard::mutate::{mutate, patch_for};
+//! use stsguard::mutate::{mutate, patch};
 //! use stsguard::policy::Policy;
 //! use stsguard::validate::{validate, NoLookups, Review, Subject};
 //!
@@ -27,9 +28,9 @@
 //! let pod = m.object.spec.as_ref().and_then(|s| s.template.spec.as_ref()).ok_or("no pod spec")?;
 //! let env = pod.containers[0].env.clone().unwrap_or_default();
 //! assert_eq!(env[0].name, "POD_NAME");
-//! assert!(!patch_for(&sts, &m.object)?.0.is_empty());
+//! assert!(!patch::statefulset(&sts, &m.object)?.0.is_empty());
 //! // Idempotent: mutating the result changes nothing.
-//! assert!(patch_for(&m.object, &mutate(&m.object, &policy).object)?.0.is_empty());
+//! assert!(patch::statefulset(&m.object, &mutate(&m.object, &policy).object)?.0.is_empty());
 //!
 //! let findings = validate(
 //!     &Review { namespace: "ns", subject: Subject::Write { object: &m.object, old: None } },

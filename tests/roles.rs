@@ -504,3 +504,57 @@ fn validate_denies_bad_placement_annotations_quoting_them() {
         assert_eq!(out["response"]["status"]["code"], 403);
     }
 }
+
+/// An UPDATE that changes the roles of an already-mutated StatefulSet: stsguard's own copies on
+/// the template and its init container's arguments follow, by `replace` of exactly those values;
+/// everything else in the patch still only adds, and the patched object is the mutation.
+#[test]
+fn changed_roles_replace_only_stsguards_own_values() {
+    let raw = mysql_with_roles();
+    let sts: StatefulSet = serde_json::from_value(raw).unwrap();
+    let stored = mutate(&sts, &Policy::default()).object;
+    let mut update = stored.clone();
+    update.metadata.annotations.as_mut().unwrap().insert(
+        "stsguard.io/roles".into(),
+        "primary=0,replica=1-8,spare=9-".into(),
+    );
+    let m = mutate(&update, &Policy::default());
+    let patch = stsguard::mutate::patch::statefulset(&update, &m.object).unwrap();
+    let mut doc = serde_json::to_value(&update).unwrap();
+    json_patch::patch(&mut doc, &patch).unwrap();
+    assert_eq!(doc, serde_json::to_value(&m.object).unwrap());
+    let replaced: Vec<String> = patch
+        .0
+        .iter()
+        .filter_map(|op| match op {
+            json_patch::PatchOperation::Add(_) => None,
+            json_patch::PatchOperation::Replace(r) => Some(r.path.to_string()),
+            other => panic!("neither add nor replace: {other}"),
+        })
+        .collect();
+    assert_eq!(
+        replaced,
+        [
+            "/spec/template/metadata/annotations/stsguard.io~1roles",
+            "/spec/template/spec/initContainers/0",
+        ],
+        "{}",
+        serde_json::to_string(&patch).unwrap()
+    );
+    let init = &m
+        .object
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .init_containers;
+    let args = init.as_ref().unwrap()[0]
+        .args
+        .clone()
+        .unwrap_or_default()
+        .join(" ");
+    assert!(args.contains("spare=9"), "{args}");
+}

@@ -68,20 +68,25 @@ impl Object {
     }
 }
 
-/// Reads an object of the given kind (`null`: none).
-pub struct ObjectSeed(pub Kind);
+/// Reads an object of `kind` (`null`: none). `for_patch`: the object will be patched, so what a
+/// patch adds under must be an object.
+#[derive(Clone, Copy)]
+pub struct ObjectSeed {
+    pub kind: Kind,
+    pub for_patch: bool,
+}
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed {
     type Value = Option<Object>;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Object>, D::Error> {
-        let node = match self.0 {
-            Kind::StatefulSet => Node::StatefulSet,
-            Kind::Pod => Node::Pod,
-            Kind::Scale => Node::Object,
+        let node = match (self.kind, self.for_patch) {
+            (Kind::StatefulSet, true) => Node::StatefulSet,
+            (Kind::Pod, true) => Node::Pod,
+            _ => Node::Object,
         };
         let typed = |d| Shaped { d, node };
-        Ok(match self.0 {
+        Ok(match self.kind {
             Kind::StatefulSet => {
                 Option::<StatefulSet>::deserialize(typed(d))?.map(|o| Object::StatefulSet(o.into()))
             }
@@ -347,18 +352,22 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-/// Reads an object of `kind` from its JSON text.
-pub fn object_from_str(kind: Kind, text: &str) -> serde_json::Result<Option<Object>> {
+/// Reads an object from its JSON text.
+pub fn object_from_str(seed: ObjectSeed, text: &str) -> serde_json::Result<Option<Object>> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let object = ObjectSeed(kind).deserialize(&mut de)?;
+    let object = seed.deserialize(&mut de)?;
     de.end()?;
     Ok(object)
 }
 
-/// Reads a Kubernetes object from its JSON text as stsguard reads a review's object:
+/// Reads a StatefulSet from its JSON text as stsguard reads a review's object for `/mutate`:
 /// `metadata.managedFields` passed over. For tests and benchmarks that compare with a plain read.
 pub fn statefulset_from_str(text: &str) -> serde_json::Result<Option<StatefulSet>> {
-    Ok(match object_from_str(Kind::StatefulSet, text)? {
+    let seed = ObjectSeed {
+        kind: Kind::StatefulSet,
+        for_patch: true,
+    };
+    Ok(match object_from_str(seed, text)? {
         Some(Object::StatefulSet(s)) => Some(*s),
         _ => None,
     })
@@ -369,7 +378,11 @@ mod tests {
     use super::*;
 
     fn pod(text: &str) -> serde_json::Result<Pod> {
-        match object_from_str(Kind::Pod, text)? {
+        let seed = ObjectSeed {
+            kind: Kind::Pod,
+            for_patch: true,
+        };
+        match object_from_str(seed, text)? {
             Some(Object::Pod(p)) => Ok(*p),
             _ => Err(serde_json::Error::custom("no pod")),
         }
@@ -444,6 +457,15 @@ mod tests {
         assert!(matches!(sts(r#"{"metadata":{"name":"a"}}"#), Ok(Some(_))));
         assert!(matches!(sts(r#"{"spec":null}"#), Ok(Some(_))));
         assert!(matches!(sts("null"), Ok(None)));
+        // Read for validation only, a null template is the rules' business, not an error.
+        let seed = ObjectSeed {
+            kind: Kind::StatefulSet,
+            for_patch: false,
+        };
+        assert!(matches!(
+            object_from_str(seed, r#"{"spec":{"template":null}}"#),
+            Ok(Some(Object::StatefulSet(_)))
+        ));
     }
 
     #[test]

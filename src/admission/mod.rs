@@ -285,8 +285,8 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
 }
 
 /// The request's object or old object as a StatefulSet, within the bounds on work.
-fn statefulset(slot: Slot<'_>, what: &str) -> Result<Option<StatefulSet>> {
-    match slot.take(Kind::StatefulSet, what)? {
+fn statefulset(slot: Slot<'_>, for_patch: bool, what: &str) -> Result<Option<StatefulSet>> {
+    match slot.take(Kind::StatefulSet, for_patch, what)? {
         Some(Object::StatefulSet(s)) => {
             let pod = s.spec.as_ref().and_then(|s| s.template.spec.as_ref());
             crate::bounds::check_pod(pod).map_err(Error::NotEvaluated)?;
@@ -298,7 +298,7 @@ fn statefulset(slot: Slot<'_>, what: &str) -> Result<Option<StatefulSet>> {
 
 fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
     if req.resource.resource == "pods" {
-        let Some(Object::Pod(pod)) = req.object.take(Kind::Pod, "request.object")? else {
+        let Some(Object::Pod(pod)) = req.object.take(Kind::Pod, true, "request.object")? else {
             return Ok(Decision::default());
         };
         crate::bounds::check_pod(pod.spec.as_ref()).map_err(Error::NotEvaluated)?;
@@ -309,7 +309,7 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
             ..Default::default()
         });
     }
-    let Some(sts) = statefulset(req.object, "request.object")? else {
+    let Some(sts) = statefulset(req.object, true, "request.object")? else {
         return Ok(Decision::default());
     };
     let m = mutate::mutate(&sts, policy);
@@ -325,7 +325,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
     let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
         (Some(_), _) => {
             let replicas = |slot: Slot<'_>, what| -> Result<Option<i32>> {
-                Ok(match slot.take(Kind::Scale, what)? {
+                Ok(match slot.take(Kind::Scale, false, what)? {
                     Some(Object::Scale(s)) => s.spec.and_then(|s| s.replicas),
                     _ => None,
                 })
@@ -343,17 +343,17 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
             validate::validate(&Review { namespace, subject }, policy, lookups)
         }
         (None, Operation::Delete) => {
-            let old = statefulset(req.old_object, "request.oldObject")?;
+            let old = statefulset(req.old_object, false, "request.oldObject")?;
             let subject = Subject::Delete { old: old.as_ref() };
             validate::validate(&Review { namespace, subject }, policy, lookups)
         }
         (None, operation) => {
             let update = *operation == Operation::Update;
-            let Some(object) = statefulset(req.object, "request.object")? else {
+            let Some(object) = statefulset(req.object, false, "request.object")? else {
                 return Err(Error::NotEvaluated("the request has no object".into()));
             };
             let old = match update {
-                true => statefulset(req.old_object, "request.oldObject")?,
+                true => statefulset(req.old_object, false, "request.oldObject")?,
                 false => None,
             };
             let subject = Subject::Write {

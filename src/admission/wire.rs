@@ -49,12 +49,12 @@ pub enum Slot<'a> {
 }
 
 impl Slot<'_> {
-    /// The object as `kind`, `None` when there is none.
-    pub fn take(self, kind: Kind, what: &str) -> Result<Option<Object>> {
+    /// The object as `kind`, `None` when there is none (`for_patch` as for [`ObjectSeed`]).
+    pub fn take(self, kind: Kind, for_patch: bool, what: &str) -> Result<Option<Object>> {
         let object = match self {
             Slot::Absent => return Ok(None),
             Slot::Read(o) => o,
-            Slot::Raw(raw) => match object_from_str(kind, raw.get()) {
+            Slot::Raw(raw) => match object_from_str(ObjectSeed { kind, for_patch }, raw.get()) {
                 Ok(Some(o)) => o,
                 Ok(None) => return Ok(None),
                 Err(e) => {
@@ -172,8 +172,9 @@ impl<'de> Visitor<'de> for RequestSeed {
                 "namespace" => namespace = map.next_value::<Option<String>>()?,
                 "operation" => operation = Some(map.next_value::<Operation>()?),
                 "dryRun" => dry_run = map.next_value::<Option<bool>>()?,
-                "object" => object = slot(&mut map, kind.as_ref())?,
-                "oldObject" if self.read_old => old_object = slot(&mut map, kind.as_ref())?,
+                // `/mutate` patches the object; `/validate` (which reads oldObject) does not.
+                "object" => object = slot(&mut map, kind.as_ref(), !self.read_old)?,
+                "oldObject" if self.read_old => old_object = slot(&mut map, kind.as_ref(), false)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -200,10 +201,11 @@ impl<'de> Visitor<'de> for RequestSeed {
 fn slot<'de, A: MapAccess<'de>>(
     map: &mut A,
     kind: Option<&GroupVersionKind>,
+    for_patch: bool,
 ) -> Result<Slot<'de>, A::Error> {
     Ok(match kind.and_then(Kind::of) {
         Some(kind) => map
-            .next_value_seed(ObjectSeed(kind))?
+            .next_value_seed(ObjectSeed { kind, for_patch })?
             .map_or(Slot::Absent, Slot::Read),
         None => map
             .next_value::<Option<&'de RawValue>>()?

@@ -4,13 +4,18 @@
 //! `add` at an index of a list (an insertion). Never `replace`, never `remove`, never an `add`
 //! onto a member the user set. Anything else the mutation did is an [`Error::Patch`].
 //!
+//! One exception, for values stsguard itself wrote: its markers on the pod template (the
+//! `stsguard.io/managed` label, the `stsguard.io/*` annotation copies the Pod hook reads) and its
+//! `stsguard-role` init container follow the StatefulSet's annotations, so an UPDATE that
+//! changes those annotations `replace`s stsguard's own values there, and nowhere else.
+//!
 //! Only the parts the mutation can change are compared — the template's labels and annotations,
 //! affinity, volumes, image pull secrets, init containers, each container's env and
 //! volumeMounts; a Pod's labels and node selector — and of those only the fields that differ
 //! (typed equality) are turned into JSON and diffed.
 
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
@@ -36,8 +41,21 @@ pub fn pod(before: &Pod, after: &Pod) -> Result<Patch> {
 /// longer one, each element of `before` is found by equality, else by its `name`.
 pub fn add_only(before: &Value, after: &Value) -> Result<Patch> {
     let mut ops = Vec::new();
-    diff(&mut PointerBuf::new(), before, after, &mut ops)?;
+    diff(&mut PointerBuf::new(), before, after, false, &mut ops)?;
     Ok(Patch(ops))
+}
+
+/// Is the member at `path` (in a StatefulSet) a value stsguard owns?
+fn owned_member(path: &PointerBuf) -> bool {
+    let p = path.as_str();
+    p == "/spec/template/metadata/labels/stsguard.io~1managed"
+        || p.starts_with("/spec/template/metadata/annotations/stsguard.io~1")
+}
+
+/// Is `v`, an element of the list at `path`, stsguard's role init container?
+fn owned_element(path: &PointerBuf, v: &Value) -> bool {
+    path.as_str() == "/spec/template/spec/initContainers"
+        && v.get("name").and_then(Value::as_str) == Some(super::roles::INIT_CONTAINER)
 }
 
 fn add(path: &PointerBuf, value: &Value) -> PatchOperation {
@@ -47,8 +65,22 @@ fn add(path: &PointerBuf, value: &Value) -> PatchOperation {
     })
 }
 
-fn diff(path: &mut PointerBuf, b: &Value, a: &Value, ops: &mut Vec<PatchOperation>) -> Result<()> {
+/// `owned`: the value is stsguard's own (see the module's documentation): replaced as a whole.
+fn diff(
+    path: &mut PointerBuf,
+    b: &Value,
+    a: &Value,
+    owned: bool,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<()> {
     if b == a {
+        return Ok(());
+    }
+    if owned {
+        ops.push(PatchOperation::Replace(ReplaceOperation {
+            path: path.clone(),
+            value: a.clone(),
+        }));
         return Ok(());
     }
     match (b, a) {
@@ -58,7 +90,8 @@ fn diff(path: &mut PointerBuf, b: &Value, a: &Value, ops: &mut Vec<PatchOperatio
                     return Err(Error::Patch(format!("remove {path}/{k}")));
                 };
                 path.push_back(k.as_str());
-                diff(path, bv, av, ops)?;
+                let owned = owned_member(path);
+                diff(path, bv, av, owned, ops)?;
                 path.pop_back();
             }
             for (k, av) in am.iter().filter(|(k, _)| !bm.contains_key(*k)) {
@@ -71,8 +104,9 @@ fn diff(path: &mut PointerBuf, b: &Value, a: &Value, ops: &mut Vec<PatchOperatio
         (Value::Array(ba), Value::Array(aa)) if ba.len() == aa.len() => {
             // Nothing inserted: element by element.
             for (i, (bv, av)) in ba.iter().zip(aa).enumerate() {
+                let owned = owned_element(path, bv);
                 path.push_back(i);
-                diff(path, bv, av, ops)?;
+                diff(path, bv, av, owned, ops)?;
                 path.pop_back();
             }
             Ok(())
@@ -95,8 +129,9 @@ fn diff(path: &mut PointerBuf, b: &Value, a: &Value, ops: &mut Vec<PatchOperatio
                     ops.push(add(path, av));
                     path.pop_back();
                 }
+                let owned = owned_element(path, bv);
                 path.push_back(k);
-                diff(path, bv, &aa[k], ops)?;
+                diff(path, bv, &aa[k], owned, ops)?;
                 path.pop_back();
                 next = k + 1;
             }
@@ -137,7 +172,7 @@ fn to_value<T: Serialize>(x: &T) -> Result<Value> {
 }
 
 /// Each container's env and volumeMounts where they differ from `other`'s; the whole list when
-/// the two lists differ in length (an init container was inserted).
+/// the two lists differ in length.
 fn containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
     match other {
         Some(o) if o.len() == cs.len() => {
@@ -188,9 +223,10 @@ fn statefulset_parts(s: &StatefulSet, o: &StatefulSet) -> Result<Value> {
         put(&mut pod, "imagePullSecrets", &p.image_pull_secrets, secrets)?;
         let ocs = op.map(|p| &p.containers[..]);
         pod.insert("containers".into(), containers(&p.containers, ocs)?);
+        // Init containers whole: the role init container may be inserted or brought up to date.
         let oinit = op.and_then(|p| p.init_containers.as_deref());
         if let Some(init) = p.init_containers.as_deref().filter(|i| Some(*i) != oinit) {
-            pod.insert("initContainers".into(), containers(init, oinit)?);
+            pod.insert("initContainers".into(), to_value(&init)?);
         }
         template.insert("spec".into(), Value::Object(pod));
     }
@@ -263,6 +299,42 @@ mod tests {
         assert!(adds_only(&p));
         assert_eq!(p.0.len(), 2);
         assert_eq!(apply(&before, &p), after);
+        Ok(())
+    }
+
+    #[test]
+    fn replaces_only_what_stsguard_owns() -> Result<()> {
+        let before = json!({"spec": {"template": {
+            "metadata": {"annotations": {"stsguard.io/roles": "primary=0,replica=*", "user": "u"}},
+            "spec": {"initContainers": [{"name": "stsguard-role", "args": ["--roles", "a"]}, {"name": "x", "args": ["a"]}]}
+        }}});
+        let mut after = before.clone();
+        after["spec"]["template"]["metadata"]["annotations"]["stsguard.io/roles"] =
+            json!("p=0,r=*");
+        after["spec"]["template"]["spec"]["initContainers"][0]["args"] = json!(["--roles", "b"]);
+        let p = add_only(&before, &after)?;
+        assert_eq!(apply(&before, &p), after);
+        let paths: Vec<String> =
+            p.0.iter()
+                .map(|op| match op {
+                    PatchOperation::Replace(r) => r.path.to_string(),
+                    other => format!("not a replace: {other}"),
+                })
+                .collect();
+        assert_eq!(
+            paths,
+            [
+                "/spec/template/metadata/annotations/stsguard.io~1roles",
+                "/spec/template/spec/initContainers/0",
+            ]
+        );
+        // The user's own annotation and init container are not stsguard's.
+        let mut user = before.clone();
+        user["spec"]["template"]["metadata"]["annotations"]["user"] = json!("v");
+        assert!(add_only(&before, &user).is_err());
+        let mut user = before.clone();
+        user["spec"]["template"]["spec"]["initContainers"][1]["args"] = json!(["y"]);
+        assert!(add_only(&before, &user).is_err());
         Ok(())
     }
 
