@@ -339,6 +339,13 @@ proptest! {
         // add onto a member the user set; list insertions at an index)
         let mut doc = raw.clone();
         common::apply_adds_only(&mut doc, &patch).map_err(TestCaseError::fail)?;
+        // The server's path (mutation in place, a copy of only what it can change) gives the
+        // same object and the same patch.
+        let mut in_place = sts.clone();
+        let (_, server_patch) = stsguard::mutate::mutate_with_patch(&mut in_place, &policy)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&in_place, &m.object);
+        prop_assert_eq!(&server_patch, &patch);
         prop_assert_eq!(&doc, &serde_json::to_value(&m.object).unwrap());
         // 2. the result reads strictly as a StatefulSet
         let ignored = ignored_fields(&doc).map_err(TestCaseError::fail)?;

@@ -2,7 +2,8 @@
 //! ([`crate::mutate`], [`crate::validate`]), write the answer. No I/O here.
 //!
 //! One `/mutate` review: [`crate::server`]`::handle` (the body) → [`answer`] (read, dispatch) →
-//! [`crate::mutate::mutate`] and [`crate::mutate::patch`] → [`wire::encode`].
+//! [`crate::mutate::mutate_with_patch`] (the mutation, and [`crate::mutate::patch`] from a copy
+//! of what it can change) → [`wire::encode`].
 
 mod decode;
 pub mod wire;
@@ -309,13 +310,13 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
             ..Default::default()
         });
     }
-    let Some(sts) = statefulset(req.object, true, "request.object")? else {
+    let Some(mut sts) = statefulset(req.object, true, "request.object")? else {
         return Ok(Decision::default());
     };
-    let m = mutate::mutate(&sts, policy);
+    let (report, patch) = mutate::mutate_with_patch(&mut sts, policy)?;
     Ok(Decision {
-        warnings: m.report.warnings,
-        patch: Some(mutate::patch::statefulset(&sts, &m.object)?),
+        warnings: report.warnings,
+        patch: Some(patch),
         ..Default::default()
     })
 }

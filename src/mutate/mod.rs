@@ -150,6 +150,19 @@ pub fn mutate(sts: &StatefulSet, policy: &Policy) -> Mutation {
     Mutation { object, report }
 }
 
+/// The server's path: mutates `sts` in place and returns the patch from what it was. Only what
+/// the mutation can change is copied first ([`patch::changeable`]); the patch is the same as
+/// [`patch::statefulset`] from a copy of the whole object (the property tests check it).
+pub fn mutate_with_patch(
+    sts: &mut StatefulSet,
+    policy: &Policy,
+) -> crate::error::Result<(Report, json_patch::Patch)> {
+    let before = patch::changeable(sts);
+    let report = mutate_in_place(sts, policy);
+    let patch = patch::statefulset(&before, sts)?;
+    Ok((report, patch))
+}
+
 fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
     let mut report = Report::default();
     if policy.is_excluded(sts.metadata.namespace.as_deref())

@@ -194,6 +194,77 @@ fn containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
     }
 }
 
+/// Init containers as [`containers`], except that stsguard's role init container is taken whole
+/// (it may be brought up to date).
+fn init_containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
+    match other {
+        Some(o) if o.len() == cs.len() => {
+            let mut out = Vec::with_capacity(cs.len());
+            for (c, oc) in cs.iter().zip(o) {
+                if c.name == super::roles::INIT_CONTAINER {
+                    out.push(if c == oc { Value::Null } else { to_value(c)? });
+                    continue;
+                }
+                let mut m = Map::new();
+                put(&mut m, "env", &c.env, Some(&oc.env))?;
+                put(
+                    &mut m,
+                    "volumeMounts",
+                    &c.volume_mounts,
+                    Some(&oc.volume_mounts),
+                )?;
+                out.push(Value::Object(m));
+            }
+            Ok(Value::Array(out))
+        }
+        _ => to_value(&cs),
+    }
+}
+
+/// A copy of what the mutation can change in `s` and nothing else: [`statefulset`] from it
+/// gives the same patch as from `s` itself, at the cost of copying only those parts (the
+/// property tests check it).
+pub fn changeable(s: &StatefulSet) -> StatefulSet {
+    use k8s_openapi::api::apps::v1::StatefulSetSpec;
+    use k8s_openapi::api::core::v1::{PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let Some(spec) = &s.spec else {
+        return StatefulSet::default();
+    };
+    let t = &spec.template;
+    let template = PodTemplateSpec {
+        metadata: t.metadata.as_ref().map(|m| ObjectMeta {
+            labels: m.labels.clone(),
+            annotations: m.annotations.clone(),
+            ..Default::default()
+        }),
+        spec: t.spec.as_ref().map(|p| PodSpec {
+            affinity: p.affinity.clone(),
+            volumes: p.volumes.clone(),
+            image_pull_secrets: p.image_pull_secrets.clone(),
+            init_containers: p.init_containers.clone(),
+            containers: p
+                .containers
+                .iter()
+                .map(|c| Container {
+                    name: c.name.clone(),
+                    env: c.env.clone(),
+                    volume_mounts: c.volume_mounts.clone(),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        }),
+    };
+    StatefulSet {
+        spec: Some(StatefulSetSpec {
+            template,
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// What the mutation can change in `s`, as JSON, where it differs from `o`. A member is present
 /// only where `s` has it, so every path of the patch exists in the object.
 fn statefulset_parts(s: &StatefulSet, o: &StatefulSet) -> Result<Value> {
@@ -223,10 +294,9 @@ fn statefulset_parts(s: &StatefulSet, o: &StatefulSet) -> Result<Value> {
         put(&mut pod, "imagePullSecrets", &p.image_pull_secrets, secrets)?;
         let ocs = op.map(|p| &p.containers[..]);
         pod.insert("containers".into(), containers(&p.containers, ocs)?);
-        // Init containers whole: the role init container may be inserted or brought up to date.
         let oinit = op.and_then(|p| p.init_containers.as_deref());
         if let Some(init) = p.init_containers.as_deref().filter(|i| Some(*i) != oinit) {
-            pod.insert("initContainers".into(), to_value(&init)?);
+            pod.insert("initContainers".into(), init_containers(init, oinit)?);
         }
         template.insert("spec".into(), Value::Object(pod));
     }
