@@ -171,32 +171,10 @@ fn to_value<T: Serialize>(x: &T) -> Result<Value> {
     serde_json::to_value(x).map_err(|e| Error::NotEvaluated(format!("serialising: {e}")))
 }
 
-/// Each container's env and volumeMounts where they differ from `other`'s; the whole list when
-/// the two lists differ in length.
+/// Each container's env and volumeMounts where they differ from `other`'s (stsguard's role init
+/// container whole: it may be brought up to date); the whole list when the two lists differ in
+/// length.
 fn containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
-    match other {
-        Some(o) if o.len() == cs.len() => {
-            let mut out = Vec::with_capacity(cs.len());
-            for (c, oc) in cs.iter().zip(o) {
-                let mut m = Map::new();
-                put(&mut m, "env", &c.env, Some(&oc.env))?;
-                put(
-                    &mut m,
-                    "volumeMounts",
-                    &c.volume_mounts,
-                    Some(&oc.volume_mounts),
-                )?;
-                out.push(Value::Object(m));
-            }
-            Ok(Value::Array(out))
-        }
-        _ => to_value(&cs),
-    }
-}
-
-/// Init containers as [`containers`], except that stsguard's role init container is taken whole
-/// (it may be brought up to date).
-fn init_containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
     match other {
         Some(o) if o.len() == cs.len() => {
             let mut out = Vec::with_capacity(cs.len());
@@ -207,12 +185,8 @@ fn init_containers(cs: &[Container], other: Option<&[Container]>) -> Result<Valu
                 }
                 let mut m = Map::new();
                 put(&mut m, "env", &c.env, Some(&oc.env))?;
-                put(
-                    &mut m,
-                    "volumeMounts",
-                    &c.volume_mounts,
-                    Some(&oc.volume_mounts),
-                )?;
+                let mounts = Some(&oc.volume_mounts);
+                put(&mut m, "volumeMounts", &c.volume_mounts, mounts)?;
                 out.push(Value::Object(m));
             }
             Ok(Value::Array(out))
@@ -296,7 +270,7 @@ fn statefulset_parts(s: &StatefulSet, o: &StatefulSet) -> Result<Value> {
         pod.insert("containers".into(), containers(&p.containers, ocs)?);
         let oinit = op.and_then(|p| p.init_containers.as_deref());
         if let Some(init) = p.init_containers.as_deref().filter(|i| Some(*i) != oinit) {
-            pod.insert("initContainers".into(), init_containers(init, oinit)?);
+            pod.insert("initContainers".into(), containers(init, oinit)?);
         }
         template.insert("spec".into(), Value::Object(pod));
     }

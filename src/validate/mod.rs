@@ -214,6 +214,8 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
     }
     // The object judged, the object whose annotations set the modes, the replicas before.
     static NONE: std::sync::LazyLock<StatefulSet> = std::sync::LazyLock::new(Default::default);
+    // A scale judges the cached StatefulSet at its new size; its annotations set the modes.
+    let (cached, scaled);
     let (judged, own, old_replicas, runs): (&StatefulSet, Option<&StatefulSet>, _, &[Runs]) =
         match review.subject {
             Subject::Delete { old } => (old.unwrap_or(&NONE), old, None, &[Runs::OnDelete]),
@@ -228,10 +230,11 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
                 replicas: n,
                 old_replicas,
             } => match lookups.statefulset(namespace, name) {
-                Lookup::Found(cached) => {
+                Lookup::Found(found) => {
+                    cached = found;
+                    scaled = with_replicas(&cached, n);
                     let old = old_replicas.unwrap_or_else(|| replicas(&cached));
-                    let input_quorum = quorum::of(&cached);
-                    return scale(&mut acc, &cached, n, old, &input_quorum, namespace, lookups);
+                    (&scaled, Some(&*cached), Some(old), &[Runs::OnWriteAndScale])
                 }
                 other => {
                     let why = match other {
@@ -247,6 +250,7 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
                 }
             },
         };
+    // Quorum detection reads the template and annotations, never the replica count.
     let quorum = quorum::of(judged);
     let input = rules::Input {
         object: judged,
@@ -257,27 +261,6 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
     };
     run_rules(&mut acc, &input, own, runs);
     acc.findings
-}
-
-fn scale(
-    acc: &mut Acc,
-    cached: &StatefulSet,
-    n: i32,
-    old: i32,
-    quorum: &quorum::Quorum,
-    namespace: &str,
-    lookups: &dyn Lookups,
-) -> Findings {
-    let scaled = with_replicas(cached, n);
-    let input = rules::Input {
-        object: &scaled,
-        old_replicas: Some(old),
-        namespace,
-        lookups,
-        quorum,
-    };
-    run_rules(acc, &input, Some(cached), &[Runs::OnWriteAndScale]);
-    std::mem::take(&mut acc.findings)
 }
 
 fn run_rules(acc: &mut Acc, input: &rules::Input, own: Option<&StatefulSet>, runs: &[Runs]) {

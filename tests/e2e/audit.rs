@@ -14,18 +14,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaimVolumeSource, Service, ServiceAccount, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    PersistentVolumeClaimVolumeSource, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Client;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{AuthInfo, Kubeconfig, NamedAuthInfo};
 
 use crate::harness::{self, Stsguard, eventually, say};
 use crate::kube_util;
@@ -375,41 +372,16 @@ async fn audit_release(ctx: &Ctx) -> (PathBuf, PathBuf) {
         "{p:?}"
     );
 
-    let tr = Api::<ServiceAccount>::namespaced(ctx.client.clone(), RELEASE_NS)
-        .create_token_request(
-            RELEASE,
-            &PostParams::default(),
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a token for the audit release's ServiceAccount");
-    let token_file = ctx.work.join("audit-sa.token");
-    std::fs::write(&token_file, tr.status.unwrap().token).unwrap();
-    let mut kc = Kubeconfig::read_from(&ctx.kubectl.kubeconfig).unwrap();
-    let user = format!("system:serviceaccount:{RELEASE_NS}:{RELEASE}");
-    kc.auth_infos = vec![NamedAuthInfo {
-        name: user.clone(),
-        auth_info: Some(AuthInfo {
-            token_file: Some(token_file.display().to_string()),
-            ..Default::default()
-        }),
-        other: Default::default(),
-    }];
-    for c in &mut kc.contexts {
-        if let Some(ctx) = c.context.as_mut() {
-            ctx.user = Some(user.clone());
-            // The Lease goes into the server's own namespace: here, the context's.
-            ctx.namespace = Some(RELEASE_NS.into());
-        }
-    }
-    let kubeconfig = ctx.work.join("audit-sa.kubeconfig");
-    std::fs::write(&kubeconfig, stsguard::yaml::to_string_of(&kc).unwrap()).unwrap();
+    // The Lease goes into the server's own namespace: here, the context's.
+    let kubeconfig = crate::setup::service_account_kubeconfig(
+        &ctx.client,
+        &ctx.kubectl.kubeconfig,
+        (RELEASE_NS, RELEASE),
+        Some(RELEASE_NS),
+        &ctx.work,
+        "audit-sa",
+    )
+    .await;
     (kubeconfig, policy)
 }
 

@@ -145,40 +145,16 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
     let policy = stsguard::policy::Policy::load(&policy_path).expect("the chart's policy loads");
 
     // The ServiceAccount's token (TokenRequest), in a kubeconfig for the stsguard process.
-    let tr = Api::<ServiceAccount>::namespaced(client.clone(), RELEASE_NS)
-        .create_token_request(
-            &sa_name,
-            &pp,
-            &TokenRequest {
-                spec: TokenRequestSpec {
-                    expiration_seconds: Some(3600),
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("a token for the ServiceAccount");
-    let token = tr.status.expect("a TokenRequest status").token;
-    let token_file = work.join("sa.token");
-    std::fs::write(&token_file, &token).unwrap();
-    let mut kc = Kubeconfig::read_from(&cluster.kubeconfig).unwrap();
+    let sa_kubeconfig = service_account_kubeconfig(
+        &client,
+        &cluster.kubeconfig,
+        (RELEASE_NS, sa_name.as_str()),
+        None,
+        &work,
+        "stsguard",
+    )
+    .await;
     let user = format!("system:serviceaccount:{RELEASE_NS}:{sa_name}");
-    kc.auth_infos = vec![NamedAuthInfo {
-        name: user.clone(),
-        auth_info: Some(AuthInfo {
-            token_file: Some(token_file.display().to_string()),
-            ..Default::default()
-        }),
-        other: Default::default(),
-    }];
-    for c in &mut kc.contexts {
-        if let Some(ctx) = c.context.as_mut() {
-            ctx.user = Some(user.clone());
-        }
-    }
-    let sa_kubeconfig = work.join("stsguard.kubeconfig");
-    std::fs::write(&sa_kubeconfig, stsguard::yaml::to_string_of(&kc).unwrap()).unwrap();
 
     // The server, as a process.
     let stsguard = Stsguard::spawn(
@@ -372,4 +348,55 @@ pub async fn final_checks(ctx: &Ctx) {
         bad.is_empty(),
         "the API server sent reviews stsguard could not read: {bad:?}"
     );
+}
+
+/// A kubeconfig for the cluster that authenticates as ServiceAccount `sa_namespace/sa` (a
+/// TokenRequest's token in `WORK/STEM.token`), written to `WORK/STEM.kubeconfig`; `namespace`:
+/// the contexts' namespace. The server run with it has exactly the chart's RBAC.
+pub async fn service_account_kubeconfig(
+    client: &kube::Client,
+    admin_kubeconfig: &std::path::Path,
+    (sa_namespace, sa): (&str, &str),
+    namespace: Option<&str>,
+    work: &std::path::Path,
+    stem: &str,
+) -> std::path::PathBuf {
+    let tr = Api::<ServiceAccount>::namespaced(client.clone(), sa_namespace)
+        .create_token_request(
+            sa,
+            &PostParams::default(),
+            &TokenRequest {
+                spec: TokenRequestSpec {
+                    expiration_seconds: Some(3600),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a token for the ServiceAccount");
+    let token = tr.status.expect("a TokenRequest status").token;
+    let token_file = work.join(format!("{stem}.token"));
+    std::fs::write(&token_file, &token).unwrap();
+    let mut kc = Kubeconfig::read_from(admin_kubeconfig).unwrap();
+    let user = format!("system:serviceaccount:{sa_namespace}:{sa}");
+    kc.auth_infos = vec![NamedAuthInfo {
+        name: user.clone(),
+        auth_info: Some(AuthInfo {
+            token_file: Some(token_file.display().to_string()),
+            ..Default::default()
+        }),
+        other: Default::default(),
+    }];
+    for c in &mut kc.contexts {
+        if let Some(ctx) = c.context.as_mut() {
+            ctx.user = Some(user.clone());
+            if let Some(ns) = namespace {
+                ctx.namespace = Some(ns.into());
+            }
+        }
+    }
+    let path = work.join(format!("{stem}.kubeconfig"));
+    std::fs::write(&path, stsguard::yaml::to_string_of(&kc).unwrap()).unwrap();
+    path
 }
