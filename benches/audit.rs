@@ -1,6 +1,6 @@
 //! The background audit's cost, and what it does to reviews answered meanwhile.
 //!
-//! Input: 1,000 StatefulSets made from the real-world manifests of ../shared/fixtures/statefulsets
+//! Input: 1,000 StatefulSets made from the real-world manifests of tests/fixtures/statefulsets
 //! (cycled, renamed, spread over 100 namespaces), in the server's own watch-cache stores
 //! (`WatchLookups::from_objects`) with 3,000 Services (a governing Service for every other set
 //! and 2,500 unrelated ones), 500 PodDisruptionBudgets and 3 StorageClasses.
@@ -58,12 +58,12 @@ fn thread_cpu_ns() -> u64 {
 }
 
 fn fixtures() -> Result<Vec<StatefulSet>, BoxError> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/statefulsets");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/statefulsets");
     let mut out = Vec::new();
     let mut entries: Vec<_> = std::fs::read_dir(&dir)
         .map_err(|e| {
             format!(
-                "{}: {e} (the benchmark reads ../shared/fixtures)",
+                "{}: {e} (the benchmark reads tests/fixtures)",
                 dir.display()
             )
         })?
@@ -86,7 +86,7 @@ fn fixtures() -> Result<Vec<StatefulSet>, BoxError> {
         }
     }
     if out.is_empty() {
-        return Err("no apps/v1 StatefulSet in ../shared/fixtures/statefulsets".into());
+        return Err("no apps/v1 StatefulSet in tests/fixtures/statefulsets".into());
     }
     Ok(out)
 }

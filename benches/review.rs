@@ -4,7 +4,7 @@
 //!
 //! Inputs: the captured reviews benches/mysql-k8s-website.create.mutating.json (typical, 15 KB)
 //! and benches/argocd-controller-argo-cd.create.mutating.json (the corpus's largest, 46 KB),
-//! copied from ../shared/fixtures/admission/corpus.
+//! copied from tests/fixtures/admission/corpus.
 
 use std::hint::black_box;
 use std::path::Path;

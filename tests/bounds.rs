@@ -24,7 +24,7 @@ fn state(policy: Policy, limits: Limits) -> AppState {
 }
 
 fn review_with(f: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
-    let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
     f(&mut r["request"]["object"]);
     serde_json::to_vec(&r).unwrap()
 }
@@ -159,7 +159,7 @@ async fn past_the_byte_budget_a_request_waits_then_gets_503() {
     assert!(t.elapsed() >= Duration::from_millis(250), "it waited first");
     // Ordinary reviews draw on their own share: unaffected by the large body held.
     let review = serde_json::to_vec(&read_json(&local_fixture(
-        "statefulset-CREATE.mutating.json",
+        "admission/statefulset-CREATE.mutating.json",
     )))
     .unwrap();
     let (status, v) = post(&app, "/mutate", review.clone()).await;
@@ -197,7 +197,7 @@ async fn requests_that_send_no_body_hold_no_budget() {
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
     let review = serde_json::to_vec(&read_json(&local_fixture(
-        "statefulset-CREATE.mutating.json",
+        "admission/statefulset-CREATE.mutating.json",
     )))
     .unwrap();
     let t = Instant::now();
@@ -253,7 +253,7 @@ async fn metric_labels_come_from_fixed_sets() {
     let metrics = s.metrics.clone();
     let app = router(s, Duration::from_secs(5));
     for kind in ["X\"} 1\nstsguard_fake_metric{evil=\"1", "Widget", "Gadget"] {
-        let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
+        let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
         r["request"]["kind"]["kind"] = kind.into();
         let (status, _) = post(&app, "/mutate", serde_json::to_vec(&r).unwrap()).await;
         assert_eq!(status, 200);

@@ -410,7 +410,8 @@ async fn chart_webhooks_cli_and_server_agree() {
     ));
     let host = "t-stsguard.stsguard.svc";
     let client = client_resolving(&b64("ca.crt"), host, addr);
-    let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let review =
+        std::fs::read(local_fixture("admission/statefulset-CREATE.mutating.json")).unwrap();
     for kind in [
         "MutatingWebhookConfiguration",
         "ValidatingWebhookConfiguration",
@@ -473,7 +474,8 @@ async fn serve_on_the_output_of_stsguard_certs_is_trusted() {
     let ca = std::fs::read(out.join("ca.crt")).unwrap();
     let host = "stsguard.stsguard.svc";
     let client = client_resolving(&ca, host, addr);
-    let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let review =
+        std::fs::read(local_fixture("admission/statefulset-CREATE.mutating.json")).unwrap();
     let r = client
         .post(format!("https://{host}:{}/mutate", addr.port()))
         .body(review)

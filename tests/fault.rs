@@ -53,7 +53,7 @@ async fn rotation_and_sigterm_under_load_fail_no_request() {
         CertificateDer::pem_slice_iter(format!("{}{}", a.ca_pem, b.ca_pem).as_bytes())
             .map(|c| c.unwrap())
             .collect();
-    let body = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let body = std::fs::read(local_fixture("admission/statefulset-CREATE.mutating.json")).unwrap();
     let load = tokio::spawn(loadgen::run(loadgen::Options {
         addr,
         server_name: "localhost".into(),

@@ -123,7 +123,7 @@ fn json_value() -> impl Strategy<Value = Value> {
 }
 
 fn corpus_object() -> impl Strategy<Value = Value> {
-    let dir = common::shared().join("admission/corpus");
+    let dir = common::fixtures().join("admission/corpus");
     let mut objs: Vec<Value> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| common::read_json(&e.unwrap().path())["request"]["object"].clone())
@@ -246,7 +246,10 @@ fn structured_reviews() {
 #[test]
 fn json_with_a_review_prefix() {
     // A real review cut anywhere, with garbage after it.
-    let review = std::fs::read(common::local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let review = std::fs::read(common::local_fixture(
+        "admission/statefulset-CREATE.mutating.json",
+    ))
+    .unwrap();
     fuzz(
         "truncated reviews",
         2_000,
@@ -272,7 +275,9 @@ fn deep_nesting_and_huge_strings() {
         "1".to_string() + &"}".repeat(50_000)
     );
     check(deep_obj.as_bytes()).unwrap();
-    let mut r = common::read_json(&common::local_fixture("statefulset-CREATE.mutating.json"));
+    let mut r = common::read_json(&common::local_fixture(
+        "admission/statefulset-CREATE.mutating.json",
+    ));
     r["request"]["object"]["metadata"]["annotations"]["big"] =
         "\u{e9}".repeat(3 * 1024 * 1024).into();
     let t = Instant::now();

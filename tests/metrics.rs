@@ -17,7 +17,7 @@ async fn outcomes_and_rule_results_are_counted() {
     let state = AppState::new(Policy::default(), Arc::new(NoLookups("t".into())));
     let metrics = state.metrics.clone();
     let app = router(state, std::time::Duration::from_secs(5));
-    let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
     r["request"]["object"]["metadata"]["annotations"]["stsguard.io/quorum"] = "true".into();
     let body = serde_json::to_vec(&r).unwrap();
     for path in ["/mutate", "/validate"] {

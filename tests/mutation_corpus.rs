@@ -1,4 +1,4 @@
-//! The mutation over the real-world corpus. Reads ../shared/fixtures
+//! The mutation over the real-world corpus. Reads tests/fixtures
 //! (statefulsets/*.yaml and admission/corpus/*.create.mutating.json); fails if it is missing.
 //!
 //! For each object: the patch applies to the object as received; the result reads into
@@ -111,7 +111,7 @@ fn yaml_corpus_with_everything_off_is_untouched() {
 }
 
 fn corpus_reviews(suffix: &str) -> Vec<(PathBuf, serde_json::Value)> {
-    let dir = shared().join("admission/corpus");
+    let dir = fixtures().join("admission/corpus");
     let mut v: Vec<(PathBuf, serde_json::Value)> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

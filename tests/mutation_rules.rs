@@ -1,5 +1,5 @@
 //! One test per mutation decision, and /mutate over HTTPS for the captured CREATE,
-//! UPDATE and DELETE reviews (../shared/fixtures/admission).
+//! UPDATE and DELETE reviews (tests/fixtures/admission).
 
 mod common;
 
@@ -412,7 +412,7 @@ fn ops(p: &json_patch::Patch) -> Vec<String> {
 #[tokio::test]
 async fn https_create_update_delete() {
     let s = start_default().await;
-    let dir = shared().join("admission");
+    let dir = fixtures().join("admission");
     let create = read_json(&dir.join("statefulset-CREATE.mutating.json"));
     let update = read_json(&dir.join("statefulset-UPDATE-apply.mutating.json"));
     let delete = read_json(&dir.join("statefulset-DELETE.mutating.json"));
@@ -460,7 +460,7 @@ async fn https_create_update_delete() {
 /// adding under /spec/template would not apply to the JSON the API server holds.
 #[test]
 fn a_null_template_gets_no_patch() {
-    let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
     for bad in [serde_json::Value::Null, serde_json::json!("x")] {
         r["request"]["object"]["spec"]["template"] = bad;
         let a = stsguard::admission::answer(

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use common::*;
 
 fn quorum_review() -> serde_json::Value {
-    let mut r = read_json(&local_fixture("statefulset-CREATE.mutating.json"));
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
     r["request"]["object"]["metadata"]["annotations"]["stsguard.io/quorum"] = "true".into();
     r["request"]["object"]["spec"]["replicas"] = 4.into();
     r

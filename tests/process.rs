@@ -88,7 +88,8 @@ async fn certificate_rotation_the_kubelet_way() {
     let addr = p.wait_serving();
     let both = format!("{}{}", a.ca_pem, b.ca_pem);
     let cfg = rustls_client(&both, &[b"http/1.1"]);
-    let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let review =
+        std::fs::read(local_fixture("admission/statefulset-CREATE.mutating.json")).unwrap();
 
     let old = tls_connect(addr, "localhost", cfg.clone()).await.unwrap();
     assert_eq!(peer_serial(&old), serial_of(&a.cert_pem));
@@ -161,7 +162,8 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     let maddr = p.metrics_addr();
     assert_eq!(readyz(maddr).await, 200);
     let ca_pem = std::fs::read_to_string(&ca).unwrap();
-    let review = std::fs::read(local_fixture("statefulset-CREATE.mutating.json")).unwrap();
+    let review =
+        std::fs::read(local_fixture("admission/statefulset-CREATE.mutating.json")).unwrap();
     let uid =
         serde_json::from_slice::<serde_json::Value>(&review).unwrap()["request"]["uid"].clone();
 

@@ -1,7 +1,7 @@
 //! Quorum detection: consensus StatefulSets recognised from their image and arguments, judged by
 //! `quorum-odd` and `quorum-scale-down` at `validation.quorumDetection`'s mode; replicated systems
 //! that are not a quorum stay silent. The manifests below are shaped like the ones the popular
-//! charts and operators write. The fixture test reads ../shared/fixtures/statefulsets.
+//! charts and operators write. The fixture test reads tests/fixtures/statefulsets.
 
 mod common;
 
@@ -1246,7 +1246,7 @@ fn detection_is_linear_in_input_size() {
 /// detection off and at its default (warn): findings change only on the detected quorum sets.
 #[test]
 fn fixtures_get_no_new_finding_unless_detected() {
-    let dir = common::shared().join("statefulsets");
+    let dir = common::fixtures().join("statefulsets");
     let mut off = Policy::default();
     off.validation.quorum_detection = Mode::Off;
     let warn = Policy::default();
@@ -1325,7 +1325,7 @@ fn fixtures_get_no_new_finding_unless_detected() {
 /// The apps/v1beta1 fixtures (`stsguard check` passes them over) read as apps/v1.
 #[test]
 fn legacy_fixtures_detection() {
-    let dir = common::shared().join("statefulsets");
+    let dir = common::fixtures().join("statefulsets");
     let mut found = BTreeMap::new();
     let mut n = 0;
     for e in std::fs::read_dir(&dir).unwrap() {

@@ -1,7 +1,7 @@
 //! How the request path reads a review's object: straight into its k8s-openapi type while the
 //! envelope is read, `metadata.managedFields` passed over, and the parts a patch adds under
-//! checked to be objects. Over every captured review in ../shared/fixtures/admission (this test
-//! reads ../shared and fails if it is missing).
+//! checked to be objects. Over every captured review in tests/fixtures/admission (this test
+//! tests/fixtures).
 
 mod common;
 
@@ -15,8 +15,8 @@ use stsguard::validate::NoLookups;
 fn captured_reviews() -> Vec<(String, Vec<u8>)> {
     let mut out = Vec::new();
     for dir in [
-        shared().join("admission"),
-        shared().join("admission/corpus"),
+        fixtures().join("admission"),
+        fixtures().join("admission/corpus"),
     ] {
         for e in std::fs::read_dir(&dir).unwrap() {
             let p = e.unwrap().path();
@@ -94,9 +94,10 @@ fn objects_before_their_kind_get_the_same_answers() {
 /// answered per onError, naming the field, with no patch — in either field order.
 #[test]
 fn what_a_patch_adds_under_must_be_an_object() {
-    let sts = read_json(&shared().join("admission/corpus/mysql-k8s-website.create.mutating.json"));
+    let sts =
+        read_json(&fixtures().join("admission/corpus/mysql-k8s-website.create.mutating.json"));
     let pod =
-        read_json(&shared().join("admission/corpus/mysql-k8s-website.pod0.create.mutating.json"));
+        read_json(&fixtures().join("admission/corpus/mysql-k8s-website.pod0.create.mutating.json"));
     let mut cases = Vec::new();
     let mut v = sts.clone();
     v["request"]["object"]["spec"]["template"] = serde_json::Value::Null;
@@ -152,7 +153,8 @@ fn what_a_patch_adds_under_must_be_an_object() {
 /// misread.
 #[test]
 fn an_object_of_another_kind_is_not_evaluated() {
-    let sts = read_json(&shared().join("admission/corpus/mysql-k8s-website.create.mutating.json"));
+    let sts =
+        read_json(&fixtures().join("admission/corpus/mysql-k8s-website.create.mutating.json"));
     let mut v = sts.clone();
     v["request"]["subResource"] = "scale".into();
     v["request"]["operation"] = "UPDATE".into();

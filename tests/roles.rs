@@ -1,5 +1,5 @@
 //! Roles on a real StatefulSet, and the Pod CREATE hook on the captured pod
-//! reviews. Reads ../shared/fixtures.
+//! reviews. Reads tests/fixtures.
 
 mod common;
 
@@ -15,7 +15,7 @@ use stsguard::validate::NoLookups;
 
 fn mysql_with_roles() -> serde_json::Value {
     let text =
-        std::fs::read_to_string(shared().join("statefulsets/mysql-k8s-website.yaml")).unwrap();
+        std::fs::read_to_string(fixtures().join("statefulsets/mysql-k8s-website.yaml")).unwrap();
     let mut raw = stsguard::check::yaml_documents(&text).unwrap().remove(0);
     annotate(
         &mut raw,
@@ -241,7 +241,7 @@ fn pod_review(
     managed: bool,
     extra: &[(&str, &str)],
 ) -> serde_json::Value {
-    let mut r = read_json(&shared().join("admission/corpus").join(file));
+    let mut r = read_json(&fixtures().join("admission/corpus").join(file));
     let obj = &mut r["request"]["object"];
     let base = obj["metadata"]["name"]
         .as_str()
@@ -296,7 +296,7 @@ fn mutate_review(r: &serde_json::Value) -> (serde_json::Value, Option<serde_json
 }
 
 fn pod0_files() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(shared().join("admission/corpus"))
+    let mut v: Vec<String> = std::fs::read_dir(fixtures().join("admission/corpus"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .filter(|n| n.ends_with(".pod0.create.mutating.json"))
@@ -464,7 +464,7 @@ fn statefulset_mutation_copies_the_placement_annotations() {
 #[test]
 fn validate_denies_bad_placement_annotations_quoting_them() {
     let base =
-        read_json(&shared().join("admission/corpus/mysql-k8s-website.create.validating.json"));
+        read_json(&fixtures().join("admission/corpus/mysql-k8s-website.create.validating.json"));
     for (key, value, quoted) in [
         (
             "stsguard.io/role-node-selector.leader",

@@ -1,7 +1,7 @@
 //! Every mutated corpus StatefulSet is valid against the Kubernetes schemas (strict: no unknown
 //! field) for 1.28 and the newest version kubernetes-validate knows, whenever the original is.
 //! Uses the real `kubernetes-validate` (PyPI; .ci/install-tools.sh installs it) and reads
-//! ../shared/fixtures/statefulsets.
+//! tests/fixtures/statefulsets.
 
 mod common;
 

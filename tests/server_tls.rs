@@ -1,5 +1,5 @@
 //! The webhook over real TLS sockets on 127.0.0.1 with real HTTPS clients.
-//! Reads ../shared/fixtures/admission (the captured Kubernetes 1.28 reviews).
+//! Reads tests/fixtures/admission (the captured Kubernetes 1.28 reviews).
 
 mod common;
 
@@ -10,7 +10,7 @@ use stsguard::server::Timeouts;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn create_review() -> Vec<u8> {
-    std::fs::read(shared().join("admission/statefulset-CREATE.mutating.json")).unwrap()
+    std::fs::read(fixtures().join("admission/statefulset-CREATE.mutating.json")).unwrap()
 }
 
 async fn post(c: &reqwest::Client, url: String, body: Vec<u8>) -> (u16, String, reqwest::Version) {
@@ -28,9 +28,9 @@ async fn post(c: &reqwest::Client, url: String, body: Vec<u8>) -> (u16, String, 
 #[tokio::test]
 async fn create_review_answered_over_h2_and_http11() {
     let s = start_default().await;
-    let uid =
-        read_json(&shared().join("admission/statefulset-CREATE.mutating.json"))["request"]["uid"]
-            .clone();
+    let uid = read_json(&fixtures().join("admission/statefulset-CREATE.mutating.json"))["request"]
+        ["uid"]
+        .clone();
     for (h2, want) in [
         (true, reqwest::Version::HTTP_2),
         (false, reqwest::Version::HTTP_11),

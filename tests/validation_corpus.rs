@@ -31,7 +31,7 @@ fn rules_in(lines: &[String]) -> Vec<String> {
 
 #[test]
 fn corpus_through_check() {
-    let dir = shared().join("statefulsets");
+    let dir = fixtures().join("statefulsets");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -125,7 +125,7 @@ fn corpus_through_check() {
 
 #[test]
 fn corpus_through_validate() {
-    let dir = shared().join("admission/corpus");
+    let dir = fixtures().join("admission/corpus");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -167,7 +167,7 @@ fn shared_claim() {
         r,
         &sts(|v| {
             v["spec"]["template"]["spec"]["volumes"] =
-                y("[{name: data, persistentVolumeClaim: {claimName: shared, readOnly: true}}]")
+                y("[{name: data, persistentVolumeClaim: {claimName: fixtures, readOnly: true}}]")
         }),
     );
     // Named like a volumeClaimTemplate: the controller swaps in the per-pod claim.

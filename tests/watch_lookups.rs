@@ -184,7 +184,7 @@ async fn wait_synced(l: &WatchLookups) {
 /// The captured `kubectl scale` review, retargeted.
 fn scale_review(name: &str, from: i32, to: i32) -> Vec<u8> {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/admission/statefulset-scale-subresource-UPDATE.validating.json");
+        .join("tests/fixtures/admission/statefulset-scale-subresource-UPDATE.validating.json");
     let text = std::fs::read_to_string(&p)
         .unwrap_or_else(|e| panic!("this test reads {}: {e}", p.display()));
     let mut r: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -336,7 +336,7 @@ async fn unreachable_cluster_never_denies() {
     assert_eq!(r["response"]["allowed"], true);
     let create = std::fs::read(
         std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/statefulset-CREATE.mutating.json"),
+            .join("tests/fixtures/admission/statefulset-CREATE.mutating.json"),
     )
     .unwrap();
     let r = judge(&*l, &create);

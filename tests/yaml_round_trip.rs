@@ -1,6 +1,6 @@
 //! `stsguard check --output yaml` reads back, with a YAML 1.1 reader (PyYAML, as kubectl reads
 //! YAML 1.1) and a YAML 1.2 reader (serde-saphyr with YAML 1.2 core scalars), to exactly the
-//! mutated objects of `--output json`: every apps/v1 StatefulSet of ../shared/fixtures (this
+//! mutated objects of `--output json`: every apps/v1 StatefulSet of tests/fixtures (this
 //! test reads it and fails when it is missing), and StatefulSets carrying generated strings that
 //! YAML readers take for booleans, nulls, numbers, dates… in env values, labels and annotations.
 //! PyYAML is a test prerequisite (`python3 -c 'import yaml'`; `.ci/install-tools.sh` installs it).
@@ -107,7 +107,7 @@ fn assert_round_trip(what: &str, args: &[&str], stdin: Option<&str>) -> usize {
 
 #[test]
 fn every_fixture_reads_back_to_the_json_output() {
-    let dir = shared().join("statefulsets");
+    let dir = fixtures().join("statefulsets");
     let mut n = 0;
     for (path, _) in apps_v1_statefulsets() {
         let name = path.file_name().unwrap().to_string_lossy().to_string();

@@ -760,7 +760,8 @@ pub fn probe_review() -> (Bytes, String) {
 }
 
 pub fn fixture_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/statefulset-CREATE.mutating.json")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/admission/statefulset-CREATE.mutating.json")
 }
 
 pub fn base_review() -> serde_json::Value {

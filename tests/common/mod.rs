@@ -14,15 +14,10 @@ use stsguard::server::{self, AppState, Timeouts};
 use stsguard::validate::{Lookups, NoLookups};
 use tokio::net::TcpStream;
 
-/// `../shared/fixtures`, next to the repository. Tests that read it fail loudly when it is missing.
-pub fn shared() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures");
-    assert!(
-        p.join("admission").is_dir() && p.join("statefulsets").is_dir(),
-        "this test reads ../shared/fixtures (the real AdmissionReviews and StatefulSets); it is missing at {}",
-        p.display()
-    );
-    p
+/// `tests/fixtures`: the captured AdmissionReviews and the real-world StatefulSets
+/// (`tests/fixtures/README.md` says where each came from).
+pub fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
 pub fn read_json(p: &Path) -> serde_json::Value {
@@ -274,9 +269,9 @@ pub fn ignored_fields(v: &serde_json::Value) -> Result<Vec<String>, String> {
     Ok(ignored)
 }
 
-/// The apps/v1 StatefulSets of ../shared/fixtures/statefulsets, as (path, raw JSON), sorted.
+/// The apps/v1 StatefulSets of tests/fixtures/statefulsets, as (path, raw JSON), sorted.
 pub fn apps_v1_statefulsets() -> Vec<(PathBuf, serde_json::Value)> {
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(shared().join("statefulsets"))
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(fixtures().join("statefulsets"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .collect();

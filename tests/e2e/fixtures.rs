@@ -1,4 +1,4 @@
-//! Scenario `fixtures`: every StatefulSet of `../shared/fixtures/statefulsets` through the real
+//! Scenario `fixtures`: every StatefulSet of `tests/fixtures/statefulsets` through the real
 //! API server, each in its own namespace (`fx-<file>`), with its governing Service when the
 //! fixture has one (`<name>.service.yaml`).
 //!
@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{PodAffinityTerm, PodTemplateSpec, Service};
 use kube::api::{Api, Patch, PatchParams};
 use stsguard::validate::lookups::StaticLookups;
 
-use crate::harness::{contains, dns_label, eventually, say, shared};
+use crate::harness::{contains, dns_label, eventually, fixture_statefulsets, say};
 use crate::kube_util;
 use crate::setup::Ctx;
 
@@ -465,7 +465,7 @@ async fn denied_variant(
     rule: &str,
     edit: fn(&mut serde_json::Value),
 ) -> String {
-    let path = shared().join("fixtures/statefulsets").join(fixture);
+    let path = fixture_statefulsets().join(fixture);
     let ns = dns_label(&format!("fx-denied-{rule}"));
     kube_util::create_namespace(&ctx.client, &ns).await;
     let mut doc = parse(&std::fs::read_to_string(&path).unwrap(), fixture);
@@ -515,7 +515,7 @@ async fn denied_variant(
 }
 
 pub async fn run(ctx: Arc<Ctx>) -> String {
-    let dir = shared().join("fixtures/statefulsets");
+    let dir = fixture_statefulsets();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

@@ -1,5 +1,6 @@
-//! The end-to-end harness: the throw-away control plane (`../shared/k8s/cluster.sh`), the
-//! `stsguard serve` process, kubectl and helm from `.tools/bin`, and small helpers.
+//! The end-to-end harness: the throw-away control plane (`tests/cluster/cluster.sh`, running the
+//! Kubernetes binaries of `K8S_BIN_DIR`), the `stsguard serve` process, kubectl and helm from
+//! `.tools/bin`, and small helpers.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -11,17 +12,46 @@ pub fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// `../shared`, next to the repository: the control plane and the fixtures. Fails loudly when it
-/// is missing (that is never a reason to skip).
-pub fn shared() -> PathBuf {
-    let p = repo().join("../shared");
-    assert!(
-        p.join("k8s/cluster.sh").is_file() && p.join("fixtures/statefulsets").is_dir(),
-        "the end-to-end tests read ../shared (k8s/cluster.sh with the Kubernetes v1.28 binaries, \
-         fixtures/statefulsets); it is missing at {}",
-        p.display()
-    );
-    p
+/// The control-plane scripts (`cluster.sh`, `node.sh`): in the repository.
+pub fn cluster_scripts() -> PathBuf {
+    repo().join("tests/cluster")
+}
+
+/// The real-world StatefulSets (with their Services).
+pub fn fixture_statefulsets() -> PathBuf {
+    repo().join("tests/fixtures/statefulsets")
+}
+
+/// The Kubernetes version the tests run (a folder `v<it>` of `K8S_BIN_DIR`).
+pub const K8S_VERSION: &str = "1.28";
+
+/// `K8S_BIN_DIR`: the folder holding the Kubernetes server binaries (`v1.28/kube-apiserver[.xz]`,
+/// …). No package registry ships them, so they are the one input from outside the repository.
+/// `Err`: why the cluster tests cannot run here.
+pub fn k8s_bin_dir() -> Result<PathBuf, String> {
+    match std::env::var_os("K8S_BIN_DIR").filter(|v| !v.is_empty()) {
+        None => Err(
+            "K8S_BIN_DIR is not set (a folder with v1.28/kube-apiserver, kube-controller-manager \
+             and kube-scheduler, plain or .xz; see DEVELOPMENT.md)"
+                .into(),
+        ),
+        Some(d) => {
+            let dir = PathBuf::from(d);
+            let v = dir.join(format!("v{K8S_VERSION}"));
+            let has = |b: &str| v.join(b).is_file() || v.join(format!("{b}.xz")).is_file();
+            let missing: Vec<&str> = BINARIES.iter().copied().filter(|b| !has(b)).collect();
+            if missing.is_empty() {
+                Ok(dir)
+            } else {
+                Err(format!(
+                    "K8S_BIN_DIR={} has no {} in {}",
+                    dir.display(),
+                    missing.join(", "),
+                    v.display()
+                ))
+            }
+        }
+    }
 }
 
 pub fn in_ci() -> bool {
@@ -69,14 +99,16 @@ static LIVE_PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 
 fn cluster_sh(cmd: &str, dir: &Path) -> std::process::Output {
     Command::new("bash")
-        .arg(shared().join("k8s/cluster.sh"))
+        .arg(cluster_scripts().join("cluster.sh"))
         .arg(cmd)
         .arg(dir)
+        .env("K8S_BIN_DIR", k8s_bin_dir().unwrap_or_default())
+        .env("K8S_VERSION", K8S_VERSION)
         .env("SCHEDULER", "1")
         .env("WIPE", "1")
         .stdin(Stdio::null())
         .output()
-        .expect("run bash ../shared/k8s/cluster.sh")
+        .expect("run bash tests/cluster/cluster.sh")
 }
 
 /// Stops every cluster and process this test started (for the signal hook).
@@ -147,19 +179,18 @@ fn reap_leftovers() {
 
 /// A cache of the unpacked control-plane binaries, keyed by the archives' sizes.
 fn bin_cache() -> PathBuf {
-    let k8s = shared().join("k8s");
-    let key: Vec<String> = [
-        "kube-apiserver",
-        "kube-controller-manager",
-        "kube-scheduler",
-    ]
-    .iter()
-    .map(|b| {
-        std::fs::metadata(k8s.join(format!("{b}.xz")))
-            .map(|m| m.len().to_string())
-            .unwrap_or_default()
-    })
-    .collect();
+    let src = k8s_bin_dir()
+        .unwrap_or_default()
+        .join(format!("v{K8S_VERSION}"));
+    let key: Vec<String> = BINARIES
+        .iter()
+        .map(|b| {
+            std::fs::metadata(src.join(format!("{b}.xz")))
+                .or_else(|_| std::fs::metadata(src.join(b)))
+                .map(|m| m.len().to_string())
+                .unwrap_or_default()
+        })
+        .collect();
     base().join(format!("bin-{}", key.join("-")))
 }
 
