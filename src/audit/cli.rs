@@ -82,6 +82,9 @@ impl Lookups for Listed {
     fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>> {
         self.objects.statefulset(namespace, name)
     }
+    fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
+        self.objects.statefulsets_in(namespace)
+    }
 }
 
 /// Lists every object of `api`, 500 per request.

@@ -32,6 +32,8 @@ pub trait Lookups: Send + Sync {
     fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>>;
     fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>>;
     fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>>;
+    /// Every StatefulSet in `namespace`.
+    fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>>;
 }
 
 /// Look-ups that know nothing: every look-up is "unknown" with the given reason.
@@ -48,6 +50,9 @@ impl Lookups for NoLookups {
         Lookup::Unknown(self.0.clone())
     }
     fn statefulset(&self, _: &str, _: &str) -> Lookup<Arc<StatefulSet>> {
+        Lookup::Unknown(self.0.clone())
+    }
+    fn statefulsets_in(&self, _: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
         Lookup::Unknown(self.0.clone())
     }
 }
@@ -264,6 +269,14 @@ impl Lookups for WatchLookups {
             Err(e) => Lookup::Unknown(e),
         }
     }
+    fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
+        match self.statefulsets.ready() {
+            Ok(s) => Lookup::Found(
+                s.state_filter(|o| o.metadata.namespace.as_deref() == Some(namespace)),
+            ),
+            Err(e) => Lookup::Unknown(e),
+        }
+    }
 }
 
 /// Look-ups answered from a fixed set of objects: `stsguard check` uses the other documents of
@@ -362,6 +375,20 @@ impl Lookups for StaticLookups {
                 )
             })
     }
+    fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
+        self.unknown("StatefulSet", self.statefulsets.is_empty())
+            .unwrap_or_else(|| {
+                Lookup::Found(
+                    self.statefulsets
+                        .iter()
+                        .filter(|s| {
+                            s.metadata.namespace.as_deref().unwrap_or("default") == namespace
+                        })
+                        .cloned()
+                        .collect(),
+                )
+            })
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +418,8 @@ mod tests {
         assert!(matches!(w.service("b", "db"), Lookup::Missing));
         assert!(matches!(w.storage_class(None), Lookup::Missing));
         assert_eq!(w.statefulsets()?.len(), 1);
+        assert!(matches!(w.statefulsets_in("a"), Lookup::Found(v) if v.len() == 1));
+        assert!(matches!(w.statefulsets_in("b"), Lookup::Found(v) if v.is_empty()));
         Ok(())
     }
 }
