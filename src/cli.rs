@@ -177,23 +177,35 @@ pub struct CertsArgs {
 
 #[derive(Args, Debug)]
 pub struct WebhooksArgs {
-    /// PEM file of the CA that signed the serving certificate.
+    /// PEM file of the CA that signed the serving certificate (`ca.crt` of `stsguard certs`):
+    /// the API server trusts the webhook only through it.
     #[arg(long)]
-    pub ca_file: Option<PathBuf>,
+    pub ca_file: PathBuf,
     #[arg(long, default_value = "stsguard")]
     pub service: String,
     #[arg(long, default_value = "stsguard")]
     pub namespace: String,
-    /// Reach the webhook by URL instead of a Service (e.g. https://host:8443).
+    /// Reach the webhook by URL instead of a Service (https only, e.g. https://host:8443).
     #[arg(long, conflicts_with_all = ["service", "namespace"])]
     pub url: Option<String>,
     #[arg(long, default_value = "stsguard")]
     pub name: String,
-    #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
+    /// While stsguard cannot be reached: Fail refuses StatefulSet writes, scales and deletes
+    /// (the policy is never bypassed); Ignore admits them unmutated and unjudged.
+    #[arg(long, default_value = crate::webhooks::FAILURE_POLICY, value_parser = ["Fail", "Ignore"])]
     pub failure_policy: String,
+    /// The same for pods of role-managed StatefulSets. Ignore: pod creation never waits for
+    /// stsguard; the role label is added once stsguard is back.
+    #[arg(long, default_value = crate::webhooks::PODS_FAILURE_POLICY, value_parser = ["Fail", "Ignore"])]
+    pub pods_failure_policy: String,
     #[arg(long, default_value_t = 5)]
     pub timeout_seconds: i32,
-    /// More namespaces to exclude (kube-system, kube-node-lease and the service's are always).
+    /// The policy file the server runs with: its `excludeNamespaces` are left out of the
+    /// webhooks (without it, the built-in policy's: kube-system, kube-node-lease, kube-public).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// More namespaces to exclude (kube-system, kube-node-lease, the Service's namespace and the
+    /// policy's excludeNamespaces always are).
     #[arg(long = "exclude-namespace")]
     pub exclude_namespaces: Vec<String>,
 }
@@ -290,24 +302,41 @@ pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
 
 /// `stsguard webhooks`.
 pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
-    let ca_bundle = match &args.ca_file {
-        Some(p) => std::fs::read(p).map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))?,
-        None => Vec::new(),
-    };
+    let policy = crate::server::run::load_policy(args.config.as_ref())?;
+    let ca_bundle = std::fs::read(&args.ca_file).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot read --ca-file {}: {e} (the CA that signed the serving certificate: ca.crt \
+             of `stsguard certs`)",
+            args.ca_file.display()
+        )
+    })?;
+    if !String::from_utf8_lossy(&ca_bundle).contains("-----BEGIN CERTIFICATE-----") {
+        anyhow::bail!(
+            "--ca-file {} holds no PEM certificate: give the CA's certificate (ca.crt of `stsguard certs`)",
+            args.ca_file.display()
+        );
+    }
     let target = match args.url {
+        Some(u) if !u.starts_with("https://") => anyhow::bail!(
+            "--url {}: the API server calls webhooks over HTTPS only; give an https:// URL",
+            crate::text::quote(&u)
+        ),
         Some(u) => crate::webhooks::Target::Url(u),
         None => crate::webhooks::Target::Service {
             name: args.service,
             namespace: args.namespace,
         },
     };
+    let mut exclude_namespaces = policy.exclude_namespaces.clone();
+    exclude_namespaces.extend(args.exclude_namespaces);
     let o = crate::webhooks::Options {
         name: args.name,
         target,
         ca_bundle,
         failure_policy: args.failure_policy,
+        pods_failure_policy: args.pods_failure_policy,
         timeout_seconds: args.timeout_seconds,
-        exclude_namespaces: args.exclude_namespaces,
+        exclude_namespaces,
     };
     print!("{}", crate::webhooks::render(&o)?);
     Ok(())

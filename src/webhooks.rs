@@ -95,10 +95,23 @@ pub struct Options {
     pub name: String,
     pub target: Target,
     pub ca_bundle: Vec<u8>,
+    /// What the API server does with a StatefulSet write (and its scale, its delete) while it
+    /// cannot reach stsguard: `Fail` refuses it (the policy is never bypassed), `Ignore` admits
+    /// it unmutated and unjudged.
     pub failure_policy: String,
+    /// The same for a Pod created by a role-managed StatefulSet. `Ignore` by default: pod
+    /// creation never waits for stsguard; the role label is repaired once it is back
+    /// ([`crate::repair`]).
+    pub pods_failure_policy: String,
     pub timeout_seconds: i32,
+    /// The namespaces the webhooks never see besides [`ALWAYS_EXCLUDED`] and the Service's own:
+    /// the policy's `excludeNamespaces` and any more the caller names.
     pub exclude_namespaces: Vec<String>,
 }
+
+/// The default failure policies (see [`Options`]).
+pub const FAILURE_POLICY: &str = "Fail";
+pub const PODS_FAILURE_POLICY: &str = "Ignore";
 
 fn client(o: &Options, path: &str) -> WebhookClientConfig {
     let ca = (!o.ca_bundle.is_empty()).then(|| ByteString(o.ca_bundle.clone()));
@@ -157,7 +170,11 @@ pub fn mutating(o: &Options) -> MutatingWebhookConfiguration {
             name: format!("{what}.mutate.stsguard.io"),
             admission_review_versions: vec!["v1".into()],
             client_config: client(o, MUTATE_PATH),
-            failure_policy: Some(o.failure_policy.clone()),
+            failure_policy: Some(if managed_pods {
+                o.pods_failure_policy.clone()
+            } else {
+                o.failure_policy.clone()
+            }),
             side_effects: "None".into(),
             timeout_seconds: Some(o.timeout_seconds),
             reinvocation_policy: Some("IfNeeded".into()),

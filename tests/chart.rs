@@ -264,6 +264,160 @@ fn chart_policy_is_what_the_server_loads() {
     );
 }
 
+/// What an outage stops, per webhook, as the README says: StatefulSet writes, scales and deletes
+/// are refused (Fail), pod creation never waits (Ignore); the policy's excluded namespaces
+/// (kube-public among the defaults) are left out of every webhook, in the chart and in
+/// `stsguard webhooks` alike, and both follow the values and flags that change them.
+#[test]
+fn failure_policies_and_exclusions_per_webhook_in_the_chart_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    let b = stsguard::certs::generate("x", &[], 1).unwrap();
+    std::fs::write(&ca, &b.ca_pem).unwrap();
+    let cli = |extra: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+            .arg("webhooks")
+            .arg("--ca-file")
+            .arg(&ca)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        stsguard::check::yaml_documents(&String::from_utf8(out.stdout).unwrap())
+            .unwrap()
+            .into_iter()
+            .filter(|d| !d.is_null())
+            .collect::<Vec<_>>()
+    };
+    let policies = |docs: &[serde_json::Value]| {
+        let mut v: Vec<(String, String)> = Vec::new();
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            for w in find(docs, kind)["webhooks"].as_array().unwrap() {
+                v.push((
+                    w["name"].as_str().unwrap().to_string(),
+                    w["failurePolicy"].as_str().unwrap().to_string(),
+                ));
+            }
+        }
+        v
+    };
+    let excluded = |docs: &[serde_json::Value]| -> Vec<Vec<String>> {
+        let mut all = Vec::new();
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            for w in find(docs, kind)["webhooks"].as_array().unwrap() {
+                let e = &w["namespaceSelector"]["matchExpressions"][0];
+                assert_eq!(e["key"], "kubernetes.io/metadata.name");
+                assert_eq!(e["operator"], "NotIn");
+                all.push(
+                    e["values"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.as_str().unwrap().to_string())
+                        .collect(),
+                );
+            }
+        }
+        all
+    };
+    for docs in [render(&[]), cli(&[])] {
+        for (name, policy) in policies(&docs) {
+            let want = if name.starts_with("pods.") {
+                "Ignore"
+            } else {
+                "Fail"
+            };
+            assert_eq!(policy, want, "{name}");
+        }
+        for values in excluded(&docs) {
+            for ns in ["kube-public", "kube-system", "kube-node-lease"] {
+                assert!(values.iter().any(|v| v == ns), "{ns} in {values:?}");
+            }
+        }
+    }
+    // Switched by a value and by a flag, each on its own.
+    for docs in [
+        render(&[
+            "webhook.failurePolicy=Ignore",
+            "webhook.podsFailurePolicy=Fail",
+        ]),
+        cli(&["--failure-policy", "Ignore", "--pods-failure-policy", "Fail"]),
+    ] {
+        for (name, policy) in policies(&docs) {
+            let want = if name.starts_with("pods.") {
+                "Fail"
+            } else {
+                "Ignore"
+            };
+            assert_eq!(policy, want, "{name}");
+        }
+    }
+    // The policy file's exclusions reach `stsguard webhooks` as they reach the chart.
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(&policy, "excludeNamespaces: [team-x]\n").unwrap();
+    for values in excluded(&cli(&["--config", policy.to_str().unwrap()])) {
+        assert!(values.iter().any(|v| v == "team-x"), "{values:?}");
+        assert!(!values.iter().any(|v| v == "kube-public"), "{values:?}");
+    }
+    for values in excluded(&render(&["policy.excludeNamespaces={team-x}"])) {
+        assert!(values.iter().any(|v| v == "team-x"), "{values:?}");
+        assert!(!values.iter().any(|v| v == "kube-public"), "{values:?}");
+    }
+}
+
+/// `stsguard webhooks` refuses what the API server could not use: no CA (it would not trust
+/// the webhook), a file without a certificate, and a URL that is not https.
+#[test]
+fn webhooks_cli_refuses_a_missing_ca_and_a_plain_http_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_stsguard"))
+            .arg("webhooks")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--ca-file"),
+        "{out:?}"
+    );
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "").unwrap();
+    let out = run(&["--ca-file", empty.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holds no PEM certificate"),
+        "{out:?}"
+    );
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, stsguard::certs::generate("x", &[], 1).unwrap().ca_pem).unwrap();
+    let out = run(&[
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--url",
+        "http://10.0.0.1:8443",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("HTTPS only"), "{stderr}");
+    let out = run(&[
+        "--ca-file",
+        ca.to_str().unwrap(),
+        "--url",
+        "https://10.0.0.1:8443",
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("url: https://10.0.0.1:8443/mutate"));
+}
+
 /// The parts of a webhook that must agree everywhere.
 fn essentials(w: &serde_json::Value) -> serde_json::Value {
     serde_json::json!({
@@ -295,8 +449,6 @@ async fn chart_webhooks_cli_and_server_agree() {
             "t-stsguard",
             "--namespace",
             "stsguard",
-            "--exclude-namespace",
-            "kube-public",
         ])
         .arg("--ca-file")
         .arg(dir.path().join("ca.crt"))
