@@ -73,6 +73,7 @@ pub struct Metrics {
     pub rules: Family<RuleLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
     pub audit: crate::audit::metrics::AuditMetrics,
+    pub pod_role_repairs: Family<crate::repair::RepairLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -121,6 +122,12 @@ impl Metrics {
             rules.clone(),
         );
         let audit = crate::audit::metrics::AuditMetrics::register(&mut registry);
+        let pod_role_repairs = Family::<crate::repair::RepairLabels, Counter>::default();
+        registry.register(
+            "pod_role_repairs",
+            "Pods of role-managed StatefulSets created while stsguard was not reachable, by what the repair did (labelled, no_role, failed)",
+            pod_role_repairs.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -130,6 +137,7 @@ impl Metrics {
             rules,
             rejected,
             audit,
+            pod_role_repairs,
         }
     }
 

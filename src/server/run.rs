@@ -128,6 +128,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 .unwrap_or_else(|| client.default_namespace().to_string()),
             lease_duration: Duration::from_secs(args.lease_duration.max(1)),
         };
+        crate::repair::spawn(
+            client.clone(),
+            state.policy.clone(),
+            metrics.pod_role_repairs.clone(),
+        );
         let (policy, metrics) = (state.policy.clone(), metrics.clone());
         crate::audit::task::spawn(client, watch, policy, metrics, options);
     }
