@@ -1,8 +1,11 @@
 //! Leader election on a `coordination.k8s.io/v1` Lease, so that one replica of `stsguard serve`
 //! writes PolicyReports: the replica holding the Lease renews it every third of its duration; the
-//! others take it over once it has not changed for a whole duration (judged on their own clock
-//! from when they saw it change, as client-go does, so clock skew between nodes does not matter).
-//! Writes carry the Lease's resourceVersion: of two replicas racing, one wins.
+//! others look every [`STANDBY_PERIOD`] (or that third, if shorter) and take it over once it has
+//! not changed for a whole duration (judged on their own clock from when they saw it change, as
+//! client-go does, so clock skew between nodes does not matter) or once it is released. The
+//! holder releases it when it stops (a rolling restart): the holder is cleared, so another
+//! replica takes over at its next look instead of waiting the duration out. Writes carry the
+//! Lease's resourceVersion: of two replicas racing, one wins.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,6 +17,10 @@ use kube::api::{Api, PostParams};
 
 /// The Lease's name, in the server's own namespace.
 pub const NAME: &str = "stsguard-audit";
+
+/// How often a replica that does not hold the Lease looks at it: how soon it takes over a
+/// released Lease.
+pub const STANDBY_PERIOD: Duration = Duration::from_secs(2);
 
 /// Where and as whom to elect.
 #[derive(Clone, Debug)]
@@ -68,13 +75,19 @@ struct Observed {
     at: Instant,
 }
 
-/// Runs the election for ever (spawn it). `leadership` says whether this replica leads now.
-pub async fn run(client: kube::Client, cfg: Config, leadership: Leadership) {
+/// Runs the election until `stop` turns true (spawn it), then releases the Lease if this replica
+/// holds it. `leadership` says whether this replica leads now.
+pub async fn run(
+    client: kube::Client,
+    cfg: Config,
+    leadership: Leadership,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut observed: Option<Observed> = None;
-    let period = (cfg.duration / 3).max(Duration::from_millis(500));
+    let renew = (cfg.duration / 3).max(Duration::from_millis(500));
     let mut last_error: Option<String> = None;
-    loop {
+    while !*stop.borrow() {
         let was = leadership.is_leader();
         let now_leader = match step(&api, &cfg, &mut observed).await {
             Ok(l) => {
@@ -99,7 +112,43 @@ pub async fn run(client: kube::Client, cfg: Config, leadership: Leadership) {
                 tracing::info!(identity = %cfg.identity, "audit lease lost: another replica writes the PolicyReports");
             }
         }
-        tokio::time::sleep(period).await;
+        let period = if now_leader {
+            renew
+        } else {
+            renew.min(STANDBY_PERIOD)
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    if leadership.leader.swap(false, Ordering::AcqRel) {
+        match release(&api, &cfg).await {
+            Ok(true) => tracing::info!(identity = %cfg.identity, lease = %format!("{}/{NAME}", cfg.namespace), "audit lease released: another replica takes over at once"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "audit lease: could not release it; another replica takes over once it expires"),
+        }
+    }
+}
+
+/// Gives the Lease up if this replica holds it: no holder, as client-go's release does, so the
+/// next replica to look takes it. `Ok(false)`: it was not ours (any more).
+async fn release(api: &Api<Lease>, cfg: &Config) -> Result<bool, kube::Error> {
+    let Some(mut lease) = api.get_opt(NAME).await? else {
+        return Ok(false);
+    };
+    let mut spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(cfg.identity.as_str()) {
+        return Ok(false);
+    }
+    spec.holder_identity = None;
+    spec.lease_duration_seconds = Some(1);
+    spec.renew_time = Some(now());
+    lease.spec = Some(spec);
+    match api.replace(NAME, &PostParams::default(), &lease).await {
+        Ok(_) => Ok(true),
+        Err(kube::Error::Api(s)) if s.code == 409 => Ok(false),
+        Err(e) => Err(e),
     }
 }
 

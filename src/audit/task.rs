@@ -27,15 +27,37 @@ pub struct Options {
     pub lease_duration: Duration,
 }
 
-/// Starts the background audit (inside a Tokio runtime).
+/// Starts the background audit (inside a Tokio runtime). It ends when `stop` turns true, after
+/// releasing the audit Lease if this replica holds it: await the handle (briefly) before exiting.
 pub fn spawn(
     client: kube::Client,
     lookups: Arc<WatchLookups>,
     policy: Arc<ArcSwap<Policy>>,
     metrics: Arc<Metrics>,
     options: Options,
-) {
-    tokio::spawn(run(client, lookups, policy, metrics, options));
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut election = None;
+        let audit = run(
+            client,
+            lookups,
+            policy,
+            metrics,
+            options,
+            stop.clone(),
+            &mut election,
+        );
+        let mut stopped = stop.clone();
+        tokio::select! {
+            _ = audit => {}
+            _ = stopped.wait_for(|s| *s) => {}
+        }
+        // The election sees `stop` too: it releases the Lease and ends.
+        if let Some(e) = election {
+            let _ = e.await;
+        }
+    })
 }
 
 async fn run(
@@ -44,6 +66,8 @@ async fn run(
     policy: Arc<ArcSwap<Policy>>,
     metrics: Arc<Metrics>,
     options: Options,
+    stop: tokio::sync::watch::Receiver<bool>,
+    election: &mut Option<tokio::task::JoinHandle<()>>,
 ) {
     while !lookups.synced() {
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -65,7 +89,12 @@ async fn run(
                 duration: options.lease_duration,
             };
             tracing::info!(identity = %cfg.identity, lease = %format!("{}/{}", cfg.namespace, lease::NAME), "audit: PolicyReports on; electing the writer");
-            tokio::spawn(lease::run(client.clone(), cfg, l.clone()));
+            *election = Some(tokio::spawn(lease::run(
+                client.clone(),
+                cfg,
+                l.clone(),
+                stop.clone(),
+            )));
             l.first_round(Duration::from_secs(5)).await;
             leadership = Some(l);
         }

@@ -91,6 +91,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
 
+    // Turned true at the shutdown signal: the background audit stops and releases its Lease.
+    let (audit_stop, audit_stop_rx) = tokio::sync::watch::channel(false);
+    let mut audit_task = None;
     let mut readiness = Readiness::default();
     let no_cluster = args.no_cluster || (args.dev && kube::Config::infer().await.is_err());
     let mut audit_source = None;
@@ -134,7 +137,14 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             metrics.pod_role_repairs.clone(),
         );
         let (policy, metrics) = (state.policy.clone(), metrics.clone());
-        crate::audit::task::spawn(client, watch, policy, metrics, options);
+        audit_task = Some(crate::audit::task::spawn(
+            client,
+            watch,
+            policy,
+            metrics,
+            options,
+            audit_stop_rx,
+        ));
     }
     let timeouts = Timeouts {
         handshake: Duration::from_secs(args.io_timeout.max(1)),
@@ -206,6 +216,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             readiness
                 .shutting_down
                 .store(true, std::sync::atomic::Ordering::Release);
+            // The other replica takes the audit Lease over now, not once it expires.
+            let _ = audit_stop.send(true);
             tracing::info!(
                 delay_s = delay.as_secs(),
                 "shutdown signal: not ready any more"
@@ -214,6 +226,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     server::serve_tls(listener, tls_config, app, timeouts, shutdown).await;
+    if let Some(t) = audit_task {
+        // The Lease's release is one API call: a bounded wait.
+        let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+    }
     let _ = stop_tx.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(2), metrics_task).await;
     tracing::info!("stopped");
