@@ -41,6 +41,9 @@ pub enum Command {
     Certs(CertsArgs),
     /// Print the Mutating/ValidatingWebhookConfiguration YAML.
     Webhooks(WebhooksArgs),
+    /// Wait until the webhook answers through its Service, as the API server calls it (the
+    /// chart's install hook: `helm install` returns once StatefulSet writes are admitted).
+    Probe(ProbeArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -208,6 +211,99 @@ pub struct WebhooksArgs {
     /// policy's excludeNamespaces always are).
     #[arg(long = "exclude-namespace")]
     pub exclude_namespaces: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ProbeArgs {
+    /// The webhook's Service (reached at its ClusterIP, from `<SERVICE>_SERVICE_HOST`, else by
+    /// its DNS name; the certificate must be valid for `<service>.<namespace>.svc`).
+    #[arg(long, default_value = "stsguard")]
+    pub service: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "stsguard")]
+    pub namespace: String,
+    #[arg(long, default_value_t = crate::webhooks::SERVICE_PORT as u16)]
+    pub port: u16,
+    /// Reach the webhook by URL instead (https://host:port).
+    #[arg(long, conflicts_with_all = ["service", "port"])]
+    pub url: Option<String>,
+    /// PEM file of the CA the webhook configurations carry.
+    #[arg(long, env = "STSGUARD_CA_FILE", required_unless_present = "ca_pem")]
+    pub ca_file: Option<PathBuf>,
+    /// The CA's PEM itself (the chart passes certs.secret.caBundle this way).
+    #[arg(
+        long,
+        env = "STSGUARD_CA_PEM",
+        hide_env_values = true,
+        conflicts_with = "ca_file"
+    )]
+    pub ca_pem: Option<String>,
+    /// Give up after this long (seconds): exit 1.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+/// `stsguard probe`; returns the exit code (0 answered, 1 not within the timeout, 2 bad input).
+pub fn probe(args: ProbeArgs) -> i32 {
+    let ca = match (&args.ca_file, &args.ca_pem) {
+        (Some(p), _) => match std::fs::read(p) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("stsguard probe: cannot read --ca-file {}: {e}", p.display());
+                return 2;
+            }
+        },
+        (None, Some(pem)) => pem.clone().into_bytes(),
+        (None, None) => {
+            eprintln!("stsguard probe: give --ca-file or STSGUARD_CA_PEM");
+            return 2;
+        }
+    };
+    let target = match &args.url {
+        Some(u) => match crate::probe::Target::url(u) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("stsguard probe: --url {e}");
+                return 2;
+            }
+        },
+        None => crate::probe::Target::service(&args.service, &args.namespace, args.port, |k| {
+            std::env::var(k).ok()
+        }),
+    };
+    crate::install_crypto_provider();
+    let tls = match crate::probe::tls_client(&ca) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("stsguard probe: {e}");
+            return 2;
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("stsguard probe: cannot start the runtime: {e}");
+            return 1;
+        }
+    };
+    let timeout = std::time::Duration::from_secs(args.timeout);
+    match rt.block_on(crate::probe::wait(&target, tls, timeout)) {
+        Ok(took) => {
+            println!(
+                "stsguard probe: the webhook answers at https://{} (certificate for {}) after {:.1} s",
+                target.connect,
+                target.server_name,
+                took.as_secs_f64()
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("stsguard probe: {e}");
+            1
+        }
+    }
 }
 
 /// `stsguard check`; returns the exit code (see [`crate::check::EXIT_ALLOWED`] and the others).

@@ -52,6 +52,7 @@ pub mod error;
 pub mod k8s;
 pub mod mutate;
 pub mod policy;
+pub mod probe;
 pub mod repair;
 pub mod role_init;
 pub mod server;

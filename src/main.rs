@@ -106,6 +106,7 @@ fn main() {
         Command::RoleInit(args) => cli::role_init(args),
         Command::Certs(args) => report(cli::certs(args), "certs"),
         Command::Webhooks(args) => report(cli::webhooks(args), "webhooks"),
+        Command::Probe(args) => cli::probe(args),
     };
     std::process::exit(code);
 }

@@ -95,10 +95,9 @@ async fn the_holder_releases_the_lease_when_it_stops_and_the_other_takes_over_at
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     stsguard::install_crypto_provider();
-    let client = kube::Client::try_from(kube::Config::new(
-        format!("http://{addr}").parse().unwrap(),
-    ))
-    .unwrap();
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
+            .unwrap();
     // A Lease held for a minute without renewal: waiting it out would take that long.
     let cfg = |id: &str| Config {
         namespace: "sys".into(),

@@ -356,7 +356,12 @@ fn failure_policies_and_exclusions_per_webhook_in_the_chart_and_the_cli() {
             "webhook.failurePolicy=Ignore",
             "webhook.podsFailurePolicy=Fail",
         ]),
-        cli(&["--failure-policy", "Ignore", "--pods-failure-policy", "Fail"]),
+        cli(&[
+            "--failure-policy",
+            "Ignore",
+            "--pods-failure-policy",
+            "Fail",
+        ]),
     ] {
         for (name, policy) in policies(&docs) {
             let want = if name.starts_with("pods.") {
@@ -591,6 +596,116 @@ async fn chart_webhooks_cli_and_server_agree() {
         let v: serde_json::Value = r.json().await.unwrap();
         assert_eq!(v["response"]["uid"], "009555d2-6006-4de1-a1f6-4bd1b179bab3");
     }
+    // The install hook, run as the chart's Job runs it (its args and environment, the Service's
+    // address as Kubernetes puts it in a pod's environment), reaches the server and trusts it.
+    let job = find(&docs, "Job");
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let mut probe = Command::new(env!("CARGO_BIN_EXE_stsguard"));
+    for a in c["args"].as_array().unwrap() {
+        probe.arg(a.as_str().unwrap());
+    }
+    for e in c["env"].as_array().unwrap() {
+        probe.env(e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+    }
+    let out = tokio::task::spawn_blocking(move || {
+        probe
+            .env("T_STSGUARD_SERVICE_HOST", "127.0.0.1")
+            .args(["--port", &addr.port().to_string()])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// `helm install` and `helm upgrade` return only once the webhook answers through its Service:
+/// a post-install/post-upgrade hook Job runs `stsguard probe` against the Service with the CA the
+/// webhook configurations carry (in every certificate mode). The webhook configurations are
+/// ordinary release objects (removed by `helm uninstall`), and the probe's pod is not one the
+/// Service sends reviews to.
+#[test]
+fn the_install_check_runs_after_install_and_upgrade_with_the_webhooks_ca() {
+    use base64::Engine as _;
+    let b64 = |v: &serde_json::Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let env_of = |job: &serde_json::Value, name: &str| {
+        job["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["value"].as_str().unwrap().to_string())
+    };
+    for sets in MODES {
+        let docs = render(sets);
+        let job = find(&docs, "Job");
+        let ann = &job["metadata"]["annotations"];
+        assert_eq!(ann["helm.sh/hook"], "post-install,post-upgrade");
+        assert_eq!(
+            ann["helm.sh/hook-delete-policy"],
+            "before-hook-creation,hook-succeeded"
+        );
+        for kind in [
+            "MutatingWebhookConfiguration",
+            "ValidatingWebhookConfiguration",
+        ] {
+            let w = find(&docs, kind);
+            assert!(
+                w["metadata"]["annotations"]["helm.sh/hook"].is_null(),
+                "{kind} is part of the release, not a hook"
+            );
+        }
+        let svc = find(&docs, "Service");
+        let pod = &job["spec"]["template"];
+        let args: Vec<&str> = pod["spec"]["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert_eq!(args[0], "probe");
+        assert!(args.contains(
+            &format!("--service={}", svc["metadata"]["name"].as_str().unwrap()).as_str()
+        ));
+        assert!(args.contains(&"--namespace=stsguard"));
+        let selected = svc["spec"]["selector"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .all(|(k, v)| pod["metadata"]["labels"][k] == *v);
+        assert!(!selected, "the Service does not select the probe's pod");
+        assert_eq!(pod["spec"]["automountServiceAccountToken"], false);
+        // The CA it trusts is the one the webhooks carry (injected by cert-manager from the
+        // Secret's ca.crt in that mode).
+        let hook_ca =
+            &find(&docs, "MutatingWebhookConfiguration")["webhooks"][0]["clientConfig"]["caBundle"];
+        if hook_ca.is_string() {
+            assert_eq!(
+                env_of(job, "STSGUARD_CA_PEM"),
+                Some(b64(hook_ca)),
+                "{sets:?}"
+            );
+        } else {
+            assert_eq!(
+                env_of(job, "STSGUARD_CA_FILE").as_deref(),
+                Some("/tls/ca.crt")
+            );
+            let dep = find(&docs, "Deployment");
+            assert_eq!(
+                pod["spec"]["volumes"][0]["secret"]["secretName"],
+                dep["spec"]["template"]["spec"]["volumes"][0]["secret"]["secretName"]
+            );
+        }
+    }
+    let off = render(&["installCheck.enabled=false"]);
+    assert!(!off.iter().any(|d| d["kind"] == "Job"));
 }
 
 #[tokio::test]

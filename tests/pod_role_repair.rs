@@ -126,7 +126,11 @@ async fn handler(
                 }
             }
         });
-        return ([("content-type", "application/json")], Body::from_stream(stream)).into_response();
+        return (
+            [("content-type", "application/json")],
+            Body::from_stream(stream),
+        )
+            .into_response();
     }
     let items: Vec<serde_json::Value> = pods
         .items
@@ -158,7 +162,8 @@ async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 async fn pods_created_without_stsguard_get_their_role_label_once_it_runs() {
     let pods = Pods::default();
     pods.version.store(200, std::sync::atomic::Ordering::SeqCst);
-    let managed = serde_json::json!({"stsguard.io/managed": "true", "apps.kubernetes.io/pod-index": "0"});
+    let managed =
+        serde_json::json!({"stsguard.io/managed": "true", "apps.kubernetes.io/pod-index": "0"});
     // Created during the outage: no role label.
     pods.items.lock().unwrap().extend([
         pod("db", "db-0", managed.clone(), 11),
@@ -181,10 +186,9 @@ async fn pods_created_without_stsguard_get_their_role_label_once_it_runs() {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     stsguard::install_crypto_provider();
-    let client = kube::Client::try_from(kube::Config::new(
-        format!("http://{addr}").parse().unwrap(),
-    ))
-    .unwrap();
+    let client =
+        kube::Client::try_from(kube::Config::new(format!("http://{addr}").parse().unwrap()))
+            .unwrap();
     let counts = Family::<RepairLabels, Counter>::default();
     stsguard::repair::spawn(
         client,
@@ -215,7 +219,9 @@ async fn pods_created_without_stsguard_get_their_role_label_once_it_runs() {
             .lock()
             .unwrap()
             .iter()
-            .any(|(p, b)| p == "db/db-2" && b["metadata"]["labels"]["stsguard.io/role"] == "replica")
+            .any(|(p, b)| {
+                p == "db/db-2" && b["metadata"]["labels"]["stsguard.io/role"] == "replica"
+            })
             .then_some(())
     })
     .await;

@@ -124,9 +124,13 @@ pub async fn run(
     }
     if leadership.leader.swap(false, Ordering::AcqRel) {
         match release(&api, &cfg).await {
-            Ok(true) => tracing::info!(identity = %cfg.identity, lease = %format!("{}/{NAME}", cfg.namespace), "audit lease released: another replica takes over at once"),
+            Ok(true) => {
+                tracing::info!(identity = %cfg.identity, lease = %format!("{}/{NAME}", cfg.namespace), "audit lease released: another replica takes over at once")
+            }
             Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "audit lease: could not release it; another replica takes over once it expires"),
+            Err(e) => {
+                tracing::warn!(error = %e, "audit lease: could not release it; another replica takes over once it expires")
+            }
         }
     }
 }
