@@ -252,6 +252,26 @@ fn audit_cannot_read_the_cluster_exit_2() {
         stderr.contains("stsguard audit: cannot read") && stderr.contains("no-such.kubeconfig"),
         "{stderr}"
     );
+    // It says which policy it judges with: without --config, not the installed one.
+    assert!(
+        stderr.contains("judging with the built-in policy (no --config)")
+            && stderr.contains("--config policy.yaml"),
+        "{stderr}"
+    );
+    let good = dir.path().join("good.yaml");
+    std::fs::write(&good, "onError: deny\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args(["audit", "-A", "--kubeconfig"])
+        .arg(&missing)
+        .arg("--config")
+        .arg(&good)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!("judging with the policy in {}", good.display())),
+        "{stderr}"
+    );
     // A kubeconfig whose server does not answer.
     let kc = dir.path().join("dead.kubeconfig");
     std::fs::write(

@@ -264,18 +264,27 @@ pub fn judge(cluster: Cluster, policy: &Policy, every: usize) -> Result<Run, Aud
     })
 }
 
+/// Said when `stsguard audit` runs without `--config`: not the installed policy.
+const BUILT_IN_POLICY: &str = "stsguard audit: judging with the built-in policy (no --config), not the one installed in the cluster; to judge with that one, save it (the chart's ConfigMap <release fullname>-policy, e.g. kubectl -n stsguard get configmap stsguard-policy -o jsonpath='{.data.policy\\.yaml}' > policy.yaml) and pass --config policy.yaml";
+
 /// `stsguard audit`; returns the exit code (as `check`: 0 allowed, 1 an enforced rule fails, 2
 /// the cluster or the policy could not be read).
 pub fn run(args: AuditArgs) -> i32 {
     let policy = match &args.config {
         Some(p) => match Policy::load(p) {
-            Ok(p) => p,
+            Ok(policy) => {
+                eprintln!("stsguard audit: judging with the policy in {}", p.display());
+                policy
+            }
             Err(e) => {
                 eprintln!("stsguard audit: {e}");
                 return 2;
             }
         },
-        None => Policy::default(),
+        None => {
+            eprintln!("{}", BUILT_IN_POLICY);
+            Policy::default()
+        }
     };
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -114,7 +114,14 @@ pub fn render(results: &[Checked]) -> String {
         }
     }
     if !unchecked.is_empty() {
-        s.push_str("not checked (a look-up that the input does not answer; add the object to the input, or run against the cluster):\n");
+        let from_cluster = results
+            .iter()
+            .all(|c| matches!(c.source, super::Source::Cluster { .. }));
+        s.push_str(if from_cluster {
+            "not checked (a look-up the cluster did not answer: see the reason; a kind that could not be listed needs list on it for the kubeconfig's user):\n"
+        } else {
+            "not checked (a look-up that the input does not answer; add the object to the input, or audit the cluster with stsguard audit):\n"
+        });
         for ((rule, why), objects) in &unchecked {
             // What was looked up, said once when it is the same for every object.
             let same = objects.windows(2).all(|w| w[0].1 == w[1].1);
@@ -162,4 +169,50 @@ pub fn patches(results: &[Checked]) -> Result<String, serde_json::Error> {
         _ => serde_json::to_string_pretty(&all),
     };
     v.map(|s| s + "\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::{Finding, Source, Stage};
+
+    fn not_checked(source: Source) -> Checked {
+        Checked {
+            source,
+            kind: "StatefulSet",
+            name: "db".into(),
+            namespace: "ns".into(),
+            allowed: true,
+            findings: vec![Finding {
+                rule: "governing-service".into(),
+                mode: crate::policy::Mode::Warn,
+                result: Outcome::NotChecked,
+                message: "Service ns/db (no Service in the input)".into(),
+                stage: Stage::Validation,
+            }],
+            patch: json_patch::Patch(vec![]),
+            mutated: Default::default(),
+            violations: vec![],
+            warnings: vec![],
+            added: vec![],
+            placement: vec![],
+        }
+    }
+
+    #[test]
+    fn the_not_checked_hint_fits_where_the_objects_came_from() {
+        let file = render(&[not_checked(Source::File {
+            file: "a.yaml".into(),
+            document: 1,
+            item: None,
+            line: None,
+        })]);
+        assert!(file.contains("add the object to the input"), "{file}");
+        let cluster = render(&[not_checked(Source::Cluster {
+            cluster: "prod".into(),
+        })]);
+        assert!(cluster.contains("the cluster did not answer"), "{cluster}");
+        assert!(!cluster.contains("add the object to the input"), "{cluster}");
+        assert!(!cluster.contains("audit the cluster"), "{cluster}");
+    }
 }
