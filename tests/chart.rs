@@ -893,3 +893,32 @@ fn audit_values_reach_the_policy_and_rbac_only_when_enabled() {
         );
     }
 }
+
+/// The README's no-Helm install grants the server exactly the chart's ClusterRole rules.
+#[test]
+fn the_readmes_rbac_for_installs_without_helm_is_the_charts() {
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .unwrap();
+    let start = readme
+        .find("kind: ClusterRole\nmetadata: {name: stsguard}")
+        .expect("the README's no-Helm ClusterRole");
+    let block = &readme[start..];
+    let block = &block[..block.find("\nEOF").expect("the heredoc's end")];
+    let theirs: serde_json::Value = stsguard::yaml::from_str(block).unwrap();
+    let docs = render(&[]);
+    let ours = docs
+        .iter()
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "t-stsguard")
+        .unwrap();
+    let norm = |rules: &serde_json::Value| {
+        let mut v: Vec<String> = rules
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(norm(&theirs["rules"]), norm(&ours["rules"]));
+}
