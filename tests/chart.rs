@@ -897,8 +897,8 @@ fn audit_values_reach_the_policy_and_rbac_only_when_enabled() {
 /// The README's no-Helm install grants the server exactly the chart's ClusterRole rules.
 #[test]
 fn the_readmes_rbac_for_installs_without_helm_is_the_charts() {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
     let start = readme
         .find("kind: ClusterRole\nmetadata: {name: stsguard}")
         .expect("the README's no-Helm ClusterRole");

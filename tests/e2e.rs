@@ -28,6 +28,8 @@
 //! 4. `caches`: a Service and a PodDisruptionBudget created after start are seen by the next review.
 //! 5. `audit`: StatefulSets created before the webhooks (seeded by the setup) in `stsguard audit`
 //!    and in PolicyReports written by one of two servers elected through a Lease.
+//! 6. `outage`: a server of the scenario's own stopped and started again: StatefulSet writes
+//!    refused meanwhile, pods created without waiting, their role labels repaired once it is back.
 
 #[path = "e2e/audit.rs"]
 mod audit;
@@ -37,8 +39,12 @@ mod caches;
 mod fixtures;
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/install.rs"]
+mod install;
 #[path = "e2e/kube_util.rs"]
 mod kube_util;
+#[path = "e2e/outage.rs"]
+mod outage;
 #[path = "e2e/roles.rs"]
 mod roles;
 #[path = "e2e/scale.rs"]
@@ -60,6 +66,38 @@ fn unavailable(why: &str) {
     harness::say(format!("e2e: DID NOT RUN (not under CI=true): {why}"));
 }
 
+/// The clusters of this binary's tests run one at a time (two control planes and a node at once
+/// would starve a small machine).
+static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// `helm install --wait` on a real node, and the first StatefulSet write right after it (and
+/// after an upgrade) is admitted, with no retry ([`install`]).
+#[test]
+fn the_first_write_after_helm_install_on_a_real_node_is_admitted() {
+    if let Err(why) = harness::k8s_bin_dir() {
+        harness::say(format!(
+            "e2e install: DID NOT RUN: no Kubernetes binaries here: {why}"
+        ));
+        return;
+    }
+    // A real node needs more than the control plane's binaries: where they are missing, the
+    // scenario says so and does not run (also under CI: K8S_BIN_DIR alone does not ask for it).
+    let mut missing = install::missing();
+    missing.extend(harness::missing_prerequisites());
+    if !missing.is_empty() {
+        harness::say(format!(
+            "e2e install: DID NOT RUN: a real node cannot start here: {}",
+            missing.join("; ")
+        ));
+        return;
+    }
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let summary = install::run();
+    harness::say(format!("e2e install: PASSED: {summary}"));
+}
+
 #[test]
 fn stsguard_against_a_real_api_server() {
     let started = Instant::now();
@@ -77,6 +115,9 @@ fn stsguard_against_a_real_api_server() {
     if !missing.is_empty() {
         return unavailable(&format!("the cluster cannot start: {}", missing.join("; ")));
     }
+    let _one = ONE_CLUSTER_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
     stsguard::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -141,6 +182,7 @@ async fn run_all(cluster: &Cluster) {
         ("scale", tokio::spawn(scale::run(ctx.clone()))),
         ("caches", tokio::spawn(caches::run(ctx.clone()))),
         ("audit", tokio::spawn(audit::run(ctx.clone()))),
+        ("outage", tokio::spawn(outage::run(ctx.clone()))),
     ];
     let mut failed = Vec::new();
     let mut summaries = Vec::new();

@@ -212,7 +212,10 @@ mod tests {
             cluster: "prod".into(),
         })]);
         assert!(cluster.contains("the cluster did not answer"), "{cluster}");
-        assert!(!cluster.contains("add the object to the input"), "{cluster}");
+        assert!(
+            !cluster.contains("add the object to the input"),
+            "{cluster}"
+        );
         assert!(!cluster.contains("audit the cluster"), "{cluster}");
     }
 }

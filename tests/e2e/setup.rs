@@ -30,6 +30,12 @@ pub struct Ctx {
     /// The policy the server runs with (the chart's ConfigMap).
     pub policy: stsguard::policy::Policy,
     pub stsguard: Stsguard,
+    /// What another `stsguard serve` of a scenario's own needs: the serving certificate and
+    /// key (`tls.crt`, `tls.key`, `ca.crt`), the policy file, and the kubeconfig with the
+    /// chart's ServiceAccount token.
+    pub certs: PathBuf,
+    pub policy_path: PathBuf,
+    pub sa_kubeconfig: PathBuf,
 }
 
 /// The release the chart is rendered as.
@@ -105,6 +111,9 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
             "certs.secret.name=stsguard-tls",
             "--set-file",
             &ca_set,
+            // The outage scenario's namespace is served by a server of its own only.
+            "--set",
+            "webhook.excludeNamespaces={e2e-outage}",
         ],
     );
     kube_util::create_namespace(&client, RELEASE_NS).await;
@@ -268,6 +277,9 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
         work,
         policy,
         stsguard,
+        certs,
+        policy_path,
+        sa_kubeconfig,
     })
 }
 
