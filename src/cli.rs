@@ -191,6 +191,11 @@ pub struct WebhooksArgs {
     pub name: String,
     #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
     pub failure_policy: String,
+    /// The failure policy of the delete-protection webhook (Namespace and PersistentVolumeClaim
+    /// deletes). Fail: while no stsguard answers, those deletes are refused, never let through
+    /// unjudged.
+    #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
+    pub protect_failure_policy: String,
     #[arg(long, default_value_t = 5)]
     pub timeout_seconds: i32,
     /// More namespaces to exclude (kube-system, kube-node-lease and the service's are always).
@@ -306,6 +311,7 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
         target,
         ca_bundle,
         failure_policy: args.failure_policy,
+        protect_failure_policy: args.protect_failure_policy,
         timeout_seconds: args.timeout_seconds,
         exclude_namespaces: args.exclude_namespaces,
     };

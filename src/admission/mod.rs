@@ -155,7 +155,10 @@ pub fn answer(
         &req.resource.resource,
         req.sub_resource.as_deref(),
         summary.operation,
-    ) && !policy.is_excluded(req.namespace.as_deref());
+    ) && !policy.is_excluded(req.namespace.as_deref().or(
+        // A Namespace's review names itself as its namespace; by name if a client leaves it out.
+        (req.resource.resource == "namespaces").then_some(req.name.as_str()),
+    ));
     let decided = match endpoint {
         _ if !handled => Ok(Decision::default()),
         Endpoint::Mutate => mutate_request(req, policy),
@@ -321,7 +324,65 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
     })
 }
 
+/// A Namespace or claim DELETE (the webhook registers no other operation on them): the rules
+/// judge the StatefulSets of the namespace from the watch cache. When the cache cannot say, the
+/// review is not evaluated: answered per `onError`, which the answer says.
+fn validate_delete_of(
+    req: Request<'_>,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Decision> {
+    let (kind, what) = match req.resource.resource.as_str() {
+        "namespaces" => (Kind::Namespace, "namespace"),
+        _ => (Kind::PersistentVolumeClaim, "claim"),
+    };
+    let meta = match req.old_object.take(kind, false, "request.oldObject")? {
+        Some(Object::Namespace(o)) => Some(o.metadata),
+        Some(Object::PersistentVolumeClaim(o)) => Some(o.metadata),
+        _ => None,
+    };
+    let meta = meta.unwrap_or_default();
+    // The namespace controller deletes claims by collection: those reviews carry no
+    // `request.name`, only the old object names the claim.
+    let name = meta.name.filter(|n| !n.is_empty()).unwrap_or(req.name);
+    if name.is_empty() {
+        return Err(Error::NotEvaluated(format!(
+            "the {what} deleted is named by neither request.name nor request.oldObject"
+        )));
+    }
+    let (namespace, subject) = match kind {
+        Kind::Namespace => (name.as_str(), Subject::DeleteNamespace),
+        _ => {
+            let ns = req.namespace.as_deref().or(meta.namespace.as_deref());
+            (ns.unwrap_or(""), Subject::DeleteClaim { name: &name })
+        }
+    };
+    let findings = validate::validate(&Review { namespace, subject }, policy, lookups);
+    if let Some(f) = findings
+        .warnings
+        .iter()
+        .find(|f| f.result == RuleResult::Unknown)
+    {
+        return Err(Error::NotEvaluated(format!(
+            "[{}] not checked: {}",
+            f.rule, f.message
+        )));
+    }
+    Ok(Decision {
+        denied: (!findings.allowed()).then(|| findings.denial()),
+        warnings: findings.warning_lines(),
+        patch: None,
+        rules: findings.results,
+    })
+}
+
 fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) -> Result<Decision> {
+    if matches!(
+        req.resource.resource.as_str(),
+        "namespaces" | "persistentvolumeclaims"
+    ) {
+        return validate_delete_of(req, policy, lookups);
+    }
     let namespace = req.namespace.as_deref().unwrap_or("");
     let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
         (Some(_), _) => {

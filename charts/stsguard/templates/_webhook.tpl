@@ -1,7 +1,7 @@
 {{- define "stsguard.webhookCommon" -}}
 admissionReviewVersions: [v1]
 sideEffects: None
-failurePolicy: {{ .root.Values.webhook.failurePolicy }}
+failurePolicy: {{ .failurePolicy | default .root.Values.webhook.failurePolicy }}
 timeoutSeconds: {{ .root.Values.webhook.timeoutSeconds }}
 matchPolicy: Equivalent
 namespaceSelector:
