@@ -594,3 +594,32 @@ async fn each_statefulset_holds_at_its_own_mode_when_overrides_are_allowed() {
     assert_eq!(r["allowed"], false);
     assert!(message(&r).contains("holds 2 protected StatefulSets: off, relaxed;"));
 }
+
+/// The log line of a claim the namespace controller deletes by collection names the claim (the
+/// review carries no `request.name`), and its counted kind is one of the fixed set.
+#[test]
+fn the_summary_names_a_claim_deleted_by_collection() {
+    let lookups = caches(&[sts("db", Some(3), Some("true"))]);
+    let body = serde_json::to_vec(&claim_delete_by_collection("data-db-1")).unwrap();
+    let a = stsguard::admission::answer(
+        stsguard::admission::Endpoint::Validate,
+        &body,
+        &Policy::default(),
+        &*lookups,
+    )
+    .unwrap();
+    let s = &a.summary;
+    assert_eq!(
+        (s.kind.as_str(), s.namespace.as_str(), s.name.as_str()),
+        ("PersistentVolumeClaim", "cap", "data-db-1")
+    );
+    assert_eq!((s.operation, s.allowed), ("DELETE", false));
+    assert_eq!(
+        stsguard::server::metrics::kind_label(&s.kind),
+        "PersistentVolumeClaim"
+    );
+    assert_eq!(
+        stsguard::server::metrics::kind_label("Namespace"),
+        "Namespace"
+    );
+}

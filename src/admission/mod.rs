@@ -99,6 +99,9 @@ pub struct Answer {
 /// What the dispatch decided.
 #[derive(Default)]
 struct Decision {
+    /// The object's name when the request does not carry it (the claims the namespace controller
+    /// deletes by collection), for the log line.
+    name: Option<String>,
     denied: Option<String>,
     warnings: Vec<String>,
     patch: Option<json_patch::Patch>,
@@ -183,6 +186,9 @@ pub fn answer(
     }
     if let Some(message) = d.denied {
         response = deny(response, message);
+    }
+    if let Some(name) = d.name {
+        summary.name = name;
     }
     summary.allowed = response.allowed;
     summary.patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
@@ -344,6 +350,7 @@ fn validate_delete_of(
     let meta = meta.unwrap_or_default();
     // The namespace controller deletes claims by collection: those reviews carry no
     // `request.name`, only the old object names the claim.
+    let named_by_request = !req.name.is_empty();
     let name = meta.name.filter(|n| !n.is_empty()).unwrap_or(req.name);
     if name.is_empty() {
         return Err(Error::NotEvaluated(format!(
@@ -371,8 +378,9 @@ fn validate_delete_of(
     Ok(Decision {
         denied: (!findings.allowed()).then(|| findings.denial()),
         warnings: findings.warning_lines(),
-        patch: None,
         rules: findings.results,
+        name: (!named_by_request).then_some(name),
+        ..Default::default()
     })
 }
 
@@ -428,7 +436,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
     Ok(Decision {
         denied: (!findings.allowed()).then(|| findings.denial()),
         warnings: findings.warning_lines(),
-        patch: None,
         rules: findings.results,
+        ..Default::default()
     })
 }
