@@ -24,10 +24,13 @@
 //! 2. `roles`: role labels on the StatefulSet controller's own pods, role placement and required
 //!    anti-affinity through the real scheduler, and a rolling update, the test playing kubelet.
 //! 3. `scale`: `kubectl scale` and the scale subresource judged from the watch cache, delete
-//!    protection, and dry-run warnings reaching the client.
+//!    protection of StatefulSets (one by one, by collection, their namespace), and dry-run
+//!    warnings reaching the client.
 //! 4. `caches`: a Service and a PodDisruptionBudget created after start are seen by the next review.
 //! 5. `audit`: StatefulSets created before the webhooks (seeded by the setup) in `stsguard audit`
 //!    and in PolicyReports written by one of two servers elected through a Lease.
+//! 6. `protect`: a protected StatefulSet keeps its namespace (every object beside it stays) and
+//!    the claims it uses; unprotected, the namespace deletes completely.
 
 #[path = "e2e/audit.rs"]
 mod audit;
@@ -39,6 +42,8 @@ mod fixtures;
 mod harness;
 #[path = "e2e/kube_util.rs"]
 mod kube_util;
+#[path = "e2e/protect.rs"]
+mod protect;
 #[path = "e2e/roles.rs"]
 mod roles;
 #[path = "e2e/scale.rs"]
@@ -141,6 +146,7 @@ async fn run_all(cluster: &Cluster) {
         ("scale", tokio::spawn(scale::run(ctx.clone()))),
         ("caches", tokio::spawn(caches::run(ctx.clone()))),
         ("audit", tokio::spawn(audit::run(ctx.clone()))),
+        ("protect", tokio::spawn(protect::run(ctx.clone()))),
     ];
     let mut failed = Vec::new();
     let mut summaries = Vec::new();
