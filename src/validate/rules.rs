@@ -656,17 +656,24 @@ pub fn claim_use(sts: &StatefulSet, claim: &str) -> Option<String> {
         }
     }
     let pod = spec.template.spec.as_ref()?;
-    // A volume named like a volumeClaimTemplate is replaced by the pod's own claim.
-    let replaced: HashSet<&str> = templates
-        .iter()
-        .filter_map(|t| t.metadata.name.as_deref())
-        .collect();
+    // A volume named like a volumeClaimTemplate is replaced by the pod's own claim. The names
+    // are gathered once, and only for a StatefulSet with a volume that names the claim.
+    let mut replaced: Option<HashSet<&str>> = None;
     for (i, v) in pod.volumes.iter().flatten().enumerate() {
         let mounts = v
             .persistent_volume_claim
             .as_ref()
             .is_some_and(|c| c.claim_name == claim);
-        if mounts && !replaced.contains(v.name.as_str()) {
+        if !mounts {
+            continue;
+        }
+        let replaced = replaced.get_or_insert_with(|| {
+            templates
+                .iter()
+                .filter_map(|t| t.metadata.name.as_deref())
+                .collect()
+        });
+        if !replaced.contains(v.name.as_str()) {
             return Some(format!(
                 "spec.template.spec.volumes[{i}] \"{}\" mounts it",
                 v.name
