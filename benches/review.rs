@@ -5,15 +5,23 @@
 //! Inputs: the captured reviews benches/mysql-k8s-website.create.mutating.json (typical, 15 KB)
 //! and benches/argocd-controller-argo-cd.create.mutating.json (the corpus's largest, 46 KB),
 //! copied from tests/fixtures/admission/corpus.
+//!
+//! Group `delete`: the captured Namespace and PersistentVolumeClaim DELETE reviews
+//! (tests/fixtures/admission) against namespaces of 10, 100 and 1,000 protected StatefulSets (the
+//! mysql one, renamed) in the server's own watch-cache stores, beside the StatefulSet DELETE
+//! review; prints the time per review and per StatefulSet (linear: the per-StatefulSet figure
+//! stays flat).
 
 use std::hint::black_box;
 use std::path::Path;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
+use k8s_openapi::api::apps::v1::StatefulSet;
 use stsguard::admission::{Endpoint, answer};
 use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
+use stsguard::validate::lookups::WatchLookups;
 
 // The same allocator as the stsguard binary, for the floor and stsguard alike.
 #[global_allocator]
@@ -80,7 +88,66 @@ fn bench(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench);
+/// Namespace sizes of the `delete` group.
+const DELETE_SIZES: &[usize] = &[10, 100, 1000];
+
+fn fixture(name: &str) -> Vec<u8> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/admission")
+        .join(name);
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    serde_json::to_vec(&v).unwrap()
+}
+
+/// `n` protected StatefulSets `s0000`… in namespace `cap` (the captured reviews' namespace):
+/// the mysql StatefulSet, renamed.
+fn protected_namespace(n: usize) -> std::sync::Arc<WatchLookups> {
+    let review: serde_json::Value = serde_json::from_slice(&input(INPUTS[0].1)).unwrap();
+    let mut object = review["request"]["object"].clone();
+    object["metadata"]["namespace"] = "cap".into();
+    object["metadata"]["annotations"]["stsguard.io/protect"] = "true".into();
+    let sets: Vec<StatefulSet> = (0..n)
+        .map(|i| {
+            let mut o = object.clone();
+            o["metadata"]["name"] = format!("s{i:04}").into();
+            serde_json::from_value(o).unwrap()
+        })
+        .collect();
+    WatchLookups::from_objects(vec![], vec![], vec![], sets)
+}
+
+/// (review name, body) of the `delete` group: the claim is no StatefulSet's, so every one is
+/// read through.
+fn delete_reviews() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("namespace", fixture("namespace-DELETE.validating.json")),
+        (
+            "claim",
+            fixture("persistentvolumeclaim-DELETE-by-namespace-controller.validating.json"),
+        ),
+    ]
+}
+
+fn bench_deletes(c: &mut Criterion) {
+    let policy = Policy::default();
+    let mut g = c.benchmark_group("delete");
+    let sts_delete = fixture("statefulset-DELETE.validating.json");
+    let none = NoLookups("bench".into());
+    g.bench_function("statefulset", |b| {
+        b.iter(|| answer(Endpoint::Validate, black_box(&sts_delete), &policy, &none).unwrap())
+    });
+    for &n in DELETE_SIZES {
+        let lookups = protected_namespace(n);
+        for (what, body) in delete_reviews() {
+            g.bench_function(format!("{what}_{n}"), |b| {
+                b.iter(|| answer(Endpoint::Validate, black_box(&body), &policy, &*lookups).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, bench_deletes);
 
 fn estimate(group: &str, f: &str) -> Option<f64> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -148,6 +215,22 @@ fn main() {
         println!(
             "RATIO {name} interleaved: mutate+validate {s:.1} us / floor {f:.1} us, median of 400 paired blocks {r:.2}x (target <= 2x)"
         );
+    }
+    if selected("delete") {
+        let us = |f: &str| estimate("delete", f).map_or(f64::NAN, |ns| ns / 1000.0);
+        println!(
+            "DELETE StatefulSet (no look-up): {:.1} us",
+            us("statefulset")
+        );
+        for (what, _) in delete_reviews() {
+            for &n in DELETE_SIZES {
+                let t = us(&format!("{what}_{n}"));
+                println!(
+                    "DELETE {what}, {n} protected StatefulSets in the namespace: {t:.1} us, {:.3} us per StatefulSet",
+                    t / n as f64
+                );
+            }
+        }
     }
     for (name, _) in variants() {
         if !selected(&name) {

@@ -201,6 +201,11 @@ pub struct WebhooksArgs {
     /// stsguard; the role label is added once stsguard is back.
     #[arg(long, default_value = crate::webhooks::PODS_FAILURE_POLICY, value_parser = ["Fail", "Ignore"])]
     pub pods_failure_policy: String,
+    /// The failure policy of the delete-protection webhook (Namespace and PersistentVolumeClaim
+    /// deletes). Fail: while no stsguard answers, those deletes are refused, never let through
+    /// unjudged.
+    #[arg(long, default_value = "Fail", value_parser = ["Fail", "Ignore"])]
+    pub protect_failure_policy: String,
     #[arg(long, default_value_t = 5)]
     pub timeout_seconds: i32,
     /// The policy file the server runs with: its `excludeNamespaces` are left out of the
@@ -431,6 +436,7 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
         ca_bundle,
         failure_policy: args.failure_policy,
         pods_failure_policy: args.pods_failure_policy,
+        protect_failure_policy: args.protect_failure_policy,
         timeout_seconds: args.timeout_seconds,
         exclude_namespaces,
     };

@@ -453,6 +453,6 @@ validation:
         for r in RuleId::ALL {
             assert_eq!(RuleId::parse(r.as_str()), Some(*r));
         }
-        assert_eq!(RuleId::ALL.len(), 14);
+        assert_eq!(RuleId::ALL.len(), 15);
     }
 }

@@ -23,13 +23,20 @@ pub const SERVICE_PORT: i32 = 443;
 /// Namespaces every install excludes (the release's own namespace is added by the caller).
 pub const ALWAYS_EXCLUDED: &[&str] = &["kube-system", "kube-node-lease"];
 
-fn rule(group: &str, resources: &[&str], ops: &[&str]) -> RuleWithOperations {
+/// The cluster-scoped resources of the route tables; every other one is namespaced.
+const CLUSTER_SCOPED: &[&str] = &["namespaces"];
+
+fn rule(group: &str, resource: &str, ops: &[&str]) -> RuleWithOperations {
+    let scope = match CLUSTER_SCOPED.contains(&resource) {
+        true => "Cluster",
+        false => "Namespaced",
+    };
     RuleWithOperations {
         api_groups: Some(vec![group.to_string()]),
         api_versions: Some(vec!["v1".to_string()]),
-        resources: Some(resources.iter().map(|s| s.to_string()).collect()),
+        resources: Some(vec![resource.to_string()]),
         operations: Some(ops.iter().map(|s| s.to_string()).collect()),
-        scope: Some("Namespaced".to_string()),
+        scope: Some(scope.to_string()),
     }
 }
 
@@ -44,6 +51,14 @@ pub const VALIDATE_ROUTES: &[(&str, &str, &[&str])] = &[
     ("apps", "statefulsets", &["CREATE", "UPDATE", "DELETE"]),
     ("apps", "statefulsets/scale", &["UPDATE"]),
 ];
+/// Deletes of what a protected StatefulSet keeps: its namespace and its claims. Served at
+/// `/validate` too, registered as a webhook of its own ([`PROTECT_WEBHOOK`]) with its own
+/// failure policy.
+pub const PROTECT_ROUTES: &[(&str, &str, &[&str])] = &[
+    ("", "namespaces", &["DELETE"]),
+    ("", "persistentvolumeclaims", &["DELETE"]),
+];
+pub const PROTECT_WEBHOOK: &str = "delete-protection.validate.stsguard.io";
 
 /// Does the endpoint handle this request? Anything else is allowed unexamined.
 pub fn handles(
@@ -53,12 +68,12 @@ pub fn handles(
     sub_resource: Option<&str>,
     operation: &str,
 ) -> bool {
-    let routes = if mutating {
-        MUTATE_ROUTES
+    let routes: &[&[(&str, &str, &[&str])]] = if mutating {
+        &[MUTATE_ROUTES]
     } else {
-        VALIDATE_ROUTES
+        &[VALIDATE_ROUTES, PROTECT_ROUTES]
     };
-    routes.iter().any(|(g, r, ops)| {
+    routes.iter().copied().flatten().any(|(g, r, ops)| {
         *g == group
             && match (r.split_once('/'), sub_resource) {
                 (Some((res, sub)), Some(s)) => res == resource && sub == s,
@@ -73,14 +88,22 @@ pub fn handles(
 pub fn mutating_rules() -> Vec<(&'static str, Vec<RuleWithOperations>, bool)> {
     MUTATE_ROUTES
         .iter()
-        .map(|(g, r, ops)| (*r, vec![rule(g, &[r], ops)], *r == "pods"))
+        .map(|(g, r, ops)| (*r, vec![rule(g, r, ops)], *r == "pods"))
         .collect()
 }
 
 pub fn validating_rules() -> Vec<RuleWithOperations> {
     VALIDATE_ROUTES
         .iter()
-        .map(|(g, r, ops)| rule(g, &[r], ops))
+        .map(|(g, r, ops)| rule(g, r, ops))
+        .collect()
+}
+
+/// The rules of the delete-protection webhook.
+pub fn protect_rules() -> Vec<RuleWithOperations> {
+    PROTECT_ROUTES
+        .iter()
+        .map(|(g, r, ops)| rule(g, r, ops))
         .collect()
 }
 
@@ -103,6 +126,8 @@ pub struct Options {
     /// creation never waits for stsguard; the role label is repaired once it is back
     /// ([`crate::repair`]).
     pub pods_failure_policy: String,
+    /// The delete-protection webhook's (namespace and claim deletes).
+    pub protect_failure_policy: String,
     pub timeout_seconds: i32,
     /// The namespaces the webhooks never see besides [`ALWAYS_EXCLUDED`] and the Service's own:
     /// the policy's `excludeNamespaces` and any more the caller names.
@@ -198,21 +223,31 @@ pub fn mutating(o: &Options) -> MutatingWebhookConfiguration {
 }
 
 pub fn validating(o: &Options) -> ValidatingWebhookConfiguration {
+    // A Namespace is matched by the namespaceSelector on its own labels: the excluded
+    // namespaces' own deletes are not sent either.
+    let webhook = |name: &str, failure_policy: &str, rules| ValidatingWebhook {
+        name: name.into(),
+        admission_review_versions: vec!["v1".into()],
+        client_config: client(o, VALIDATE_PATH),
+        failure_policy: Some(failure_policy.into()),
+        side_effects: "None".into(),
+        timeout_seconds: Some(o.timeout_seconds),
+        match_policy: Some("Equivalent".into()),
+        namespace_selector: Some(namespace_selector(o)),
+        object_selector: None,
+        rules: Some(rules),
+        match_conditions: None,
+    };
     ValidatingWebhookConfiguration {
         metadata: meta(&o.name),
-        webhooks: Some(vec![ValidatingWebhook {
-            name: "statefulsets.validate.stsguard.io".into(),
-            admission_review_versions: vec!["v1".into()],
-            client_config: client(o, VALIDATE_PATH),
-            failure_policy: Some(o.failure_policy.clone()),
-            side_effects: "None".into(),
-            timeout_seconds: Some(o.timeout_seconds),
-            match_policy: Some("Equivalent".into()),
-            namespace_selector: Some(namespace_selector(o)),
-            object_selector: None,
-            rules: Some(validating_rules()),
-            match_conditions: None,
-        }]),
+        webhooks: Some(vec![
+            webhook(
+                "statefulsets.validate.stsguard.io",
+                &o.failure_policy,
+                validating_rules(),
+            ),
+            webhook(PROTECT_WEBHOOK, &o.protect_failure_policy, protect_rules()),
+        ]),
     }
 }
 

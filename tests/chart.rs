@@ -86,6 +86,7 @@ const MODES: &[&[&str]] = &[
         "noCluster=true",
     ],
     &["audit.policyReports=true", "audit.interval=30s"],
+    &["webhook.deleteProtection.failurePolicy=Ignore"],
 ];
 
 #[test]
@@ -138,6 +139,8 @@ fn lint_and_render_every_mode_schema_valid() {
         // gave up.
         "bounds.requestTimeoutSeconds=5",
         "bounds.maxInflightMiB=1",
+        "webhook.deleteProtection.failurePolicy=Sometimes",
+        "webhook.deleteProtection.enabled=false",
     ] {
         let out = Command::new(tool("helm"))
             .args(["template", "t", c.to_str().unwrap(), "--set", bad])
@@ -364,7 +367,7 @@ fn failure_policies_and_exclusions_per_webhook_in_the_chart_and_the_cli() {
         ]),
     ] {
         for (name, policy) in policies(&docs) {
-            let want = if name.starts_with("pods.") {
+            let want = if name.starts_with("pods.") || name.starts_with("delete-protection.") {
                 "Fail"
             } else {
                 "Ignore"
@@ -430,6 +433,98 @@ fn webhooks_cli_refuses_a_missing_ca_and_a_plain_http_url() {
     ]);
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("url: https://10.0.0.1:8443/mutate"));
+}
+
+/// The delete-protection webhook: Namespace and PersistentVolumeClaim DELETE (the Namespace rule
+/// cluster-scoped), sent to `/validate` and served there, with every excluded namespace left out
+/// (a Namespace is matched by its own labels), and a failure policy of its own.
+#[test]
+fn the_delete_protection_webhook_registers_namespace_and_claim_deletes() {
+    let webhook = |docs: &[serde_json::Value], name: &str| -> serde_json::Value {
+        find(docs, "ValidatingWebhookConfiguration")["webhooks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no webhook {name}"))
+    };
+    let name = stsguard::webhooks::PROTECT_WEBHOOK;
+    assert_eq!(name, "delete-protection.validate.stsguard.io");
+    let docs = render(&[
+        "webhook.excludeNamespaces={team-a}",
+        "policy.excludeNamespaces={kube-public,legacy}",
+    ]);
+    let w = webhook(&docs, name);
+    assert_eq!(
+        w["rules"],
+        serde_json::json!([
+            {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["namespaces"], "operations": ["DELETE"], "scope": "Cluster"},
+            {"apiGroups": [""], "apiVersions": ["v1"], "resources": ["persistentvolumeclaims"], "operations": ["DELETE"], "scope": "Namespaced"},
+        ])
+    );
+    assert_eq!(w["clientConfig"]["service"]["path"], "/validate");
+    assert_eq!(
+        w["failurePolicy"], "Fail",
+        "deletes are never let through unjudged"
+    );
+    assert_eq!(w["sideEffects"], "None");
+    assert_eq!(
+        w["namespaceSelector"],
+        serde_json::json!({"matchExpressions": [{
+            "key": "kubernetes.io/metadata.name", "operator": "NotIn",
+            "values": ["kube-node-lease", "kube-public", "kube-system", "legacy", "stsguard", "team-a"],
+        }]})
+    );
+    assert_eq!(
+        w["namespaceSelector"],
+        webhook(&docs, "statefulsets.validate.stsguard.io")["namespaceSelector"],
+        "the same namespaces are left out as for StatefulSets"
+    );
+    for (resource, op, served) in [
+        ("namespaces", "DELETE", true),
+        ("persistentvolumeclaims", "DELETE", true),
+        ("namespaces", "CREATE", false),
+        ("persistentvolumeclaims", "UPDATE", false),
+    ] {
+        assert_eq!(
+            stsguard::webhooks::handles(false, "", resource, None, op),
+            served,
+            "/validate {resource} {op}"
+        );
+        assert!(!stsguard::webhooks::handles(true, "", resource, None, op));
+    }
+    // Its failure policy is its own value; the StatefulSet webhook keeps webhook.failurePolicy.
+    let ignore = render(&["webhook.deleteProtection.failurePolicy=Ignore"]);
+    assert_eq!(webhook(&ignore, name)["failurePolicy"], "Ignore");
+    assert_eq!(
+        webhook(&ignore, "statefulsets.validate.stsguard.io")["failurePolicy"],
+        "Fail"
+    );
+    let other = render(&["webhook.failurePolicy=Ignore"]);
+    assert_eq!(webhook(&other, name)["failurePolicy"], "Fail");
+    // `stsguard webhooks` takes the same choice.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, stsguard::certs::generate("x", &[], 1).unwrap().ca_pem).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args([
+            "webhooks",
+            "--protect-failure-policy",
+            "Ignore",
+            "--ca-file",
+        ])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let cli = stsguard::check::yaml_documents(&String::from_utf8(out.stdout).unwrap()).unwrap();
+    let cli: Vec<_> = cli.into_iter().filter(|d| !d.is_null()).collect();
+    assert_eq!(webhook(&cli, name)["failurePolicy"], "Ignore");
+    assert_eq!(
+        webhook(&cli, "statefulsets.validate.stsguard.io")["failurePolicy"],
+        "Fail"
+    );
 }
 
 /// The parts of a webhook that must agree everywhere.

@@ -358,3 +358,46 @@ fn a_kept_weaker_anti_affinity_term_is_said() {
     );
     assert!(!out.contains("+ preferred pod anti-affinity"), "{out}");
 }
+
+/// `stsguard check` reports protect-retention like any rule: a protected StatefulSet whose claims
+/// would go with it (whenDeleted: Delete) is allowed with the finding at its default mode, and
+/// denied when the policy enforces it.
+#[test]
+fn check_reports_the_retention_of_a_protected_statefulset() {
+    let manifest = GOOD.replace(
+        "metadata: {name: db}\nspec:\n  replicas: 1",
+        "metadata: {name: db, annotations: {stsguard.io/protect: \"true\"}}\nspec:\n  replicas: 1\n  \
+         persistentVolumeClaimRetentionPolicy: {whenDeleted: Delete, whenScaled: Retain}\n  \
+         volumeClaimTemplates: [{metadata: {name: data}, spec: {accessModes: [ReadWriteOnce]}}]",
+    );
+    assert_ne!(manifest, GOOD);
+    let (code, out, err) = check(&["-f", "-", "-o", "json"], Some(&manifest));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let found: Vec<&serde_json::Value> = v[0]["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["rule"] == "protect-retention")
+        .collect();
+    assert_eq!(found.len(), 1, "{out}");
+    assert_eq!(found[0]["mode"], "warn");
+    assert_eq!(found[0]["result"], "warn");
+    assert_eq!(
+        found[0]["message"],
+        "spec.persistentVolumeClaimRetentionPolicy.whenDeleted: Delete deletes the protected data; use Retain"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.yaml");
+    std::fs::write(
+        &policy,
+        "validation: {rules: {protect-retention: enforce}}\n",
+    )
+    .unwrap();
+    let (code, out, _) = check(
+        &["-f", "-", "--config", policy.to_str().unwrap()],
+        Some(&manifest),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("DENY [protect-retention]"), "{out}");
+}

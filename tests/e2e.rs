@@ -24,12 +24,15 @@
 //! 2. `roles`: role labels on the StatefulSet controller's own pods, role placement and required
 //!    anti-affinity through the real scheduler, and a rolling update, the test playing kubelet.
 //! 3. `scale`: `kubectl scale` and the scale subresource judged from the watch cache, delete
-//!    protection, and dry-run warnings reaching the client.
+//!    protection of StatefulSets (one by one, by collection, their namespace), and dry-run
+//!    warnings reaching the client.
 //! 4. `caches`: a Service and a PodDisruptionBudget created after start are seen by the next review.
 //! 5. `audit`: StatefulSets created before the webhooks (seeded by the setup) in `stsguard audit`
 //!    and in PolicyReports written by one of two servers elected through a Lease.
 //! 6. `outage`: a server of the scenario's own stopped and started again: StatefulSet writes
 //!    refused meanwhile, pods created without waiting, their role labels repaired once it is back.
+//! 7. `protect`: a protected StatefulSet keeps its namespace (every object beside it stays) and
+//!    the claims it uses; unprotected, the namespace deletes completely.
 
 #[path = "e2e/audit.rs"]
 mod audit;
@@ -45,6 +48,8 @@ mod install;
 mod kube_util;
 #[path = "e2e/outage.rs"]
 mod outage;
+#[path = "e2e/protect.rs"]
+mod protect;
 #[path = "e2e/roles.rs"]
 mod roles;
 #[path = "e2e/scale.rs"]
@@ -183,6 +188,7 @@ async fn run_all(cluster: &Cluster) {
         ("caches", tokio::spawn(caches::run(ctx.clone()))),
         ("audit", tokio::spawn(audit::run(ctx.clone()))),
         ("outage", tokio::spawn(outage::run(ctx.clone()))),
+        ("protect", tokio::spawn(protect::run(ctx.clone()))),
     ];
     let mut failed = Vec::new();
     let mut summaries = Vec::new();

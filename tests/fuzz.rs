@@ -174,6 +174,8 @@ fn review() -> impl Strategy<Value = Value> {
         ("autoscaling", "Scale", "statefulsets", Some("scale")),
         ("apps", "Deployment", "deployments", None),
         ("", "Pod", "pods", Some("status")),
+        ("", "Namespace", "namespaces", None),
+        ("", "PersistentVolumeClaim", "persistentvolumeclaims", None),
     ]);
     let ops = prop::sample::select(vec!["CREATE", "UPDATE", "DELETE", "CONNECT", "PATCH"]);
     let object = prop_oneof![3 => mangled_object(), 2 => corpus_object(), 1 => json_value(), 1 => Just(Value::Null)];

@@ -110,7 +110,7 @@ fn the_base_object_passes_every_rule() {
     assert!(f.allowed() && f.warnings.is_empty(), "{f:?}");
     assert_eq!(
         f.results.len(),
-        12,
+        13,
         "every CREATE rule ran: {:?}",
         f.results
     );
@@ -310,6 +310,57 @@ fn claim_access_mode_and_retention() {
     };
     assert!(rejects(RuleId::ClaimRetention, &ret("Delete")).contains("whenDeleted: Delete"));
     accepts(RuleId::ClaimRetention, &ret("Retain"));
+}
+
+#[test]
+fn protect_retention_finds_claims_that_would_go_with_a_protected_statefulset() {
+    let with = |protect: Option<&str>, when_deleted: &str, templates: bool| {
+        let (protect, when_deleted) = (protect.map(str::to_string), when_deleted.to_string());
+        sts(move |v| {
+            if let Some(p) = protect {
+                ann(v, "stsguard.io/protect", &p);
+            }
+            if templates {
+                v["spec"]["volumeClaimTemplates"] = y("[{metadata: {name: d}, spec: {}}]");
+            }
+            v["spec"]["persistentVolumeClaimRetentionPolicy"] =
+                serde_json::json!({"whenDeleted": when_deleted, "whenScaled": "Delete"});
+        })
+    };
+    assert_eq!(
+        rejects(
+            RuleId::ProtectRetention,
+            &with(Some("true"), "Delete", true)
+        ),
+        "spec.persistentVolumeClaimRetentionPolicy.whenDeleted: Delete deletes the protected data; use Retain"
+    );
+    // A value neither "true" nor "false" protects (it fails closed), so it is found too.
+    rejects(RuleId::ProtectRetention, &with(Some("yes"), "Delete", true));
+    accepts(
+        RuleId::ProtectRetention,
+        &with(Some("true"), "Retain", true),
+    );
+    accepts(
+        RuleId::ProtectRetention,
+        &with(Some("false"), "Delete", true),
+    );
+    accepts(RuleId::ProtectRetention, &with(None, "Delete", true));
+    // No claim templates: nothing to delete.
+    accepts(
+        RuleId::ProtectRetention,
+        &with(Some("true"), "Delete", false),
+    );
+    // Its default is warn: allowed with the warning, next to claim-retention's.
+    let f = write(
+        &with(Some("true"), "Delete", true),
+        None,
+        &Policy::default(),
+        &cluster(),
+    );
+    assert!(f.allowed(), "{f:?}");
+    let rules: Vec<RuleId> = f.warnings.iter().map(|w| w.rule).collect();
+    assert_eq!(rules, [RuleId::ClaimRetention, RuleId::ProtectRetention]);
+    assert!(f.warning_lines().iter().all(|w| w.len() <= 120), "{f:?}");
 }
 
 #[test]
@@ -670,6 +721,22 @@ fn every_rule_in_every_mode() {
                         namespace: "ns",
                         subject: Subject::Delete { old: Some(&o) },
                     },
+                    p,
+                    &cluster(),
+                )
+            }),
+        ),
+        (
+            RuleId::ProtectRetention,
+            Box::new(|p| {
+                write(
+                    &sts(|v| {
+                        ann(v, "stsguard.io/protect", "true");
+                        v["spec"]["volumeClaimTemplates"] = y("[{metadata: {name: d}, spec: {}}]");
+                        v["spec"]["persistentVolumeClaimRetentionPolicy"] =
+                            y("{whenDeleted: Delete}");
+                    }),
+                    None,
                     p,
                     &cluster(),
                 )

@@ -353,3 +353,104 @@ async fn unreachable_cluster_never_denies() {
         "{w:?}"
     );
 }
+
+/// A captured DELETE review (`namespace-DELETE` or `persistentvolumeclaim-DELETE`) retargeted to
+/// namespace `db` and object `name`.
+fn delete_review(fixture: &str, name: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/admission")
+        .join(fixture);
+    let text = std::fs::read_to_string(&p)
+        .unwrap_or_else(|e| panic!("this test reads {}: {e}", p.display()));
+    let mut r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    r["request"]["name"] = name.into();
+    r["request"]["namespace"] = "db".into();
+    r["request"]["oldObject"]["metadata"]["name"] = name.into();
+    if r["request"]["kind"]["kind"] == "Namespace" {
+        r["request"]["namespace"] = name.into();
+        r["request"]["oldObject"]["metadata"]["labels"]["kubernetes.io/metadata.name"] =
+            name.into();
+    }
+    serde_json::to_vec(&r).unwrap()
+}
+
+/// Delete protection reads the StatefulSet watch cache: while it has not synced, a namespace or
+/// claim DELETE is answered per `onError` and says so; a StatefulSet protected after the sync
+/// holds its namespace and its claims at the next review, and lets them go once unprotected.
+#[tokio::test]
+async fn namespace_and_claim_deletes_follow_the_statefulset_cache() {
+    let api = FakeApi::new(true);
+    let url = api.clone().serve().await;
+    let l = WatchLookups::start(client(&url));
+    let namespace = delete_review("namespace-DELETE.validating.json", "db");
+    let claim = |name: &str| delete_review("persistentvolumeclaim-DELETE.validating.json", name);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!l.synced());
+    let deny = Policy {
+        on_error: stsguard::policy::OnError::Deny,
+        ..Default::default()
+    };
+    for body in [namespace.clone(), claim("data-kept-0")] {
+        let r = judge(&*l, &body);
+        assert_eq!(r["response"]["allowed"], true, "{r}");
+        let w = r["response"]["warnings"][0].as_str().unwrap();
+        assert!(
+            w.starts_with(
+                "stsguard could not evaluate this request: [delete-protection] not checked"
+            ) && w.contains("not synced"),
+            "{w}"
+        );
+        let a = answer(Endpoint::Validate, &body, &deny, &*l).unwrap();
+        let r: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(r["response"]["allowed"], false, "onError: deny: {r}");
+    }
+    api.open_gate();
+    wait_synced(&l).await;
+    assert_eq!(judge(&*l, &namespace)["response"]["allowed"], true);
+
+    let mut kept = sts("kept", 2, false, false);
+    kept["metadata"]["annotations"]["stsguard.io/protect"] = "true".into();
+    kept["spec"]["volumeClaimTemplates"] = serde_json::json!([{"metadata": {"name": "data"}}]);
+    api.event("/apis/apps/v1/statefulsets", "ADDED", kept.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = judge(&*l, &namespace);
+        if r["response"]["allowed"] == false {
+            break r;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the protected StatefulSet never held: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let m = r["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        m.contains("namespace db holds protected StatefulSet kept;"),
+        "{m}"
+    );
+    assert_eq!(
+        judge(&*l, &claim("data-kept-1"))["response"]["allowed"],
+        false
+    );
+    assert_eq!(
+        judge(&*l, &claim("data-kept-2"))["response"]["allowed"],
+        true
+    );
+
+    kept["metadata"]["annotations"]["stsguard.io/protect"] = "false".into();
+    kept["metadata"]["resourceVersion"] = "8".into();
+    api.event("/apis/apps/v1/statefulsets", "MODIFIED", kept);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while judge(&*l, &namespace)["response"]["allowed"] == false {
+        assert!(
+            Instant::now() < deadline,
+            "unprotected, the namespace stayed held"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        judge(&*l, &claim("data-kept-1"))["response"]["allowed"],
+        true
+    );
+}

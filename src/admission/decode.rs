@@ -14,7 +14,7 @@ use std::fmt;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::autoscaling::v1::Scale;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod};
 use kube::core::GroupVersionKind;
 use serde::Deserialize;
 use serde::de::value::CowStrDeserializer;
@@ -28,6 +28,10 @@ pub enum Kind {
     StatefulSet,
     Pod,
     Scale,
+    /// A DELETE's `oldObject` ([`crate::validate::Subject::DeleteNamespace`]).
+    Namespace,
+    /// A DELETE's `oldObject` ([`crate::validate::Subject::DeleteClaim`]).
+    PersistentVolumeClaim,
 }
 
 impl Kind {
@@ -37,6 +41,8 @@ impl Kind {
             ("apps", "v1", "StatefulSet") => Some(Kind::StatefulSet),
             ("", "v1", "Pod") => Some(Kind::Pod),
             ("autoscaling", "v1", "Scale") => Some(Kind::Scale),
+            ("", "v1", "Namespace") => Some(Kind::Namespace),
+            ("", "v1", "PersistentVolumeClaim") => Some(Kind::PersistentVolumeClaim),
             _ => None,
         }
     }
@@ -46,6 +52,8 @@ impl Kind {
             Kind::StatefulSet => "StatefulSet",
             Kind::Pod => "Pod",
             Kind::Scale => "Scale",
+            Kind::Namespace => "Namespace",
+            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
         }
     }
 }
@@ -56,6 +64,8 @@ pub enum Object {
     StatefulSet(Box<StatefulSet>),
     Pod(Box<Pod>),
     Scale(Box<Scale>),
+    Namespace(Box<Namespace>),
+    PersistentVolumeClaim(Box<PersistentVolumeClaim>),
 }
 
 impl Object {
@@ -64,6 +74,8 @@ impl Object {
             Object::StatefulSet(_) => Kind::StatefulSet,
             Object::Pod(_) => Kind::Pod,
             Object::Scale(_) => Kind::Scale,
+            Object::Namespace(_) => Kind::Namespace,
+            Object::PersistentVolumeClaim(_) => Kind::PersistentVolumeClaim,
         }
     }
 }
@@ -92,6 +104,11 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed {
             }
             Kind::Pod => Option::<Pod>::deserialize(typed(d))?.map(|o| Object::Pod(o.into())),
             Kind::Scale => Option::<Scale>::deserialize(typed(d))?.map(|o| Object::Scale(o.into())),
+            Kind::Namespace => {
+                Option::<Namespace>::deserialize(typed(d))?.map(|o| Object::Namespace(o.into()))
+            }
+            Kind::PersistentVolumeClaim => Option::<PersistentVolumeClaim>::deserialize(typed(d))?
+                .map(|o| Object::PersistentVolumeClaim(o.into())),
         })
     }
 }

@@ -99,6 +99,9 @@ pub struct Answer {
 /// What the dispatch decided.
 #[derive(Default)]
 struct Decision {
+    /// The object's name when the request does not carry it (the claims the namespace controller
+    /// deletes by collection), for the log line.
+    name: Option<String>,
     denied: Option<String>,
     warnings: Vec<String>,
     patch: Option<json_patch::Patch>,
@@ -155,7 +158,10 @@ pub fn answer(
         &req.resource.resource,
         req.sub_resource.as_deref(),
         summary.operation,
-    ) && !policy.is_excluded(req.namespace.as_deref());
+    ) && !policy.is_excluded(req.namespace.as_deref().or(
+        // A Namespace's review names itself as its namespace; by name if a client leaves it out.
+        (req.resource.resource == "namespaces").then_some(req.name.as_str()),
+    ));
     let decided = match endpoint {
         _ if !handled => Ok(Decision::default()),
         Endpoint::Mutate => mutate_request(req, policy),
@@ -180,6 +186,9 @@ pub fn answer(
     }
     if let Some(message) = d.denied {
         response = deny(response, message);
+    }
+    if let Some(name) = d.name {
+        summary.name = name;
     }
     summary.allowed = response.allowed;
     summary.patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
@@ -321,7 +330,67 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
     })
 }
 
+/// A Namespace or claim DELETE (the webhook registers no other operation on them): the rules
+/// judge the StatefulSets of the namespace from the watch cache. When the cache cannot say, the
+/// review is not evaluated: answered per `onError`, which the answer says.
+fn validate_delete_of(
+    req: Request<'_>,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Decision> {
+    let (kind, what) = match req.resource.resource.as_str() {
+        "namespaces" => (Kind::Namespace, "namespace"),
+        _ => (Kind::PersistentVolumeClaim, "claim"),
+    };
+    let meta = match req.old_object.take(kind, false, "request.oldObject")? {
+        Some(Object::Namespace(o)) => Some(o.metadata),
+        Some(Object::PersistentVolumeClaim(o)) => Some(o.metadata),
+        _ => None,
+    };
+    let meta = meta.unwrap_or_default();
+    // The namespace controller deletes claims by collection: those reviews carry no
+    // `request.name`, only the old object names the claim.
+    let named_by_request = !req.name.is_empty();
+    let name = meta.name.filter(|n| !n.is_empty()).unwrap_or(req.name);
+    if name.is_empty() {
+        return Err(Error::NotEvaluated(format!(
+            "the {what} deleted is named by neither request.name nor request.oldObject"
+        )));
+    }
+    let (namespace, subject) = match kind {
+        Kind::Namespace => (name.as_str(), Subject::DeleteNamespace),
+        _ => {
+            let ns = req.namespace.as_deref().or(meta.namespace.as_deref());
+            (ns.unwrap_or(""), Subject::DeleteClaim { name: &name })
+        }
+    };
+    let findings = validate::validate(&Review { namespace, subject }, policy, lookups);
+    if let Some(f) = findings
+        .warnings
+        .iter()
+        .find(|f| f.result == RuleResult::Unknown)
+    {
+        return Err(Error::NotEvaluated(format!(
+            "[{}] not checked: {}",
+            f.rule, f.message
+        )));
+    }
+    Ok(Decision {
+        denied: (!findings.allowed()).then(|| findings.denial()),
+        warnings: findings.warning_lines(),
+        rules: findings.results,
+        name: (!named_by_request).then_some(name),
+        ..Default::default()
+    })
+}
+
 fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) -> Result<Decision> {
+    if matches!(
+        req.resource.resource.as_str(),
+        "namespaces" | "persistentvolumeclaims"
+    ) {
+        return validate_delete_of(req, policy, lookups);
+    }
     let namespace = req.namespace.as_deref().unwrap_or("");
     let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
         (Some(_), _) => {
@@ -367,7 +436,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
     Ok(Decision {
         denied: (!findings.allowed()).then(|| findings.denial()),
         warnings: findings.warning_lines(),
-        patch: None,
         rules: findings.results,
+        ..Default::default()
     })
 }

@@ -23,6 +23,8 @@ pub fn kind_label(kind: &str) -> &'static str {
         "StatefulSet" => "StatefulSet",
         "Pod" => "Pod",
         "Scale" => "Scale",
+        "Namespace" => "Namespace",
+        "PersistentVolumeClaim" => "PersistentVolumeClaim",
         "" => "",
         _ => "other",
     }

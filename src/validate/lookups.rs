@@ -174,6 +174,9 @@ fn strip_pdb(p: &mut PodDisruptionBudget) {
     });
 }
 
+/// Namespace and claim DELETEs read, of each cached StatefulSet: its name, annotations
+/// (`stsguard.io/protect`, the rule overrides), `deletionTimestamp`, `spec.replicas`,
+/// `spec.ordinals`, the names of its `volumeClaimTemplates` and its pod volumes' `claimName`s.
 fn strip_sts(s: &mut StatefulSet) {
     strip_meta(s);
     s.status = None;

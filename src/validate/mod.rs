@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 
 use crate::k8s::annotations as ann;
 use crate::policy::{Mode, Policy};
-pub use rules::{RULES, RuleId, Runs};
+pub use rules::{Deleted, RULES, RuleId, Runs};
 
 /// What is being judged.
 #[derive(Clone, Copy, Debug)]
@@ -27,8 +27,14 @@ pub enum Subject<'a> {
         replicas: i32,
         old_replicas: Option<i32>,
     },
-    /// DELETE: `old` is the object being deleted.
+    /// DELETE of a StatefulSet: `old` is the object being deleted.
     Delete { old: Option<&'a StatefulSet> },
+    /// DELETE of the Namespace [`Review::namespace`]: judged for the StatefulSets in it, from the
+    /// watch cache.
+    DeleteNamespace,
+    /// DELETE of the PersistentVolumeClaim `name` in [`Review::namespace`]: judged for the
+    /// StatefulSets of the namespace, from the watch cache.
+    DeleteClaim { name: &'a str },
 }
 
 /// The request as the rules see it.
@@ -166,7 +172,12 @@ impl Acc<'_> {
         if mode == Mode::Off {
             return;
         }
-        let (result, message) = match f() {
+        self.record(rule, mode, f());
+    }
+
+    /// Records a verdict of `rule` at `mode` (not `Off`).
+    fn record(&mut self, rule: RuleId, mode: Mode, verdict: Verdict) {
+        let (result, message) = match verdict {
             Verdict::Skip => return,
             Verdict::Pass => (RuleResult::Pass, None),
             Verdict::Fail(message) => (RuleResult::Fail, Some(message)),
@@ -218,6 +229,14 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
     let (cached, scaled);
     let (judged, own, old_replicas, runs): (&StatefulSet, Option<&StatefulSet>, _, &[Runs]) =
         match review.subject {
+            Subject::DeleteNamespace => {
+                judge_holders(&mut acc, namespace, Deleted::Namespace, lookups);
+                return acc.findings;
+            }
+            Subject::DeleteClaim { name } => {
+                judge_holders(&mut acc, namespace, Deleted::Claim(name), lookups);
+                return acc.findings;
+            }
             Subject::Delete { old } => (old.unwrap_or(&NONE), old, None, &[Runs::OnDelete]),
             Subject::Write { object, old } => (
                 object,
@@ -258,6 +277,7 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
         namespace,
         lookups,
         quorum: &quorum,
+        deleted: matches!(review.subject, Subject::Delete { .. }).then_some(Deleted::StatefulSet),
     };
     run_rules(&mut acc, &input, own, runs);
     acc.findings
@@ -270,5 +290,60 @@ fn run_rules(acc: &mut Acc, input: &rules::Input, own: Option<&StatefulSet>, run
     for rule in RULES.iter().filter(|r| runs.contains(&r.runs)) {
         let detected = detected.filter(|_| rule.by_detection);
         acc.run(rule.id, own, detected, || (rule.check)(input));
+    }
+}
+
+/// A Namespace or claim DELETE: every rule that runs on deletes judges each StatefulSet of the
+/// namespace (one look-up in the watch cache; linear in the StatefulSets, n log n for the names
+/// of those that hold it), at that StatefulSet's own mode. Those that fail hold the namespace or
+/// claim: one finding per mode, naming the first few ([`rules::held_message`]). A cache that
+/// cannot say is a "not checked" result, which the admission layer answers per `onError`.
+fn judge_holders(acc: &mut Acc, namespace: &str, deleted: Deleted, lookups: &dyn Lookups) {
+    let on_delete = || RULES.iter().filter(|r| r.runs == Runs::OnDelete);
+    let sets = match lookups.statefulsets_in(namespace) {
+        Lookup::Found(sets) => sets,
+        Lookup::Missing => Vec::new(),
+        Lookup::Unknown(why) => {
+            for rule in on_delete() {
+                acc.run(rule.id, None, None, || {
+                    Verdict::Unknown(format!("the StatefulSets of namespace {namespace} ({why})"))
+                });
+            }
+            return;
+        }
+    };
+    let quorum = quorum::Quorum::No;
+    for rule in on_delete() {
+        let (mut enforced, mut warned) = (Vec::new(), Vec::new());
+        for sts in &sets {
+            let held = match mode_for(rule.id, acc.policy, Some(sts), None) {
+                Mode::Enforce => &mut enforced,
+                Mode::Warn => &mut warned,
+                Mode::Off => continue,
+            };
+            let input = rules::Input {
+                object: sts,
+                old_replicas: None,
+                namespace,
+                lookups,
+                quorum: &quorum,
+                deleted: Some(deleted),
+            };
+            if let Verdict::Fail(part) = (rule.check)(&input) {
+                held.push((sts.metadata.name.as_deref().unwrap_or(""), part));
+            }
+        }
+        let mode = acc.policy.mode(rule.id);
+        if enforced.is_empty() && warned.is_empty() && mode != Mode::Off {
+            acc.record(rule.id, mode, Verdict::Pass);
+        }
+        for (mode, mut held) in [(Mode::Enforce, enforced), (Mode::Warn, warned)] {
+            if held.is_empty() {
+                continue;
+            }
+            held.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            let message = rules::held_message(deleted, namespace, &held);
+            acc.record(rule.id, mode, Verdict::Fail(message));
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! A new rule is one row and one function (and its tests: `tests/validation_rules.rs`); the
 //! chart's schema and the README are checked against the table.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::PodSpec;
@@ -29,6 +29,20 @@ pub struct Input<'a> {
     pub lookups: &'a dyn Lookups,
     /// How the set is a quorum ([`super::quorum::of`]).
     pub quorum: &'a Quorum,
+    /// On a DELETE, what goes ([`Runs::OnDelete`]); `None` on writes and scales.
+    pub deleted: Option<Deleted<'a>>,
+}
+
+/// What a DELETE removes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted<'a> {
+    /// The StatefulSet [`Input::object`] itself.
+    StatefulSet,
+    /// The namespace [`Input::namespace`]: judged once for each StatefulSet in it.
+    Namespace,
+    /// The PersistentVolumeClaim of this name in [`Input::namespace`]: judged once for each
+    /// StatefulSet in the namespace.
+    Claim(&'a str),
 }
 
 /// Which requests a rule judges.
@@ -38,7 +52,10 @@ pub enum Runs {
     OnWrite,
     /// Those, and UPDATE of `statefulsets/scale` (a rule about the replica count).
     OnWriteAndScale,
-    /// DELETE of a StatefulSet.
+    /// DELETE of a StatefulSet (the object deleted), and of a Namespace or a
+    /// PersistentVolumeClaim: then once for each StatefulSet of the namespace, from the watch
+    /// cache, and the StatefulSets that fail make one finding per mode (see
+    /// [`super::validate`]).
     OnDelete,
 }
 
@@ -93,7 +110,8 @@ rules! {
     OrderedRoles     = "ordered-roles",          Warn,    OnWrite,         false, |i| ordered_roles(i.object);
     RoleSpec         = "role-spec",              Enforce, OnWrite,         false, |i| role_spec(i.object);
     DisruptionBudget = "disruption-budget",      Warn,    OnWrite,         false, |i| disruption_budget(i.object, i.namespace, i.lookups);
-    DeleteProtection = "delete-protection",      Enforce, OnDelete,        false, |i| delete_protection(i.object);
+    DeleteProtection = "delete-protection",      Enforce, OnDelete,        false, delete_protection;
+    ProtectRetention = "protect-retention",      Warn,    OnWrite,         false, |i| protect_retention(i.object);
     SingleInstance   = "single-instance",        Enforce, OnWriteAndScale, false, |i| single_instance(i.object);
 }
 
@@ -524,17 +542,209 @@ fn no_pdb(sts: &StatefulSet) -> String {
     )
 }
 
-/// `old`: the StatefulSet being deleted.
-pub fn delete_protection(old: &StatefulSet) -> Verdict {
-    if is_true(old, keys::PROTECT) {
-        Verdict::Fail(format!(
-            "StatefulSet {} is protected by {}=true; remove the annotation first to delete it",
-            name(old),
-            keys::PROTECT
-        ))
-    } else {
-        Verdict::Pass
+/// How `stsguard.io/protect` reads where it keeps something (a DELETE, the retention rule): it
+/// fails closed. Absent or `"false"` (trimmed) protects nothing; `"true"` protects; any other
+/// value protects too, and the message names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protection<'a> {
+    Off,
+    On,
+    /// Neither `"true"` nor `"false"`: the value, trimmed.
+    Unclear(&'a str),
+}
+
+pub fn protection(sts: &StatefulSet) -> Protection<'_> {
+    match ann::get(sts, keys::PROTECT) {
+        None | Some("false") => Protection::Off,
+        Some("true") => Protection::On,
+        Some(v) => Protection::Unclear(v),
     }
+}
+
+/// `its stsguard.io/protect: "yes" is neither "true" nor "false": read as "true"` for an
+/// unclear value.
+fn unclear_note(p: Protection) -> Option<String> {
+    match p {
+        Protection::Unclear(v) => Some(format!(
+            "its {}: {:?} is neither \"true\" nor \"false\": read as \"true\"",
+            keys::PROTECT,
+            short(v).as_ref()
+        )),
+        _ => None,
+    }
+}
+
+/// The command that lifts the protection of `names` (`--all` when `None`).
+fn unprotect(ns: &str, names: Option<&[&str]>) -> String {
+    let which = names.map_or("--all".to_string(), |n| n.join(" "));
+    format!(
+        "kubectl -n {ns} annotate sts {which} {}=false --overwrite",
+        keys::PROTECT
+    )
+}
+
+/// `delete-protection`: a StatefulSet whose `stsguard.io/protect` is not off ([`protection`])
+/// keeps itself, its namespace (unless it is being deleted itself) and the claims it uses
+/// ([`claim_use`]). For a namespace or a claim the verdict is this StatefulSet's part of the
+/// message; [`held_message`] makes the whole one.
+pub fn delete_protection(i: &Input) -> Verdict {
+    let sts = i.object;
+    let p = protection(sts);
+    if p == Protection::Off {
+        return Verdict::Pass;
+    }
+    let name = name(sts);
+    match i.deleted.unwrap_or(Deleted::StatefulSet) {
+        Deleted::StatefulSet => Verdict::Fail(match p {
+            Protection::Unclear(v) => format!(
+                "StatefulSet {name} is kept by {}: {:?}, which is neither \"true\" nor \"false\" (read as \"true\"); to delete it, first: {}",
+                keys::PROTECT,
+                short(v).as_ref(),
+                unprotect(i.namespace, Some(&[name]))
+            ),
+            _ => format!(
+                "StatefulSet {name} is protected by {}=true; to delete it, first: {}",
+                keys::PROTECT,
+                unprotect(i.namespace, Some(&[name]))
+            ),
+        }),
+        // A StatefulSet being deleted goes anyway: its namespace may go with it.
+        Deleted::Namespace if sts.metadata.deletion_timestamp.is_some() => Verdict::Pass,
+        Deleted::Namespace => Verdict::Fail(match unclear_note(p) {
+            Some(note) => format!("{name} ({note})"),
+            None => name.to_string(),
+        }),
+        // Its claims stay kept while it is being deleted: they are what is at risk then (the
+        // garbage collector deletes them under whenDeleted: Delete).
+        Deleted::Claim(claim) => match claim_use(sts, claim) {
+            Some(how) => Verdict::Fail(match unclear_note(p) {
+                Some(note) => format!("{name} ({how}; {note})"),
+                None => format!("{name} ({how})"),
+            }),
+            None => Verdict::Pass,
+        },
+    }
+}
+
+/// How `sts` uses the claim named `claim`, as a field path: the claim of one of its
+/// volumeClaimTemplates for an ordinal in use (`spec.ordinals.start` up to, not including,
+/// start + `spec.replicas`), or a pod volume mounting it by `claimName`. The claim of template
+/// `t` for ordinal `n` is `t-<sts>-n` (both names may hold '-': each is matched exactly, and the
+/// ordinal is read strictly, as the StatefulSet controller writes it), so a name that merely
+/// looks alike is not used.
+pub fn claim_use(sts: &StatefulSet, claim: &str) -> Option<String> {
+    let spec = sts.spec.as_ref()?;
+    let name = sts.metadata.name.as_deref()?;
+    let start = i64::from(spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0));
+    let end = start + i64::from(spec.replicas.unwrap_or(1));
+    let templates = spec.volume_claim_templates.as_deref().unwrap_or_default();
+    for (i, t) in templates.iter().enumerate() {
+        let Some(template) = t.metadata.name.as_deref() else {
+            continue;
+        };
+        let ordinal = claim
+            .strip_prefix(template)
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(|r| r.strip_prefix(name))
+            .and_then(|r| r.strip_prefix('-'))
+            .and_then(strict_ordinal);
+        if let Some(n) = ordinal.filter(|n| (start..end).contains(n)) {
+            return Some(format!(
+                "spec.volumeClaimTemplates[{i}] \"{template}\" of pod {name}-{n}; pods {name}-{start}..{name}-{} in use",
+                end - 1
+            ));
+        }
+    }
+    let pod = spec.template.spec.as_ref()?;
+    // A volume named like a volumeClaimTemplate is replaced by the pod's own claim. The names
+    // are gathered once, and only for a StatefulSet with a volume that names the claim.
+    let mut replaced: Option<HashSet<&str>> = None;
+    for (i, v) in pod.volumes.iter().flatten().enumerate() {
+        let mounts = v
+            .persistent_volume_claim
+            .as_ref()
+            .is_some_and(|c| c.claim_name == claim);
+        if !mounts {
+            continue;
+        }
+        let replaced = replaced.get_or_insert_with(|| {
+            templates
+                .iter()
+                .filter_map(|t| t.metadata.name.as_deref())
+                .collect()
+        });
+        if !replaced.contains(v.name.as_str()) {
+            return Some(format!(
+                "spec.template.spec.volumes[{i}] \"{}\" mounts it",
+                v.name
+            ));
+        }
+    }
+    None
+}
+
+/// An ordinal as the StatefulSet controller writes it (`%d` of a non-negative int32): ASCII
+/// digits, no sign, no leading zero.
+fn strict_ordinal(s: &str) -> Option<i64> {
+    let digits = !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (s.len() > 1 && s.starts_with('0')) {
+        return None;
+    }
+    s.parse::<i32>().ok().map(i64::from)
+}
+
+/// How many holders a message names; the rest are counted.
+const NAMED_HOLDERS: usize = 5;
+
+/// The message of a namespace or claim DELETE held by the StatefulSets `held` (name, and the
+/// part [`delete_protection`] said of it; sorted by name, not empty): the first few named, the
+/// rest counted, and the fix.
+pub fn held_message(deleted: Deleted, ns: &str, held: &[(&str, String)]) -> String {
+    let n = held.len();
+    let mut listed = held
+        .iter()
+        .take(NAMED_HOLDERS)
+        .map(|(_, part)| part.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    if n > NAMED_HOLDERS {
+        listed.push_str(&format!(" and {} more", n - NAMED_HOLDERS));
+    }
+    let names: Vec<&str> = held.iter().map(|(name, _)| *name).collect();
+    match deleted {
+        Deleted::Namespace if n == 1 => format!(
+            "namespace {ns} holds protected StatefulSet {listed}; to delete the namespace, first: {}",
+            unprotect(ns, Some(&names))
+        ),
+        Deleted::Namespace => format!(
+            "namespace {ns} holds {n} protected StatefulSets: {listed}; to delete the namespace, first: {}",
+            unprotect(ns, None)
+        ),
+        Deleted::Claim(claim) => format!(
+            "PersistentVolumeClaim {claim} holds the data of protected StatefulSet{} {listed}; to delete it, first: {}",
+            if n == 1 { "" } else { "s" },
+            unprotect(ns, Some(&names[..n.min(NAMED_HOLDERS)]))
+        ),
+        Deleted::StatefulSet => listed,
+    }
+}
+
+/// `protect-retention`: a protected StatefulSet whose claims go with it once it is deleted.
+pub fn protect_retention(sts: &StatefulSet) -> Verdict {
+    let spec = sts.spec.as_ref();
+    let deletes = spec
+        .and_then(|s| s.persistent_volume_claim_retention_policy.as_ref())
+        .is_some_and(|p| p.when_deleted.as_deref() == Some("Delete"));
+    let has_claims = spec
+        .and_then(|s| s.volume_claim_templates.as_ref())
+        .is_some_and(|v| !v.is_empty());
+    if protection(sts) == Protection::Off || !deletes || !has_claims {
+        return Verdict::Pass;
+    }
+    Verdict::Fail(
+        "spec.persistentVolumeClaimRetentionPolicy.whenDeleted: Delete deletes the protected data; use Retain"
+            .into(),
+    )
 }
 
 pub fn single_instance(sts: &StatefulSet) -> Verdict {

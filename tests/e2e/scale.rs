@@ -1,7 +1,7 @@
 //! Scenario `scale`: the `statefulsets/scale` subresource (`kubectl scale`, and kube's
 //! `patch_scale` as an autoscaler would) judged against the StatefulSet from stsguard's watch
 //! cache (a Scale carries no annotations); delete protection one by one, through a
-//! delete-collection and through the namespace controller; dry-run warnings reaching kubectl.
+//! delete-collection and of the namespace; dry-run warnings reaching kubectl.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -259,41 +259,28 @@ pub async fn run(ctx: Arc<Ctx>) -> String {
         "e2e scale: delete-collection denied: the protected StatefulSet kept ([delete-protection]); the unprotected one: {loose}"
     ));
     denials.push("delete-collection [delete-protection]");
+    // Its namespace: refused before the namespace controller deletes anything (the `protect`
+    // scenario follows a namespace through).
     let namespaces = Api::<Namespace>::all(client.clone());
-    namespaces
-        .delete(coll_ns, &DeleteParams::default())
-        .await
-        .unwrap();
-    let why = eventually(
-        "the namespace controller to report the denied delete",
-        60,
-        || async {
-            let ns = namespaces.get(coll_ns).await.map_err(|e| e.to_string())?;
-            let st = ns.status.unwrap_or_default();
-            st.conditions
-                .iter()
-                .flatten()
-                .find(|c| c.type_ == "NamespaceDeletionContentFailure" && c.status == "True")
-                .and_then(|c| c.message.clone())
-                .filter(|_| st.phase.as_deref() == Some("Terminating"))
-                .ok_or_else(|| format!("phase {:?}", st.phase))
-        },
-    )
-    .await;
-    assert!(why.contains("[delete-protection]"), "{why}");
+    match namespaces.delete(coll_ns, &DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) => assert!(
+            s.code == 403
+                && s.message.contains(&format!(
+                    "[delete-protection] namespace {coll_ns} holds protected StatefulSet kept;"
+                )),
+            "{s:?}"
+        ),
+        other => panic!("the namespace of a protected StatefulSet must not be deleted: {other:?}"),
+    }
+    let ns = namespaces.get(coll_ns).await.unwrap();
+    assert!(ns.metadata.deletion_timestamp.is_none(), "not terminating");
+    let claim = claims.get_opt("data-kept-0").await.unwrap();
     assert!(
-        coll.get_opt("kept").await.unwrap().is_some(),
-        "the protected StatefulSet survives the namespace's deletion"
+        claim.is_some_and(|c| c.metadata.deletion_timestamp.is_none()),
+        "the protected StatefulSet's claim data-kept-0 is kept"
     );
-    // The namespace controller deletes the pods and claims directly: the protection covers the
-    // StatefulSet object, not its data (reported; Kubernetes' behaviour, not stsguard's).
-    let claim = match claims.get_opt("data-kept-0").await.unwrap() {
-        None => "deleted",
-        Some(c) if c.metadata.deletion_timestamp.is_some() => "being deleted",
-        Some(_) => "kept",
-    };
     say(format!(
-        "e2e scale: namespace delete: stuck Terminating ({why}); the protected StatefulSet kept, its claim data-kept-0: {claim}"
+        "e2e scale: namespace {coll_ns} delete refused ([delete-protection]); StatefulSet kept and its claim data-kept-0"
     ));
     denials.push("namespace delete [delete-protection]");
 
