@@ -1,6 +1,6 @@
 //! The policy: one type drives `/mutate`, `/validate` and `stsguard check`.
 //!
-//! Loaded from YAML (DESIGN.md "Policy file"), strictly: an unknown key or a bad value is an error
+//! Loaded from YAML (README.md "Policy file"), strictly: an unknown key or a bad value is an error
 //! that names the key's path. Without a file the built-in defaults apply.
 
 use std::collections::BTreeMap;
@@ -58,6 +58,13 @@ pub enum AntiAffinityMode {
 }
 
 impl AntiAffinityMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Preferred => "preferred",
+            Self::Required => "required",
+            Self::None => "none",
+        }
+    }
     pub fn parse(s: &str) -> Option<Self> {
         match s.trim() {
             "preferred" => Some(Self::Preferred),
@@ -453,6 +460,8 @@ validation:
         for r in RuleId::ALL {
             assert_eq!(RuleId::parse(r.as_str()), Some(*r));
         }
-        assert_eq!(RuleId::ALL.len(), 15);
+        let ids: std::collections::BTreeSet<&str> =
+            RuleId::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(ids.len(), RuleId::ALL.len(), "ids are unique");
     }
 }

@@ -34,6 +34,27 @@ pub fn warning(s: &str) -> String {
     format!("{}...", &s[..end])
 }
 
+/// An object as kubectl names it in messages: `StatefulSet ns/name` (`Namespace name` for a
+/// cluster-scoped one; `StatefulSet in ns` when the name is not known yet). Each part is quoted
+/// short ([`quote`]).
+pub fn object(kind: &str, namespace: &str, name: &str) -> String {
+    // The API server sends a Namespace's own name as the review's namespace.
+    let namespace = if kind == "Namespace" { "" } else { namespace };
+    match (namespace.is_empty(), name.is_empty()) {
+        (false, false) => format!("{kind} {}/{}", quote(namespace), quote(name)),
+        (true, false) => format!("{kind} {}", quote(name)),
+        (false, true) => format!("{kind} in {}", quote(namespace)),
+        (true, true) => kind.to_string(),
+    }
+}
+
+/// A warning line about `object` (see [`object`]): `StatefulSet ns/name: [id] message`, cut to
+/// the API server's limit. kubectl prints identical warnings once, so the findings of two
+/// objects must never read alike.
+pub fn warning_about(object: &str, line: &str) -> String {
+    warning(&format!("{object}: {line}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +70,18 @@ mod tests {
         assert_eq!(warning("short"), "short");
         let w = warning(&"é".repeat(200));
         assert!(w.len() <= 250 && w.ends_with("..."), "{w}");
+    }
+
+    #[test]
+    fn objects_are_named_as_kubectl_names_them() {
+        assert_eq!(object("StatefulSet", "cap", "db"), "StatefulSet cap/db");
+        assert_eq!(object("Namespace", "", "cap"), "Namespace cap");
+        assert_eq!(object("Namespace", "cap", "cap"), "Namespace cap");
+        assert_eq!(object("StatefulSet", "cap", ""), "StatefulSet in cap");
+        assert_eq!(
+            warning_about("StatefulSet cap/db", "[env-kept] x"),
+            "StatefulSet cap/db: [env-kept] x"
+        );
+        assert!(object("Pod", "n", &"x".repeat(1000)).len() < 120);
     }
 }

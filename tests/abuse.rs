@@ -2,7 +2,7 @@
 //!
 //! One test per attack (the attacks are in `benches/abuse/attacks.rs`, shared with the bounds
 //! benchmark `benches/abuse/run.sh`). Each test starts its own server, runs the attack while a
-//! probe sends an ordinary review every 20 ms, and asserts the bounds of DESIGN.md "Bounds":
+//! probe sends an ordinary review every 20 ms, and asserts the bounds of docs/operations.md "Bounds":
 //! the server's peak RSS (VmHWM) ≤ 128 MiB, the probe's p99 ≤ 100 ms (a failed probe counts as
 //! slowest; plus the p99 of the same probe in the 1.5 s before the attack, the shared machine's
 //! own noise), every stderr log line ≤ 4 KiB, `/metrics` read by a strict parser with no forged

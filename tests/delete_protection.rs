@@ -513,15 +513,21 @@ async fn a_review_the_caches_cannot_answer_follows_on_error_and_says_so() {
         },
         unsynced,
     );
-    for review in [namespace_delete(), claim_delete_by_collection("data-db-0")] {
+    for (review, object) in [
+        (namespace_delete(), "Namespace cap"),
+        (
+            claim_delete_by_collection("data-db-0"),
+            "PersistentVolumeClaim cap/data-db-0",
+        ),
+    ] {
         let r = validate(&allow, &review).await;
         assert_eq!(r["allowed"], true, "onError: allow: {r}");
         assert_eq!(
             warnings(&r),
-            [
-                "stsguard could not evaluate this request: [delete-protection] not checked: \
+            [format!(
+                "{object}: stsguard could not evaluate this request: [delete-protection] not checked: \
               the StatefulSets of namespace cap (StatefulSet watch cache not synced)"
-            ]
+            )]
         );
         let r = validate(&deny, &review).await;
         assert_eq!(r["allowed"], false, "onError: deny: {r}");
@@ -565,8 +571,8 @@ async fn excluded_namespaces_and_a_rule_turned_off_keep_nothing() {
     assert_eq!(
         warnings(&r),
         [
-            "[delete-protection] namespace cap holds protected StatefulSet db; to delete the namespace, \
-          first: kubectl -n cap annotate sts db stsguard.io/protect=false --overwrite"
+            "Namespace cap: [delete-protection] namespace cap holds protected StatefulSet db; to delete \
+          the namespace, first: kubectl -n cap annotate sts db stsguard.io/protect=false --overwrite"
         ]
     );
 }
@@ -585,7 +591,9 @@ async fn each_statefulset_holds_at_its_own_mode_when_overrides_are_allowed() {
     let w = warnings(&r);
     assert_eq!(w.len(), 1, "{w:?}");
     assert!(
-        w[0].starts_with("[delete-protection] namespace cap holds protected StatefulSet relaxed;"),
+        w[0].starts_with(
+            "Namespace cap: [delete-protection] namespace cap holds protected StatefulSet relaxed;"
+        ),
         "{w:?}"
     );
     // Without allowObjectOverrides the annotations relax nothing.

@@ -33,7 +33,11 @@
 //!    refused meanwhile, pods created without waiting, their role labels repaired once it is back.
 //! 7. `protect`: a protected StatefulSet keeps its namespace (every object beside it stays) and
 //!    the claims it uses; unprotected, the namespace deletes completely.
+//! 8. `adoption`: a StatefulSet created before the webhooks, labelled and annotated afterwards
+//!    without a rollout (generation 1), adopted by a template change; roles added and removed.
 
+#[path = "e2e/adoption.rs"]
+mod adoption;
 #[path = "e2e/audit.rs"]
 mod audit;
 #[path = "e2e/caches.rs"]
@@ -189,6 +193,7 @@ async fn run_all(cluster: &Cluster) {
         ("audit", tokio::spawn(audit::run(ctx.clone()))),
         ("outage", tokio::spawn(outage::run(ctx.clone()))),
         ("protect", tokio::spawn(protect::run(ctx.clone()))),
+        ("adoption", tokio::spawn(adoption::run(ctx.clone()))),
     ];
     let mut failed = Vec::new();
     let mut summaries = Vec::new();

@@ -1,6 +1,9 @@
 //! Property tests over generated StatefulSets with random existing affinity, env,
 //! containers, init containers (native sidecars too), selectors, volumes and annotations.
-//! The four corpus properties hold for each. CI runs 10,000 cases (PROPTEST_CASES=10000).
+//! The four corpus properties hold for each, and for the same objects after their annotations
+//! changed (roles, node selectors, identity variables, anti-affinity, the mutation itself
+//! removed or changed): stsguard takes out what it added and only that. CI runs 10,000 cases
+//! (PROPTEST_CASES=10000).
 
 mod common;
 
@@ -325,6 +328,124 @@ fn policy() -> impl Strategy<Value = Policy> {
         })
 }
 
+/// How the user changes the annotations of a mutated StatefulSet.
+#[derive(Clone, Debug)]
+enum Change {
+    Remove(&'static str),
+    Set(&'static str, &'static str),
+}
+
+fn changes() -> impl Strategy<Value = Vec<Change>> {
+    let one = prop_oneof![
+        Just(Change::Remove("stsguard.io/roles")),
+        Just(Change::Remove("stsguard.io/role-node-selector.primary")),
+        Just(Change::Remove("stsguard.io/role-config")),
+        Just(Change::Remove("stsguard.io/anti-affinity")),
+        Just(Change::Set("stsguard.io/ordinal-env", "false")),
+        Just(Change::Set("stsguard.io/ordinal-env", "true")),
+        Just(Change::Set("stsguard.io/mutate", "false")),
+        Just(Change::Set("stsguard.io/anti-affinity", "none")),
+        Just(Change::Set("stsguard.io/anti-affinity", "required")),
+        Just(Change::Set(
+            "stsguard.io/topology-key",
+            "topology.kubernetes.io/zone"
+        )),
+        Just(Change::Set("stsguard.io/roles", "primary=0-1,replica=*")),
+        Just(Change::Set("stsguard.io/role-mount-path", "/etc/roles")),
+    ];
+    prop::collection::vec(one, 1..4)
+}
+
+fn with_changes(sts: &StatefulSet, changes: &[Change]) -> StatefulSet {
+    let mut s = sts.clone();
+    let anns = s.metadata.annotations.get_or_insert_with(BTreeMap::new);
+    for c in changes {
+        match c {
+            Change::Remove(k) => {
+                anns.remove(*k);
+            }
+            Change::Set(k, v) => {
+                anns.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    s
+}
+
+/// JSON without empty lists, empty objects and nulls (the API server drops them): a template
+/// from which stsguard took out what it added equals the user's up to these.
+fn pruned(v: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.clone(), pruned(v)))
+                .filter(|(_, v)| {
+                    !matches!(v, Value::Null)
+                        && v != &serde_json::json!({})
+                        && v != &serde_json::json!([])
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(pruned).collect()),
+        x => x.clone(),
+    }
+}
+
+/// What stsguard's mutation amounts to, order aside: per container its variables' names (but
+/// stsguard's private helper names, which depend on where the block went) and mounts, the init
+/// containers, volumes, affinity terms, template labels and annotations (but the record).
+fn shape(s: &StatefulSet) -> serde_json::Value {
+    let t = &s.spec.as_ref().unwrap().template;
+    let pod = t.spec.clone().unwrap_or_default();
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let containers: Vec<serde_json::Value> = pod
+        .init_containers
+        .iter()
+        .flatten()
+        .chain(&pod.containers)
+        .map(|c| {
+            let env = c
+                .env
+                .iter()
+                .flatten()
+                .map(|e| e.name.clone())
+                .filter(|n| !n.starts_with("STSGUARD_POD_"));
+            let mounts = c.volume_mounts.iter().flatten().map(|m| format!("{}:{}", m.name, m.mount_path));
+            serde_json::json!({"name": c.name, "env": sorted(env.collect()), "mounts": sorted(mounts.collect())})
+        })
+        .collect();
+    let terms = |v: serde_json::Value| {
+        sorted(
+            v.as_array()
+                .into_iter()
+                .flatten()
+                .map(|x| x.to_string())
+                .collect(),
+        )
+    };
+    let affinity = serde_json::to_value(&pod.affinity).unwrap();
+    let anti = &affinity["podAntiAffinity"];
+    let mut anns = t
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.clone())
+        .unwrap_or_default();
+    anns.remove("stsguard.io/added");
+    serde_json::json!({
+        "containers": containers,
+        "volumes": sorted(pod.volumes.iter().flatten().map(|v| v.name.clone()).collect()),
+        "preferred": terms(anti["preferredDuringSchedulingIgnoredDuringExecution"].clone()),
+        "required": terms(anti["requiredDuringSchedulingIgnoredDuringExecution"].clone()),
+        "labels": t.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default(),
+        "annotations": anns,
+        "pullSecrets": serde_json::to_value(&pod.image_pull_secrets).unwrap(),
+    })
+}
+
 proptest! {
     // PROPTEST_CASES overrides this; CI sets 10000.
     #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
@@ -342,7 +463,7 @@ proptest! {
         // The server's path (mutation in place, a copy of only what it can change) gives the
         // same object and the same patch.
         let mut in_place = sts.clone();
-        let (_, server_patch) = stsguard::mutate::mutate_with_patch(&mut in_place, &policy)
+        let (_, server_patch) = stsguard::mutate::mutate_with_patch(&mut in_place, None, &policy)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(&in_place, &m.object);
         prop_assert_eq!(&server_patch, &patch);
@@ -373,6 +494,48 @@ proptest! {
                     }
                 }
             }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// A mutated StatefulSet whose annotations then change: the patch builds (removing or
+    /// replacing only stsguard's own values, else it refuses), applies, and gives the mutation;
+    /// the mutation is idempotent; every field of the user's is still there; the result is what
+    /// a first mutation with the new annotations gives, order aside; and with
+    /// `mutate: "false"` the template is the user's again.
+    #[test]
+    fn removal_properties(sts in statefulset(), policy in policy(), change in changes()) {
+        let stored = stsguard::mutate::mutate(&sts, &policy).object;
+        let update = with_changes(&stored, &change);
+        let m = stsguard::mutate::mutate(&update, &policy);
+        let patch = stsguard::mutate::patch::statefulset(&update, &m.object)
+            .map_err(|e| TestCaseError::fail(format!("no patch: {e}")))?;
+        let mut doc = serde_json::to_value(&update).unwrap();
+        json_patch::patch(&mut doc, &patch)
+            .map_err(|e| TestCaseError::fail(format!("the patch does not apply: {e}")))?;
+        prop_assert_eq!(&doc, &serde_json::to_value(&m.object).unwrap());
+        // The server's path gives the same patch (the annotations changed: mutated).
+        let mut in_place = update.clone();
+        let (_, server_patch) = stsguard::mutate::mutate_with_patch(&mut in_place, Some(&stored), &policy)
+            .map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(&server_patch, &patch);
+        let again = stsguard::mutate::mutate(&m.object, &policy);
+        let second = common::full_diff(&m.object, &again.object).unwrap();
+        prop_assert!(second.0.is_empty(), "second patch: {}", serde_json::to_string(&second).unwrap());
+        let user = with_changes(&sts, &change);
+        prop_assert!(contains(&serde_json::to_value(&user).unwrap(), &doc), "a user field changed");
+        let fresh = stsguard::mutate::mutate(&user, &policy).object;
+        prop_assert_eq!(shape(&m.object), shape(&fresh));
+        let off = change.iter().rev().find_map(|c| match c {
+            Change::Set("stsguard.io/mutate", v) => Some(*v == "false"),
+            _ => None,
+        });
+        if off == Some(true) {
+            let template = |s: &StatefulSet| pruned(&serde_json::to_value(&s.spec.as_ref().unwrap().template).unwrap());
+            prop_assert_eq!(template(&m.object), template(&user));
         }
     }
 }

@@ -426,13 +426,20 @@ async fn https_create_update_delete() {
         .unwrap();
     assert_eq!(ops(&cp), ops(&core));
 
-    // UPDATE of the same user manifest (kubectl apply): the same additions, so the same template.
+    // UPDATE of the same user manifest (kubectl apply) over a stored object stsguard never
+    // mutated (created before it): the template is unchanged, so nothing is added (no rollout
+    // caused by stsguard).
     let u = post(&s, &update).await;
     assert_eq!(u["response"]["uid"], update["request"]["uid"]);
-    let up = patch_of(&u).expect("UPDATE of an unmutated object is patched");
-    assert_eq!(ops(&up), ops(&cp));
+    assert!(patch_of(&u).is_none(), "{u}");
+    // Over the mutated stored object, an UPDATE that sends the user's original template (a
+    // replace) changes the template: mutated again, to the same template as stored.
     let mut created = create["request"]["object"].clone();
     json_patch::patch(&mut created, &cp).unwrap();
+    let mut replace = update.clone();
+    replace["request"]["oldObject"]["spec"]["template"] = created["spec"]["template"].clone();
+    let up = patch_of(&post(&s, &replace).await).expect("a template change is mutated");
+    assert_eq!(ops(&up), ops(&cp));
     let mut updated = update["request"]["object"].clone();
     json_patch::patch(&mut updated, &up).unwrap();
     assert_eq!(
@@ -607,4 +614,68 @@ fn inserted_variables_are_one_add_each() {
     let mut doc = serde_json::to_value(&s).unwrap();
     apply_adds_only(&mut doc, &patch).unwrap();
     assert_eq!(doc, serde_json::to_value(&m.object).unwrap());
+}
+
+/// A weaker preferred term of the user's is kept; the warning comes only where other preferred
+/// pod (anti-)affinity terms can outweigh it, and its advice is one that changes the outcome:
+/// a higher weight while one can win, else the required mode.
+#[test]
+fn a_kept_weaker_term_is_said_only_where_other_soft_terms_outweigh_it() {
+    let with_affinity =
+        |yaml: &str| with(|s| pod_mut(s).affinity = Some(stsguard::yaml::from_str(yaml).unwrap()));
+    let ours = "{weight: 10, podAffinityTerm: {topologyKey: kubernetes.io/hostname, labelSelector: {matchLabels: {app: db}}}}";
+    let other = |w: i32| {
+        format!(
+            "{{weight: {w}, podAffinityTerm: {{topologyKey: topology.kubernetes.io/zone, labelSelector: {{matchLabels: {{app: db}}}}}}}}"
+        )
+    };
+    let kept = |m: &Mutation| -> Vec<String> {
+        m.report
+            .notes
+            .iter()
+            .filter(|n| n.id == stsguard::mutate::WarningId::AntiAffinityKept)
+            .map(|n| n.message.clone())
+            .collect()
+    };
+    // Alone, or against lighter terms: nothing to say.
+    for yaml in [
+        format!("podAntiAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{ours}]}}"),
+        format!(
+            "podAntiAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{ours}, {}]}}",
+            other(9)
+        ),
+    ] {
+        let m = run(&with_affinity(&yaml));
+        assert_eq!(kept(&m), Vec::<String>::new(), "{yaml}");
+        assert_eq!(
+            pod(&m.object).affinity,
+            Some(stsguard::yaml::from_str(&yaml).unwrap())
+        );
+    }
+    // Another anti-affinity term of 40 and a pod affinity term of 30 weigh 70: raise it past 70.
+    let yaml = format!(
+        "{{podAntiAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{ours}, {}]}}, podAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{}]}}}}",
+        other(40),
+        other(30)
+    );
+    let m = run(&with_affinity(&yaml));
+    assert_eq!(
+        kept(&m),
+        [
+            "podAntiAffinity term on kubernetes.io/hostname kept at weight 10; other preferred pod (anti-)affinity terms weigh 70: raise its weight above 70"
+        ]
+    );
+    // Past the largest weight (100), no weight wins for sure: the required mode does.
+    let yaml = format!(
+        "{{podAntiAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{ours}]}}, podAffinity: {{preferredDuringSchedulingIgnoredDuringExecution: [{}, {}]}}}}",
+        other(60),
+        other(60)
+    );
+    let m = run(&with_affinity(&yaml));
+    assert_eq!(
+        kept(&m),
+        [
+            "podAntiAffinity term on kubernetes.io/hostname kept at weight 10; other preferred pod (anti-)affinity terms weigh 120: set stsguard.io/anti-affinity: required to spread for sure"
+        ]
+    );
 }

@@ -1075,9 +1075,10 @@ fn the_annotation_forces_or_turns_off() {
         &quorum_only(Mode::Enforce),
     );
     assert!(f.allowed() && f.warnings.is_empty(), "{f:?}");
-    // Anything else: detection as usual.
+    // Anything else is refused on write (`safety-switch`); stored before, it reads as "true":
+    // a safety switch fails closed.
     let other = annotated(&four, "stsguard.io/quorum", "maybe");
-    assert!(matches!(quorum::of(&other), Quorum::Detected(_)));
+    assert_eq!(quorum::of(&other), Quorum::Annotated);
 }
 
 #[test]
@@ -1092,7 +1093,7 @@ fn scale_down_of_a_detected_quorum_on_update() {
     );
     assert_eq!(
         f.warnings[1].message,
-        "etcd (container etcd: ETCD_INITIAL_CLUSTER): 5 -> 2 members drops below a majority (3) at once; scale down to 3 first"
+        "etcd (container etcd: ETCD_INITIAL_CLUSTER): 5 -> 2 members drops below a majority (3) at once; scale 5 -> 3 -> 2, one step at a time"
     );
     assert!(
         write(&with_replicas(&e, 3), Some(&with_replicas(&e, 5)), &p)
@@ -1168,9 +1169,10 @@ fn check_reports_detection_the_same_way() {
     let c = &run.checked[0];
     assert!(c.allowed, "warn by default");
     assert!(
-        c.warnings.iter().any(|w| w.starts_with(
-            "[quorum-odd] etcd (container etcd: ETCD_INITIAL_CLUSTER) with 4 members tolerates 1 failure"
-        )),
+        c.warnings.iter().any(|w| w.starts_with(&format!(
+            "StatefulSet ns/{}: [quorum-odd] etcd (container etcd: ETCD_INITIAL_CLUSTER) with 4 members tolerates 1 failure",
+            c.name
+        ))),
         "{:?}",
         c.warnings
     );
@@ -1313,7 +1315,7 @@ fn fixtures_get_no_new_finding_unless_detected() {
     let expect_changed: BTreeMap<String, Vec<String>> = [(
         "elasticsearch-logging-k8s-addons".to_string(),
         vec![
-            "[quorum-odd] elasticsearch (container elasticsearch-logging: MINIMUM_MASTER_NODES) with 2 members tolerates 0 failures, like 1; use 1 or 3"
+            "StatefulSet logging/elasticsearch-logging: [quorum-odd] elasticsearch (container elasticsearch-logging: MINIMUM_MASTER_NODES) with 2 members tolerates 0 failures, like 1; use 1 or 3"
                 .to_string(),
         ],
     )]

@@ -108,9 +108,15 @@ fn accepts(rule: RuleId, o: &StatefulSet) {
 fn the_base_object_passes_every_rule() {
     let f = write(&sts(|_| {}), None, &Policy::default(), &cluster());
     assert!(f.allowed() && f.warnings.is_empty(), "{f:?}");
+    // Every rule of a write but the scale-down one (a CREATE has no old count).
+    let writes = stsguard::validate::RULES
+        .iter()
+        .filter(|r| r.runs != stsguard::validate::Runs::OnDelete)
+        .filter(|r| r.id != RuleId::QuorumScaleDown);
+    let ran: Vec<RuleId> = f.results.iter().map(|r| r.0).collect();
     assert_eq!(
-        f.results.len(),
-        13,
+        ran,
+        writes.map(|r| r.id).collect::<Vec<_>>(),
         "every CREATE rule ran: {:?}",
         f.results
     );
@@ -753,6 +759,28 @@ fn every_rule_in_every_mode() {
                 )
             }),
         ),
+        (
+            RuleId::SafetySwitch,
+            Box::new(|p| {
+                write(
+                    &sts(|v| ann(v, "stsguard.io/protect", "True")),
+                    None,
+                    p,
+                    &cluster(),
+                )
+            }),
+        ),
+        (
+            RuleId::AnnotationIgnored,
+            Box::new(|p| {
+                write(
+                    &sts(|v| ann(v, "stsguard.io/protected", "true")),
+                    None,
+                    p,
+                    &cluster(),
+                )
+            }),
+        ),
     ];
     assert_eq!(cases.len(), RuleId::ALL.len(), "a case for every rule");
     for (rule, run) in &cases {
@@ -905,4 +933,189 @@ fn scale_requests_judge_the_cached_statefulset() {
         &l,
     );
     assert!(f.allowed() && !f.warnings.is_empty());
+}
+
+/// Every advised scale-down path, for every count up to 64 and every smaller target, is accepted
+/// step by step by the quorum rules: each step keeps a majority (`quorum-scale-down`), and where
+/// the set needs odd sizes every intermediate size is odd (`quorum-odd`).
+#[test]
+fn every_advised_scale_down_path_is_accepted_step_by_step() {
+    use stsguard::validate::Verdict;
+    use stsguard::validate::quorum::Quorum;
+    use stsguard::validate::rules::{quorum_odd, quorum_scale_down, scale_down_path};
+    let base = sts(|_| {});
+    let at = |n: i32| {
+        let mut s = base.clone();
+        s.spec.as_mut().unwrap().replicas = Some(n);
+        s
+    };
+    for odd in [true, false] {
+        for old in 2..=64 {
+            for target in 1..old {
+                let path = scale_down_path(old, target, odd);
+                assert_eq!(path.first(), Some(&old));
+                assert_eq!(path.last(), Some(&target));
+                assert!(path.len() <= 34, "{path:?}");
+                for (i, step) in path.windows(2).enumerate() {
+                    let (from, to) = (step[0], step[1]);
+                    assert!(to < from || from == 0, "{path:?} does not go down");
+                    assert_eq!(
+                        quorum_scale_down(&at(to), from, &Quorum::Annotated),
+                        Verdict::Pass,
+                        "{old} -> {target} ({odd}): step {from} -> {to} of {path:?}"
+                    );
+                    let last = i + 2 == path.len();
+                    if odd && !last {
+                        assert_eq!(
+                            quorum_odd(&at(to), &Quorum::Annotated),
+                            Verdict::Pass,
+                            "{path:?}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(scale_down_path(9, 3, true), [9, 5, 3]);
+    assert_eq!(scale_down_path(3, 1, true), [3, 0, 1]);
+    assert_eq!(scale_down_path(4, 1, false), [4, 0, 1]);
+    assert_eq!(scale_down_path(i32::MAX, 1, true).len(), 3);
+}
+
+/// A safety switch is `"true"` or `"false"`; anything else is refused on write, naming the key,
+/// the value and the fix. Where such a value was stored before, the rules read it as on.
+#[test]
+fn safety_switches_accept_only_true_or_false() {
+    let r = RuleId::SafetySwitch;
+    for key in [
+        "stsguard.io/protect",
+        "stsguard.io/single-instance",
+        "stsguard.io/quorum",
+    ] {
+        for ok in ["true", "false", " true "] {
+            accepts(r, &sts(|v| ann(v, key, ok)));
+        }
+        for bad in ["True", "yes", "1", "", "on"] {
+            let m = rejects(r, &sts(|v| ann(v, key, bad)));
+            assert_eq!(
+                m,
+                format!(
+                    "{key}: \"{bad}\" is not \"true\" or \"false\"; write \"true\" to turn it on, \"false\" to turn it off"
+                )
+            );
+        }
+    }
+    // Two bad switches: both named.
+    let m = rejects(
+        r,
+        &sts(|v| {
+            ann(v, "stsguard.io/protect", "yes");
+            ann(v, "stsguard.io/quorum", "no");
+        }),
+    );
+    assert!(
+        m.contains("stsguard.io/protect: \"yes\"") && m.contains("stsguard.io/quorum: \"no\""),
+        "{m}"
+    );
+    // Fail closed where it is read: "yes" keeps a single instance single and a quorum odd.
+    let f = write(
+        &sts(|v| ann(v, "stsguard.io/single-instance", "yes")),
+        None,
+        &only(RuleId::SingleInstance, Mode::Enforce),
+        &cluster(),
+    );
+    assert!(!f.allowed(), "{f:?}");
+    let f = write(
+        &sts(|v| {
+            ann(v, "stsguard.io/quorum", "Yes");
+            v["spec"]["replicas"] = 4.into();
+        }),
+        None,
+        &only(RuleId::QuorumOdd, Mode::Enforce),
+        &cluster(),
+    );
+    assert!(!f.allowed(), "{f:?}");
+}
+
+/// `stsguard.io/` annotations that do nothing are said, each with its key and value: an unknown
+/// key (with the key it is closest to), and a rule override the policy does not allow, that
+/// names no rule, whose value is not a mode, or that would tighten the rule.
+#[test]
+fn annotations_that_do_nothing_are_said() {
+    let r = RuleId::AnnotationIgnored;
+    let said = |pairs: &[(&str, &str)], overrides: bool| -> String {
+        let o = sts(|v| pairs.iter().for_each(|(k, val)| ann(v, k, val)));
+        let mut p = only(r, Mode::Warn);
+        p.validation.allow_object_overrides = overrides;
+        p.validation.rules.insert(RuleId::QuorumOdd, Mode::Enforce);
+        p.validation
+            .rules
+            .insert(RuleId::ReadinessProbe, Mode::Warn);
+        let f = write(&o, None, &p, &cluster());
+        assert!(f.allowed());
+        f.warnings
+            .iter()
+            .filter(|w| w.rule == r)
+            .map(|w| w.message.clone())
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
+    for (key, meant) in [
+        ("stsguard.io/protected", "stsguard.io/protect"),
+        ("stsguard.io/Quorum", "stsguard.io/quorum"),
+        ("stsguard.io/rule-quorum-odd", "stsguard.io/rule.quorum-odd"),
+        ("stsguard.io/ordinal_env", "stsguard.io/ordinal-env"),
+    ] {
+        assert_eq!(
+            said(&[(key, "true")], false),
+            format!("{key} is not a stsguard annotation: ignored; did you mean {meant}?")
+        );
+    }
+    assert_eq!(
+        said(&[("stsguard.io/colour", "blue")], false),
+        "stsguard.io/colour is not a stsguard annotation: ignored"
+    );
+    assert_eq!(
+        said(&[("stsguard.io/rule.quorum-odd", "off")], false),
+        "stsguard.io/rule.quorum-odd: the policy does not allow object overrides (validation.allowObjectOverrides): ignored, quorum-odd stays enforce"
+    );
+    assert_eq!(said(&[("stsguard.io/rule.quorum-odd", "off")], true), "");
+    assert_eq!(
+        said(&[("stsguard.io/rule.quorum-odd", "disabled")], true),
+        "stsguard.io/rule.quorum-odd: \"disabled\" is not warn or off: ignored, quorum-odd stays enforce"
+    );
+    assert_eq!(
+        said(&[("stsguard.io/rule.quorum-od", "off")], true),
+        "stsguard.io/rule.quorum-od: no rule \"quorum-od\" (did you mean quorum-odd?): ignored"
+    );
+    assert_eq!(
+        said(&[("stsguard.io/rule.readiness-probe", "enforce")], true),
+        "stsguard.io/rule.readiness-probe: \"enforce\" would tighten it; overrides only relax: ignored, readiness-probe stays warn"
+    );
+    // Every key stsguard reads passes, and so does a node selector of any role.
+    let known = [
+        ("stsguard.io/mutate", "true"),
+        ("stsguard.io/roles", "primary=0,replica=*"),
+        ("stsguard.io/role-node-selector.primary", "a=b"),
+        ("stsguard.io/protect", "true"),
+        ("stsguard.io/topology-key", "kubernetes.io/hostname"),
+        ("other.io/x", "y"),
+    ];
+    assert_eq!(said(&known, false), "");
+    // Many unknown keys: three named, the rest counted; the work stays small.
+    let many: Vec<(String, String)> = (0..5000)
+        .map(|i| {
+            (
+                format!("stsguard.io/{}{i}", "k".repeat(200)),
+                "v".to_string(),
+            )
+        })
+        .collect();
+    let refs: Vec<(&str, &str)> = many.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let m = said(&refs, false);
+    assert!(
+        m.contains("4997 more unknown stsguard.io/ annotations ignored"),
+        "{}",
+        &m[m.len() - 80..]
+    );
 }

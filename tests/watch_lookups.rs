@@ -348,8 +348,10 @@ async fn unreachable_cluster_never_denies() {
         .map(|w| w.as_str().unwrap().to_string())
         .collect();
     assert!(
-        w.iter()
-            .any(|w| w.starts_with("[governing-service]") && w.contains("not synced")),
+        w.iter().any(
+            |w| w.starts_with("StatefulSet default/web: [governing-service]")
+                && w.contains("not synced")
+        ),
         "{w:?}"
     );
 }
@@ -390,16 +392,17 @@ async fn namespace_and_claim_deletes_follow_the_statefulset_cache() {
         on_error: stsguard::policy::OnError::Deny,
         ..Default::default()
     };
-    for body in [namespace.clone(), claim("data-kept-0")] {
+    for (object, body) in [
+        ("Namespace db", namespace.clone()),
+        ("PersistentVolumeClaim db/data-kept-0", claim("data-kept-0")),
+    ] {
         let r = judge(&*l, &body);
         assert_eq!(r["response"]["allowed"], true, "{r}");
         let w = r["response"]["warnings"][0].as_str().unwrap();
-        assert!(
-            w.starts_with(
-                "stsguard could not evaluate this request: [delete-protection] not checked"
-            ) && w.contains("not synced"),
-            "{w}"
+        let expected = format!(
+            "{object}: stsguard could not evaluate this request: [delete-protection] not checked"
         );
+        assert!(w.starts_with(&expected) && w.contains("not synced"), "{w}");
         let a = answer(Endpoint::Validate, &body, &deny, &*l).unwrap();
         let r: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
         assert_eq!(r["response"]["allowed"], false, "onError: deny: {r}");

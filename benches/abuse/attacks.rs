@@ -30,7 +30,7 @@ use tokio::task::JoinSet;
 pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * 1024;
 
-/// The bounds the tests assert (see DESIGN.md, "Bounds").
+/// The bounds the tests assert (see docs/operations.md, "Bounds").
 pub mod bounds {
     use std::time::Duration;
     /// Peak RSS of the server through any attack.

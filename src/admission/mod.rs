@@ -100,8 +100,11 @@ pub struct Answer {
 #[derive(Default)]
 struct Decision {
     /// The object's name when the request does not carry it (the claims the namespace controller
-    /// deletes by collection), for the log line.
+    /// deletes by collection; `generateName` on a CREATE), for the log line and the warnings.
     name: Option<String>,
+    /// Why the request could not be judged once its object was named (a cache that cannot
+    /// answer): answered per the policy's `onError`, as an `Err` is.
+    not_evaluated: Option<Error>,
     denied: Option<String>,
     warnings: Vec<String>,
     patch: Option<json_patch::Patch>,
@@ -120,7 +123,7 @@ pub fn answer(
     if let Err(why) = crate::bounds::check_body(body) {
         return unevaluated(body, policy, &why);
     }
-    let review = match wire::read(body, endpoint == Endpoint::Validate) {
+    let review = match wire::read(body, endpoint == Endpoint::Mutate) {
         Ok(r) => r,
         Err(e) if e.is_syntax() || e.is_eof() => {
             return Err(Error::BadReview(format!(
@@ -162,16 +165,24 @@ pub fn answer(
         // A Namespace's review names itself as its namespace; by name if a client leaves it out.
         (req.resource.resource == "namespaces").then_some(req.name.as_str()),
     ));
+    let kind = subject_kind(&req.resource.resource, &req.kind.kind).to_string();
     let decided = match endpoint {
         _ if !handled => Ok(Decision::default()),
         Endpoint::Mutate => mutate_request(req, policy),
         Endpoint::Validate => validate_request(req, policy, lookups),
     };
     let mut response = response_for(&summary.uid);
-    let d = match decided {
+    let name = match (&decided, summary.name.is_empty()) {
+        (Ok(Decision { name: Some(n), .. }), true) => n.as_str(),
+        _ => summary.name.as_str(),
+    }
+    .to_string();
+    let object = crate::text::object(&kind, &summary.namespace, &name);
+    summary.name = name;
+    let d = match decided.and_then(|mut d| d.not_evaluated.take().map_or(Ok(d), Err)) {
         Ok(d) => d,
         Err(e) => {
-            let response = failure(response, &e.to_string(), policy);
+            let response = failure(response, &object, &e.to_string(), policy);
             summary.outcome = Outcome::Error;
             summary.allowed = response.allowed;
             summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
@@ -182,13 +193,11 @@ pub fn answer(
         }
     };
     if !d.warnings.is_empty() {
-        response.warnings = Some(d.warnings.iter().map(|w| crate::text::warning(w)).collect());
+        let about = |w: &String| crate::text::warning_about(&object, w);
+        response.warnings = Some(d.warnings.iter().map(about).collect());
     }
     if let Some(message) = d.denied {
         response = deny(response, message);
-    }
-    if let Some(name) = d.name {
-        summary.name = name;
     }
     summary.allowed = response.allowed;
     summary.patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
@@ -223,7 +232,7 @@ pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
             one_line(why)
         )));
     };
-    let response = failure(response_for(&r.uid), why, policy);
+    let response = failure(response_for(&r.uid), &r.object(), why, policy);
     let summary = Summary {
         uid: r.uid,
         allowed: response.allowed,
@@ -275,12 +284,27 @@ fn op_str(op: &Operation) -> &'static str {
     }
 }
 
-fn failure(response: AdmissionResponse, why: &str, policy: &Policy) -> AdmissionResponse {
+/// The kind a request is about, as kubectl users name it: a Scale is of a StatefulSet.
+pub(crate) fn subject_kind<'a>(resource: &str, kind: &'a str) -> &'a str {
+    match resource {
+        "statefulsets" => "StatefulSet",
+        "pods" => "Pod",
+        _ => kind,
+    }
+}
+
+/// `object`: the request's object, named as [`crate::text::object`] names it.
+fn failure(
+    response: AdmissionResponse,
+    object: &str,
+    why: &str,
+    policy: &Policy,
+) -> AdmissionResponse {
     let message = format!("stsguard could not evaluate this request: {why}");
     match policy.on_error {
         OnError::Allow => {
             let mut r = response;
-            r.warnings = Some(vec![crate::text::warning(&message)]);
+            r.warnings = Some(vec![crate::text::warning_about(object, &message)]);
             r
         }
         OnError::Deny => deny(response, message),
@@ -316,16 +340,24 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
         return Ok(Decision {
             warnings: report.warnings,
             patch: Some(mutate::patch::pod(&pod, &out)?),
+            name: own_name(&pod.metadata),
             ..Default::default()
         });
     }
     let Some(mut sts) = statefulset(req.object, true, "request.object")? else {
         return Ok(Decision::default());
     };
-    let (report, patch) = mutate::mutate_with_patch(&mut sts, policy)?;
+    // An UPDATE is mutated only when it changes the template or what drives it: the stored
+    // object is what the pods run, and stsguard causes no rollout of its own.
+    let old = match req.operation {
+        Operation::Update => statefulset(req.old_object, false, "request.oldObject")?,
+        _ => None,
+    };
+    let (report, patch) = mutate::mutate_with_patch(&mut sts, old.as_ref(), policy)?;
     Ok(Decision {
         warnings: report.warnings,
         patch: Some(patch),
+        name: own_name(&sts.metadata),
         ..Default::default()
     })
 }
@@ -365,23 +397,26 @@ fn validate_delete_of(
         }
     };
     let findings = validate::validate(&Review { namespace, subject }, policy, lookups);
-    if let Some(f) = findings
+    let not_evaluated = findings
         .warnings
         .iter()
         .find(|f| f.result == RuleResult::Unknown)
-    {
-        return Err(Error::NotEvaluated(format!(
-            "[{}] not checked: {}",
-            f.rule, f.message
-        )));
-    }
+        .map(|f| Error::NotEvaluated(format!("[{}] not checked: {}", f.rule, f.message)));
     Ok(Decision {
+        not_evaluated,
         denied: (!findings.allowed()).then(|| findings.denial()),
         warnings: findings.warning_lines(),
         rules: findings.results,
         name: (!named_by_request).then_some(name),
         ..Default::default()
     })
+}
+
+/// An object's name, or its `generateName` with `…` (a CREATE before the name is generated).
+fn own_name(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> Option<String> {
+    meta.name
+        .clone()
+        .or_else(|| meta.generate_name.as_ref().map(|g| format!("{g}…")))
 }
 
 fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) -> Result<Decision> {
@@ -392,17 +427,20 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
         return validate_delete_of(req, policy, lookups);
     }
     let namespace = req.namespace.as_deref().unwrap_or("");
+    let mut name = None;
     let findings: Findings = match (req.sub_resource.as_deref(), &req.operation) {
         (Some(_), _) => {
+            // autoscaling/v1 Scale omits `replicas: 0` (`spec: {}`): a Scale without
+            // spec.replicas asks for 0 (and an old one without it had 0).
             let replicas = |slot: Slot<'_>, what| -> Result<Option<i32>> {
                 Ok(match slot.take(Kind::Scale, false, what)? {
-                    Some(Object::Scale(s)) => s.spec.and_then(|s| s.replicas),
+                    Some(Object::Scale(s)) => Some(s.spec.and_then(|s| s.replicas).unwrap_or(0)),
                     _ => None,
                 })
             };
             let Some(n) = replicas(req.object, "request.object")? else {
                 return Err(Error::NotEvaluated(
-                    "the Scale object has no spec.replicas".into(),
+                    "the Scale request has no object".into(),
                 ));
             };
             let subject = Subject::Scale {
@@ -426,6 +464,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                 true => statefulset(req.old_object, false, "request.oldObject")?,
                 false => None,
             };
+            name = own_name(&object.metadata);
             let subject = Subject::Write {
                 object: &object,
                 old: old.as_ref(),
@@ -437,6 +476,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
         denied: (!findings.allowed()).then(|| findings.denial()),
         warnings: findings.warning_lines(),
         rules: findings.results,
+        name,
         ..Default::default()
     })
 }

@@ -78,16 +78,17 @@ impl Slot<'_> {
     }
 }
 
-/// Reads a review; `read_old`: read `oldObject` too (`/mutate` never needs it).
-pub fn read(body: &[u8], read_old: bool) -> serde_json::Result<Review<'_>> {
+/// Reads a review, `object` and `oldObject` (an UPDATE's `/mutate` compares the two); `for_patch`:
+/// the object will be patched (`/mutate`).
+pub fn read(body: &[u8], for_patch: bool) -> serde_json::Result<Review<'_>> {
     let mut de = serde_json::Deserializer::from_slice(body);
-    let review = ReviewSeed { read_old }.deserialize(&mut de)?;
+    let review = ReviewSeed { for_patch }.deserialize(&mut de)?;
     de.end()?;
     Ok(review)
 }
 
 struct ReviewSeed {
-    read_old: bool,
+    for_patch: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ReviewSeed {
@@ -116,7 +117,7 @@ impl<'de> Visitor<'de> for ReviewSeed {
                 "kind" => review.kind = map.next_value()?,
                 "request" => {
                     review.request = map.next_value_seed(RequestSeed {
-                        read_old: self.read_old,
+                        for_patch: self.for_patch,
                     })?
                 }
                 _ => {
@@ -129,7 +130,7 @@ impl<'de> Visitor<'de> for ReviewSeed {
 }
 
 struct RequestSeed {
-    read_old: bool,
+    for_patch: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for RequestSeed {
@@ -172,9 +173,9 @@ impl<'de> Visitor<'de> for RequestSeed {
                 "namespace" => namespace = map.next_value::<Option<String>>()?,
                 "operation" => operation = Some(map.next_value::<Operation>()?),
                 "dryRun" => dry_run = map.next_value::<Option<bool>>()?,
-                // `/mutate` patches the object; `/validate` (which reads oldObject) does not.
-                "object" => object = slot(&mut map, kind.as_ref(), !self.read_old)?,
-                "oldObject" if self.read_old => old_object = slot(&mut map, kind.as_ref(), false)?,
+                // `/mutate` patches the object; `/validate` does not.
+                "object" => object = slot(&mut map, kind.as_ref(), self.for_patch)?,
+                "oldObject" => old_object = slot(&mut map, kind.as_ref(), false)?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -227,6 +228,38 @@ pub struct UidOnly {
 #[derive(serde::Deserialize)]
 pub struct UidOnlyRequest {
     pub uid: String,
+    /// What the request is about, for the warning; any part may be missing or null.
+    #[serde(default)]
+    pub kind: Option<KindOnly>,
+    #[serde(default)]
+    pub resource: Option<ResourceOnly>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct KindOnly {
+    #[serde(default)]
+    pub kind: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ResourceOnly {
+    #[serde(default)]
+    pub resource: Option<String>,
+}
+
+impl UidOnlyRequest {
+    /// The request's object, named as [`crate::text::object`] names it.
+    pub fn object(&self) -> String {
+        let kind = self.kind.as_ref().and_then(|k| k.kind.as_deref());
+        let resource = self.resource.as_ref().and_then(|r| r.resource.as_deref());
+        let kind = super::subject_kind(resource.unwrap_or(""), kind.unwrap_or("object"));
+        let (ns, name) = (self.namespace.as_deref(), self.name.as_deref());
+        crate::text::object(kind, ns.unwrap_or(""), name.unwrap_or(""))
+    }
 }
 
 #[derive(Serialize)]

@@ -78,20 +78,20 @@ fn is_not_checked(f: &Finding) -> bool {
     f.result == crate::validate::RuleResult::Unknown
 }
 
-/// Mutation then validation of one StatefulSet, as the API server chains the hooks: the rules
-/// judge the object as its next write would store it. No patch is computed.
+/// Validation of one StatefulSet as it is stored and runs: as the webhook judges a write that
+/// leaves its pod template alone (only a template change gets the mutation, see
+/// [`crate::mutate::changes_template`]). No mutation, no patch.
 pub fn judge(
     sts: &StatefulSet,
     namespace: &str,
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Findings {
-    let m = crate::mutate::mutate(sts, policy);
     validate::validate(
         &Review {
             namespace,
             subject: Subject::Write {
-                object: &m.object,
+                object: sts,
                 old: None,
             },
         },
@@ -316,6 +316,41 @@ mod tests {
                 .all(|r| r.rule == RuleId::GoverningService),
             "{:?}",
             clean.results
+        );
+        Ok(())
+    }
+
+    /// Two replicas sharing a hostPath, created before stsguard: the required anti-affinity
+    /// the mutation would add comes only at its next template change, so the audit judges the
+    /// object as it runs: the spread is missing.
+    #[test]
+    fn an_object_is_judged_as_it_runs_not_as_the_mutation_would_store_it()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let host = sts(
+            "a",
+            "host",
+            "  replicas: 2\n  serviceName: host\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec:\n      volumes: [{name: h, hostPath: {path: /d}}]\n      containers: [{name: c, image: busybox, readinessProbe: {exec: {command: [\"true\"]}}}]\n",
+        )?;
+        let a = audit(std::slice::from_ref(&host), &Policy::default(), &lookups());
+        let rules: Vec<(RuleId, Outcome)> = a.objects[0]
+            .results
+            .iter()
+            .map(|r| (r.rule, r.outcome))
+            .collect();
+        assert!(
+            rules.contains(&(RuleId::HostpathSpread, Outcome::Fail)),
+            "{rules:?}"
+        );
+        // Adopted (its template mutated), it passes.
+        let adopted = Arc::new(crate::mutate::mutate(&host, &Policy::default()).object);
+        let a = audit(&[adopted], &Policy::default(), &lookups());
+        assert!(
+            a.objects[0]
+                .results
+                .iter()
+                .all(|r| r.rule != RuleId::HostpathSpread),
+            "{:?}",
+            a.objects[0].results
         );
         Ok(())
     }

@@ -130,9 +130,16 @@ pub struct Checked {
     pub warnings: Vec<String>,
     #[serde(skip)]
     pub added: Vec<String>,
+    /// What the mutation takes out again (stsguard's own values, an annotation removed).
+    #[serde(skip)]
+    pub removed: Vec<String>,
     /// Per role, where its pods go: (role, ordinals, node selector text).
     #[serde(skip)]
     pub placement: Vec<(String, String)>,
+    /// The object exists already (read from a cluster, or a manifest with `metadata.uid`): it
+    /// is judged as it runs, and the mutation is what its next pod template change adds.
+    #[serde(skip)]
+    pub existing: bool,
 }
 
 impl Checked {
@@ -317,7 +324,11 @@ pub fn check_one(
     check_object(source, sts, policy, lookups)
 }
 
-/// Mutation then validation of one StatefulSet, as the API server would chain the hooks.
+/// Mutation then validation of one StatefulSet, as the API server would chain the hooks at its
+/// creation. An object that exists already (from a cluster, or a manifest with `metadata.uid`)
+/// is judged as it is stored, as the API server judges a write that leaves its pod template
+/// alone; its mutation is what adopting it adds, at its next pod template change (stsguard
+/// causes no rollout by itself).
 pub fn check_object(
     source: Source,
     sts: &StatefulSet,
@@ -333,13 +344,14 @@ pub fn check_object(
     sts.metadata
         .namespace
         .get_or_insert_with(|| namespace.clone());
+    let existing = matches!(source, Source::Cluster { .. }) || sts.metadata.uid.is_some();
     let m = mutate::mutate(&sts, policy);
     let patch = mutate::patch::statefulset(&sts, &m.object).map_err(|e| BadInput(e.to_string()))?;
     let found = validate::validate(
         &Review {
             namespace: &namespace,
             subject: Subject::Write {
-                object: &m.object,
+                object: if existing { &sts } else { &m.object },
                 old: None,
             },
         },
@@ -379,8 +391,16 @@ pub fn check_object(
             stage: Stage::Validation,
         });
     }
-    let mut warnings = m.report.warnings.clone();
-    warnings.extend(found.warning_lines());
+    // As the server words them: each names its object.
+    let object = crate::text::object(
+        "StatefulSet",
+        &namespace,
+        sts.metadata.name.as_deref().unwrap_or(""),
+    );
+    let warnings = (m.report.warnings.iter())
+        .chain(&found.warning_lines())
+        .map(|w| crate::text::warning_about(&object, w))
+        .collect();
     Ok(Checked {
         source,
         kind: "StatefulSet",
@@ -394,6 +414,8 @@ pub fn check_object(
         placement: placement(&m.object),
         mutated: m.object,
         added: m.report.added,
+        removed: m.report.removed,
+        existing,
     })
 }
 

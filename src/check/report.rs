@@ -81,12 +81,22 @@ pub fn render(results: &[Checked]) -> String {
             "{} {}/{}: {verdict} ({})",
             c.kind, c.namespace, c.name, c.source
         );
-        if c.added.is_empty() {
+        if c.added.is_empty() && c.removed.is_empty() {
             s.push_str("  mutation: nothing to add\n");
         } else {
-            let _ = writeln!(s, "  mutation ({} patch operations):", c.patch.0.len());
+            // An existing object is adopted when its template next changes: not before.
+            let when = if c.existing {
+                " at its next pod template change"
+            } else {
+                ""
+            };
+            let n = c.patch.0.len();
+            let _ = writeln!(s, "  mutation{when} ({n} patch operations):");
             for a in &c.added {
                 let _ = writeln!(s, "    + {a}");
+            }
+            for r in &c.removed {
+                let _ = writeln!(s, "    - {r}");
             }
         }
         if !c.placement.is_empty() {
@@ -196,6 +206,8 @@ mod tests {
             warnings: vec![],
             added: vec![],
             placement: vec![],
+            removed: vec![],
+            existing: false,
         }
     }
 

@@ -1,10 +1,11 @@
-//! DESIGN.md Mutation 2: identity environment in every container and init container.
+//! Identity environment (docs/mutation.md): identity environment in every container and init container.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector};
 
+use super::added::Added;
 use super::{Report, WarningId};
 use crate::k8s::keys;
 use crate::policy::Policy;
@@ -235,8 +236,13 @@ fn references(value: &str, name: &str) -> bool {
 /// `POD_NAMESPACE` when those hold the pod's fields where it is inserted, else through
 /// stsguard's own [`PRIVATE_POD_NAME`] / [`PRIVATE_POD_NAMESPACE`], defined just before it: what
 /// stsguard injects never expands through a user's value, and every `$(VAR)` in it refers to a
-/// variable defined earlier in the list.
-pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut Report) {
+/// variable defined earlier in the list. Returns the names it added.
+pub fn inject(
+    container: &mut Container,
+    id: &Identity,
+    what: &str,
+    report: &mut Report,
+) -> Vec<String> {
     let existing = container.env.as_deref().unwrap_or_default();
     let cname = container.name.clone();
     let kept = |report: &mut Report, name: &str| {
@@ -256,6 +262,7 @@ pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut
     }
     let missing_fqdns: Vec<&Fqdn> = id.fqdns.iter().filter(|f| !defined(f.name)).collect();
     let mut block = missing_fixed;
+    let mut names_added = Vec::new();
     if !block.is_empty() || !missing_fqdns.is_empty() {
         let names: Vec<&str> = block
             .iter()
@@ -318,6 +325,7 @@ pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut
         }
         if !block.is_empty() {
             let n = block.len();
+            names_added = block.iter().map(|e| e.name.clone()).collect();
             container
                 .env
                 .get_or_insert_with(Vec::new)
@@ -340,6 +348,77 @@ pub fn inject(container: &mut Container, id: &Identity, what: &str, report: &mut
             }
         }
     }
+    names_added
+}
+
+/// Is `name` one of stsguard's private names ([`PRIVATE_POD_NAME`], [`PRIVATE_POD_NAMESPACE`],
+/// with `_2`, `_3`, … appended)?
+fn is_private(name: &str) -> bool {
+    [PRIVATE_POD_NAME, PRIVATE_POD_NAMESPACE]
+        .iter()
+        .any(|base| {
+            name == *base
+                || name
+                    .strip_prefix(base)
+                    .and_then(|r| r.strip_prefix('_'))
+                    .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+}
+
+/// Before [`inject`]: takes out of `container` the variables stsguard added there (`recorded`)
+/// that it would not add now: not wanted any more (identity variables off, roles gone), or no
+/// longer what it writes (`STS_PRIMARY_FQDN` after the roles moved the primary), then its
+/// private names that nothing references any more. What the user defined is never touched.
+/// Returns the names removed.
+pub fn take_out(
+    container: &mut Container,
+    id: &Identity,
+    recorded: &BTreeSet<String>,
+) -> Vec<String> {
+    let Some(env) = container.env.as_mut() else {
+        return Vec::new();
+    };
+    let stale = |i: usize, e: &EnvVar, env: &[EnvVar]| -> bool {
+        if !recorded.contains(&e.name) || is_private(&e.name) {
+            return false;
+        }
+        if let Some(v) = id.fixed.iter().find(|v| v.name == e.name) {
+            return !same_var(e, v);
+        }
+        if let Some(f) = id.fqdns.iter().find(|f| f.name == e.name) {
+            return e.value_from.is_some()
+                || !e
+                    .value
+                    .as_deref()
+                    .is_some_and(|v| resolves(f, v, &env[..i]));
+        }
+        true
+    };
+    let mut removed = Vec::new();
+    let mut i = 0;
+    while i < env.len() {
+        if stale(i, &env[i], env) {
+            removed.push(env.remove(i).name);
+        } else {
+            i += 1;
+        }
+    }
+    // stsguard's private names that no remaining value references.
+    let mut i = 0;
+    while i < env.len() {
+        let e = &env[i];
+        let referenced = || {
+            env.iter()
+                .filter_map(|o| o.value.as_deref())
+                .any(|v| references(v, &e.name))
+        };
+        if recorded.contains(&e.name) && is_private(&e.name) && !referenced() {
+            removed.push(env.remove(i).name);
+        } else {
+            i += 1;
+        }
+    }
+    removed
 }
 
 /// Equal once the API server's defaulting (`fieldRef.apiVersion: v1`) is accounted for.
@@ -357,19 +436,41 @@ pub fn same_var(a: &EnvVar, b: &EnvVar) -> bool {
     a == b || norm(a) == norm(b)
 }
 
-pub fn apply(sts: &mut StatefulSet, vars: &Identity, report: &mut Report) {
-    if vars.is_empty() {
-        return;
-    }
+/// Brings every container's identity variables to `vars`: what stsguard added and would not
+/// add now is taken out ([`take_out`]), what is missing injected ([`inject`]); `added` records
+/// what stsguard's variables are afterwards.
+pub fn apply(sts: &mut StatefulSet, vars: &Identity, added: &mut Added, report: &mut Report) {
     let Some(pod) = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()) else {
         return;
     };
-    for c in pod.init_containers.iter_mut().flatten() {
-        inject(c, vars, "init container", report);
+    let mut record = BTreeMap::new();
+    let inits = pod.init_containers.iter_mut().flatten();
+    let all = inits
+        .map(|c| (c, "init container"))
+        .chain(pod.containers.iter_mut().map(|c| (c, "container")));
+    for (c, what) in all {
+        let recorded = added.env.remove(&c.name).unwrap_or_default();
+        let removed = take_out(c, vars, &recorded);
+        if !removed.is_empty() {
+            report.removed(format!(
+                "{} identity variables from {what} \"{}\"",
+                removed.len(),
+                c.name
+            ));
+        }
+        let mut ours: BTreeSet<String> = recorded
+            .into_iter()
+            .filter(|n| !removed.contains(n) && c.env.iter().flatten().any(|e| &e.name == n))
+            .collect();
+        if !vars.is_empty() {
+            ours.extend(inject(c, vars, what, report));
+        }
+        if !ours.is_empty() {
+            record.insert(c.name.clone(), ours);
+        }
     }
-    for c in pod.containers.iter_mut() {
-        inject(c, vars, "container", report);
-    }
+    // Containers gone from the template take their entries with them.
+    added.env = record;
 }
 
 #[cfg(test)]

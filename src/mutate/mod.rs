@@ -1,6 +1,7 @@
 //! The mutation core: pure functions from a typed object and the policy to the mutated object.
 //! [`patch`] turns the original and the result into the JSONPatch sent to the API server.
 
+pub mod added;
 pub mod affinity;
 pub mod env;
 pub mod patch;
@@ -91,6 +92,8 @@ pub struct Warning {
 pub struct Report {
     /// Short human lines: what was added.
     pub added: Vec<String>,
+    /// Short human lines: what stsguard had added and took out again (an annotation removed).
+    pub removed: Vec<String>,
     /// Things skipped or kept, as `[id] message` lines; they go to `response.warnings`. At most
     /// [`Report::MAX_WARNINGS`].
     pub warnings: Vec<String>,
@@ -120,6 +123,9 @@ impl Report {
     pub fn added(&mut self, a: impl Into<String>) {
         self.added.push(a.into());
     }
+    pub fn removed(&mut self, r: impl Into<String>) {
+        self.removed.push(r.into());
+    }
 }
 
 /// The result of mutating a StatefulSet.
@@ -141,7 +147,7 @@ fn flag(sts: &StatefulSet, key: &str, default: bool, report: &mut Report) -> boo
         .unwrap_or(default)
 }
 
-/// Mutates a StatefulSet (DESIGN.md "Mutation" 1-3). Idempotent: mutating the result again
+/// Mutates a StatefulSet (docs/mutation.md). Idempotent: mutating the result again
 /// changes nothing. Never removes or changes what the user wrote: [`patch::statefulset`] turns
 /// the result into a patch that only adds.
 pub fn mutate(sts: &StatefulSet, policy: &Policy) -> Mutation {
@@ -153,31 +159,79 @@ pub fn mutate(sts: &StatefulSet, policy: &Policy) -> Mutation {
 /// The server's path: mutates `sts` in place and returns the patch from what it was. Only what
 /// the mutation can change is copied first ([`patch::changeable`]); the patch is the same as
 /// [`patch::statefulset`] from a copy of the whole object (the property tests check it).
+///
+/// `old`: the stored object of an UPDATE. An UPDATE that changes neither the pod template nor
+/// an annotation that drives it ([`changes_template`]) is not mutated: its template stays as
+/// stored, so a label, an annotation such as `stsguard.io/protect`, or a re-apply of an existing
+/// StatefulSet never rolls its pods. The values stsguard does not understand are still said.
 pub fn mutate_with_patch(
     sts: &mut StatefulSet,
+    old: Option<&StatefulSet>,
     policy: &Policy,
 ) -> crate::error::Result<(Report, json_patch::Patch)> {
+    if !changes_template(sts, old) {
+        let mut report = Report::default();
+        read_settings(sts, policy, &mut report);
+        return Ok((report, json_patch::Patch(Vec::new())));
+    }
     let before = patch::changeable(sts);
     let report = mutate_in_place(sts, policy);
     let patch = patch::statefulset(&before, sts)?;
     Ok((report, patch))
 }
 
+/// Does a write of `object` over `old` (none: a CREATE) change the pod template, or a
+/// `stsguard.io/` annotation that decides what the mutation writes there
+/// ([`ann::drives_template`])? Only such a write is mutated: the pods of an existing
+/// StatefulSet roll only when the user changed something that rolls them.
+pub fn changes_template(object: &StatefulSet, old: Option<&StatefulSet>) -> bool {
+    let Some(old) = old else { return true };
+    fn template(s: &StatefulSet) -> Option<&k8s_openapi::api::core::v1::PodTemplateSpec> {
+        s.spec.as_ref().map(|s| &s.template)
+    }
+    template(object) != template(old)
+        || !ann::template_drivers(object).eq(ann::template_drivers(old))
+}
+
+/// Reads the annotations the mutation's steps read, each with its warning when its value is not
+/// understood; nothing is changed.
+fn read_settings(sts: &StatefulSet, policy: &Policy, report: &mut Report) {
+    if policy.is_excluded(sts.metadata.namespace.as_deref())
+        || !flag(sts, keys::MUTATE, true, report)
+    {
+        return;
+    }
+    flag(sts, keys::ORDINAL_ENV, policy.mutation.ordinal_env, report);
+    if affinity::effective_mode(sts, policy, report) != crate::policy::AntiAffinityMode::None {
+        affinity::topology_key(sts, policy, report);
+    }
+}
+
 fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
     let mut report = Report::default();
-    if policy.is_excluded(sts.metadata.namespace.as_deref())
-        || !flag(sts, keys::MUTATE, true, &mut report)
-    {
+    if policy.is_excluded(sts.metadata.namespace.as_deref()) {
         return report;
     }
+    let enabled = flag(sts, keys::MUTATE, true, &mut report);
     if sts.spec.is_none() {
-        report.warn(
-            WarningId::NoSpec,
-            "the StatefulSet has no spec: nothing to mutate",
-        );
+        if enabled {
+            report.warn(
+                WarningId::NoSpec,
+                "the StatefulSet has no spec: nothing to mutate",
+            );
+        }
         return report;
     }
-    let roles = roles::apply(sts, policy, &mut report);
+    let mut added = added::Added::of(sts);
+    if !enabled {
+        // `mutate: "false"`: everything stsguard added goes, nothing else.
+        roles::take_out(sts, &mut added, &mut report);
+        env::apply(sts, &env::Identity::default(), &mut added, &mut report);
+        affinity::take_out(sts, &mut added, &mut report);
+        added.write(sts);
+        return report;
+    }
+    let roles = roles::apply(sts, policy, &mut added, &mut report);
     let ordinal_env = flag(
         sts,
         keys::ORDINAL_ENV,
@@ -191,7 +245,8 @@ fn mutate_in_place(sts: &mut StatefulSet, policy: &Policy) -> Report {
         roles.and_then(|r| r.primary_fqdn),
         &mut report,
     );
-    env::apply(sts, &vars, &mut report);
-    affinity::apply(sts, policy, &mut report);
+    env::apply(sts, &vars, &mut added, &mut report);
+    affinity::apply(sts, policy, &mut added, &mut report);
+    added.write(sts);
     report
 }

@@ -1,33 +1,41 @@
 //! The one JSONPatch builder, used by the server and by `stsguard check`.
 //!
 //! A mutation only adds, so its patch only adds: `add` of a member an object does not have, or
-//! `add` at an index of a list (an insertion). Never `replace`, never `remove`, never an `add`
-//! onto a member the user set. Anything else the mutation did is an [`Error::Patch`].
+//! `add` at an index of a list (an insertion). Never an `add` onto a member the user set, never
+//! a `replace` or `remove` of anything the user wrote. Anything else the mutation did is an
+//! [`Error::Patch`].
 //!
-//! One exception, for values stsguard itself wrote: its markers on the pod template (the
-//! `stsguard.io/managed` label, the `stsguard.io/*` annotation copies the Pod hook reads) and its
-//! `stsguard-role` init container follow the StatefulSet's annotations, so an UPDATE that
-//! changes those annotations `replace`s stsguard's own values there, and nowhere else.
+//! The exception is what stsguard itself wrote ([`Owned`]): its markers on the pod template
+//! (the `stsguard.io/managed` label, the `stsguard.io/*` annotations), its `stsguard-role` init
+//! container, volumes and mounts, and what the template's record lists
+//! ([`super::added::Added`]: identity variables per container, the anti-affinity term, the
+//! image pull secrets). Those follow the StatefulSet's annotations: `replace`d when they change,
+//! `remove`d when the annotation that added them goes.
 //!
 //! Only the parts the mutation can change are compared — the template's labels and annotations,
 //! affinity, volumes, image pull secrets, init containers, each container's env and
 //! volumeMounts; a Pod's labels and node selector — and of those only the fields that differ
 //! (typed equality) are turned into JSON and diffed.
 
+use std::collections::HashMap;
+
 use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, Patch, PatchOperation, ReplaceOperation};
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation, ReplaceOperation};
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{Container, Pod};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::added::Added;
+use super::roles::{CONFIG_VOLUME, INIT_CONTAINER, ROLE_VOLUME};
 use crate::error::{Error, Result};
 
 /// The patch from `before` to `after`, a mutation of it.
 pub fn statefulset(before: &StatefulSet, after: &StatefulSet) -> Result<Patch> {
-    add_only(
+    diff_with(
         &statefulset_parts(before, after)?,
         &statefulset_parts(after, before)?,
+        &Owned::of(before)?,
     )
 }
 
@@ -37,12 +45,117 @@ pub fn pod(before: &Pod, after: &Pod) -> Result<Patch> {
 }
 
 /// The operations that turn `before` into `after` by adding only: members `before` lacks, and
-/// list elements inserted. A list of the same length is compared element by element; in a
-/// longer one, each element of `before` is found by equality, else by its `name`.
+/// list elements inserted. A list's elements are matched in order, by equality, else by their
+/// `name`.
 pub fn add_only(before: &Value, after: &Value) -> Result<Patch> {
+    diff_with(before, after, &Owned::default())
+}
+
+fn diff_with(before: &Value, after: &Value, owned: &Owned) -> Result<Patch> {
     let mut ops = Vec::new();
-    diff(&mut PointerBuf::new(), before, after, false, &mut ops)?;
+    let mut at = At {
+        path: PointerBuf::new(),
+        key: String::new(),
+    };
+    diff(&mut at, before, after, false, owned, &mut ops)?;
     Ok(Patch(ops))
+}
+
+/// What in a StatefulSet is stsguard's own: list elements by the list (its key, see [`At`]) and
+/// their name or value. Members are stsguard's by their path ([`owned_member`]). The default
+/// knows stsguard's own names only (see [`Owned::element`]).
+#[derive(Default)]
+pub struct Owned {
+    lists: HashMap<String, Vec<Item>>,
+}
+
+enum Item {
+    Name(String),
+    Value(Value),
+}
+
+const TEMPLATE_SPEC: &str = "/spec/template/spec";
+
+impl Owned {
+    /// stsguard's own values in `sts`: its names, and what the template's record lists.
+    pub fn of(sts: &StatefulSet) -> Result<Owned> {
+        let mut o = Owned::default();
+        let added = Added::of(sts);
+        let name = |n: &str| Item::Name(n.to_string());
+        let pod = sts.spec.as_ref().and_then(|s| s.template.spec.as_ref());
+        if let Some(pod) = pod {
+            let lists = [
+                ("containers", &pod.containers[..]),
+                (
+                    "initContainers",
+                    pod.init_containers.as_deref().unwrap_or_default(),
+                ),
+            ];
+            for (list, cs) in lists {
+                for c in cs {
+                    if let Some(env) = added.env_of(&c.name) {
+                        let key = format!("{TEMPLATE_SPEC}/{list}/[{}]/env", c.name);
+                        o.lists.insert(key, env.iter().map(|n| name(n)).collect());
+                    }
+                }
+            }
+        }
+        o.lists.insert(
+            format!("{TEMPLATE_SPEC}/imagePullSecrets"),
+            added.image_pull_secrets.iter().map(|n| name(n)).collect(),
+        );
+        if let (Some(t), Some(spec)) = (&added.anti_affinity, &sts.spec) {
+            let term = k8s_openapi::api::core::v1::PodAffinityTerm {
+                label_selector: Some(spec.selector.clone()),
+                topology_key: t.topology_key.clone(),
+                ..Default::default()
+            };
+            let anti = format!("{TEMPLATE_SPEC}/affinity/podAntiAffinity");
+            let (list, value) = match t.weight {
+                Some(weight) => (
+                    "preferredDuringSchedulingIgnoredDuringExecution",
+                    to_value(&k8s_openapi::api::core::v1::WeightedPodAffinityTerm {
+                        pod_affinity_term: term,
+                        weight,
+                    })?,
+                ),
+                None => (
+                    "requiredDuringSchedulingIgnoredDuringExecution",
+                    to_value(&term)?,
+                ),
+            };
+            o.lists
+                .insert(format!("{anti}/{list}"), vec![Item::Value(value)]);
+        }
+        Ok(o)
+    }
+
+    /// Is `v`, an element of the list at `key`, stsguard's own? By its name: the role init
+    /// container, the role volumes, a container's mount of the role volume; else as listed.
+    fn element(&self, key: &str, v: &Value) -> bool {
+        let named = |names: &[&str]| {
+            v.get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| names.contains(&n))
+        };
+        if let Some(rest) = key.strip_prefix(TEMPLATE_SPEC) {
+            let by_name = match rest {
+                "/initContainers" => named(&[INIT_CONTAINER]),
+                "/volumes" => named(&[ROLE_VOLUME, CONFIG_VOLUME]),
+                r if r.ends_with("/volumeMounts") => named(&[ROLE_VOLUME]),
+                _ => false,
+            };
+            if by_name {
+                return true;
+            }
+        }
+        self.lists.get(key).is_some_and(|items| {
+            items.iter().any(|i| match i {
+                Item::Name(n) => v.get("name").and_then(Value::as_str) == Some(n.as_str()),
+                Item::Value(x) => x == v,
+            })
+        })
+    }
 }
 
 /// Is the member at `path` (in a StatefulSet) a value stsguard owns?
@@ -52,10 +165,41 @@ fn owned_member(path: &PointerBuf) -> bool {
         || p.starts_with("/spec/template/metadata/annotations/stsguard.io~1")
 }
 
-/// Is `v`, an element of the list at `path`, stsguard's role init container?
-fn owned_element(path: &PointerBuf, v: &Value) -> bool {
-    path.as_str() == "/spec/template/spec/initContainers"
-        && v.get("name").and_then(Value::as_str) == Some(super::roles::INIT_CONTAINER)
+/// Where the diff is: the JSON pointer of the operations, and the key [`Owned`] knows a list
+/// by, where a list element with a `name` is `[name]` (its index changes as elements come and
+/// go; its name does not).
+struct At {
+    path: PointerBuf,
+    key: String,
+}
+
+impl At {
+    fn push(&mut self, member: &str) -> usize {
+        let len = self.key.len();
+        self.path.push_back(member);
+        self.key.push('/');
+        self.key.push_str(member);
+        len
+    }
+    fn push_element(&mut self, index: usize, v: &Value) -> usize {
+        let len = self.key.len();
+        self.path.push_back(index);
+        match v.get("name").and_then(Value::as_str) {
+            Some(n) => {
+                self.key.push_str("/[");
+                self.key.push_str(n);
+                self.key.push(']');
+            }
+            None => {
+                self.key.push_str(&format!("/{index}"));
+            }
+        }
+        len
+    }
+    fn pop(&mut self, len: usize) {
+        self.path.pop_back();
+        self.key.truncate(len);
+    }
 }
 
 fn add(path: &PointerBuf, value: &Value) -> PatchOperation {
@@ -65,12 +209,17 @@ fn add(path: &PointerBuf, value: &Value) -> PatchOperation {
     })
 }
 
+fn remove(path: &PointerBuf) -> PatchOperation {
+    PatchOperation::Remove(RemoveOperation { path: path.clone() })
+}
+
 /// `owned`: the value is stsguard's own (see the module's documentation): replaced as a whole.
 fn diff(
-    path: &mut PointerBuf,
+    at: &mut At,
     b: &Value,
     a: &Value,
     owned: bool,
+    o: &Owned,
     ops: &mut Vec<PatchOperation>,
 ) -> Result<()> {
     if b == a {
@@ -78,7 +227,7 @@ fn diff(
     }
     if owned {
         ops.push(PatchOperation::Replace(ReplaceOperation {
-            path: path.clone(),
+            path: at.path.clone(),
             value: a.clone(),
         }));
         return Ok(());
@@ -86,64 +235,114 @@ fn diff(
     match (b, a) {
         (Value::Object(bm), Value::Object(am)) => {
             for (k, bv) in bm {
-                let Some(av) = am.get(k) else {
-                    return Err(Error::Patch(format!("remove {path}/{k}")));
-                };
-                path.push_back(k.as_str());
-                let owned = owned_member(path);
-                diff(path, bv, av, owned, ops)?;
-                path.pop_back();
+                let len = at.push(k);
+                let owned = owned_member(&at.path);
+                match am.get(k) {
+                    Some(av) => diff(at, bv, av, owned, o, ops)?,
+                    None if owned => ops.push(remove(&at.path)),
+                    None => return Err(Error::Patch(format!("remove {}", at.path))),
+                }
+                at.pop(len);
             }
             for (k, av) in am.iter().filter(|(k, _)| !bm.contains_key(*k)) {
-                path.push_back(k.as_str());
-                ops.push(add(path, av));
-                path.pop_back();
+                let len = at.push(k);
+                ops.push(add(&at.path, av));
+                at.pop(len);
             }
             Ok(())
         }
-        (Value::Array(ba), Value::Array(aa)) if ba.len() == aa.len() => {
-            // Nothing inserted: element by element.
+        (Value::Array(ba), Value::Array(aa))
+            if ba.len() == aa.len()
+                && ba.iter().zip(aa).all(|(b, a)| b == a || same_name(b, a)) =>
+        {
+            // Nothing inserted or taken out: element by element.
             for (i, (bv, av)) in ba.iter().zip(aa).enumerate() {
-                let owned = owned_element(path, bv);
-                path.push_back(i);
-                diff(path, bv, av, owned, ops)?;
-                path.pop_back();
+                let owned = o.element(&at.key, bv);
+                let len = at.push_element(i, bv);
+                diff(at, bv, av, owned, o, ops)?;
+                at.pop(len);
             }
             Ok(())
         }
-        (Value::Array(ba), Value::Array(aa)) => {
-            // Each element of `before`, in order, is found in `after`; what lies between is
-            // inserted at its final index (the list then holds `after`'s elements before it).
-            let mut next = 0;
-            for (i, bv) in ba.iter().enumerate() {
-                let rest = aa.get(next..).unwrap_or_default();
-                let found = rest
-                    .iter()
-                    .position(|av| av == bv)
-                    .or_else(|| rest.iter().position(|av| same_name(bv, av)));
-                let Some(k) = found.map(|k| k + next) else {
-                    return Err(Error::Patch(format!("remove {path}/{i}")));
-                };
-                for (x, av) in aa.iter().enumerate().take(k).skip(next) {
-                    path.push_back(x);
-                    ops.push(add(path, av));
-                    path.pop_back();
-                }
-                let owned = owned_element(path, bv);
-                path.push_back(k);
-                diff(path, bv, &aa[k], owned, ops)?;
-                path.pop_back();
-                next = k + 1;
-            }
-            for (x, av) in aa.iter().enumerate().skip(next) {
-                path.push_back(x);
-                ops.push(add(path, av));
-                path.pop_back();
-            }
-            Ok(())
-        }
-        _ => Err(Error::Patch(format!("replace {path}"))),
+        (Value::Array(ba), Value::Array(aa)) => list(at, ba, aa, o, ops),
+        _ => Err(Error::Patch(format!("replace {}", at.path))),
     }
+}
+
+/// A list whose elements were inserted or taken out. Each of the user's elements of `before`,
+/// in order, is found in `after` (by equality, else by its name); stsguard's own are kept where
+/// they are found unchanged, else taken out. The removals come first, from the last; then what
+/// lies between the elements kept is inserted at its final index (the list then holds
+/// `after`'s elements before it). Linear in the lists but for a search per element changed.
+fn list(
+    at: &mut At,
+    ba: &[Value],
+    aa: &[Value],
+    o: &Owned,
+    ops: &mut Vec<PatchOperation>,
+) -> Result<()> {
+    // The user's elements first: each is in `after`, in the same order (by equality, else by
+    // name); none may go.
+    let owned: Vec<bool> = ba.iter().map(|bv| o.element(&at.key, bv)).collect();
+    let mut found = vec![None; ba.len()];
+    let mut next = 0;
+    for (i, bv) in ba.iter().enumerate().filter(|(i, _)| !owned[*i]) {
+        let rest = aa.get(next..).unwrap_or_default();
+        let k = rest
+            .iter()
+            .position(|av| av == bv)
+            .or_else(|| rest.iter().position(|av| same_name(bv, av)));
+        let Some(k) = k else {
+            return Err(Error::Patch(format!("remove {}/{i}", at.path)));
+        };
+        found[i] = Some(next + k);
+        next += k + 1;
+    }
+    // Then stsguard's own: kept where it is found unchanged between its neighbours' places,
+    // else taken out (its new value, if any, is inserted where the mutation put it).
+    let mut upper = vec![aa.len(); ba.len()];
+    let mut bound = aa.len();
+    for i in (0..ba.len()).rev() {
+        upper[i] = bound;
+        if let Some(k) = found[i] {
+            bound = k;
+        }
+    }
+    let mut lower = 0;
+    for (i, bv) in ba.iter().enumerate() {
+        if owned[i] {
+            let range = aa.get(lower..upper[i]).unwrap_or_default();
+            found[i] = range.iter().position(|av| av == bv).map(|k| lower + k);
+        }
+        if let Some(k) = found[i] {
+            lower = k + 1;
+        }
+    }
+    for i in (0..ba.len()).rev().filter(|i| found[*i].is_none()) {
+        at.path.push_back(i);
+        ops.push(remove(&at.path));
+        at.path.pop_back();
+    }
+    let mut next = 0;
+    for (bv, k) in ba.iter().zip(&found) {
+        let Some(k) = *k else { continue };
+        for (x, av) in aa.iter().enumerate().take(k).skip(next) {
+            at.path.push_back(x);
+            ops.push(add(&at.path, av));
+            at.path.pop_back();
+        }
+        let owned = o.element(&at.key, bv);
+        let len = at.push_element(k, bv);
+        diff(at, bv, &aa[k], owned, o, ops)?;
+        at.pop(len);
+        next = k + 1;
+    }
+    for (x, av) in aa.iter().enumerate().skip(next) {
+        at.path.push_back(x);
+        ops.push(add(&at.path, av));
+        at.path.pop_back();
+    }
+    Ok(())
 }
 
 fn same_name(b: &Value, a: &Value) -> bool {
@@ -171,9 +370,9 @@ fn to_value<T: Serialize>(x: &T) -> Result<Value> {
     serde_json::to_value(x).map_err(|e| Error::NotEvaluated(format!("serialising: {e}")))
 }
 
-/// Each container's env and volumeMounts where they differ from `other`'s (stsguard's role init
-/// container whole: it may be brought up to date); the whole list when the two lists differ in
-/// length.
+/// Each container's name, and its env and volumeMounts where they differ from `other`'s
+/// (stsguard's role init container whole: it may be brought up to date); the whole list when the
+/// two lists differ in length.
 fn containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
     match other {
         Some(o) if o.len() == cs.len() => {
@@ -183,7 +382,9 @@ fn containers(cs: &[Container], other: Option<&[Container]>) -> Result<Value> {
                     out.push(if c == oc { Value::Null } else { to_value(c)? });
                     continue;
                 }
+                // The name (the same on both sides) tells the container to [`Owned`].
                 let mut m = Map::new();
+                m.insert("name".into(), Value::String(c.name.clone()));
                 put(&mut m, "env", &c.env, Some(&oc.env))?;
                 let mounts = Some(&oc.volume_mounts);
                 put(&mut m, "volumeMounts", &c.volume_mounts, mounts)?;
@@ -233,6 +434,8 @@ pub fn changeable(s: &StatefulSet) -> StatefulSet {
     StatefulSet {
         spec: Some(StatefulSetSpec {
             template,
+            // stsguard's anti-affinity term is on the selector ([`Owned::of`]).
+            selector: spec.selector.clone(),
             ..Default::default()
         }),
         ..Default::default()
@@ -379,6 +582,55 @@ mod tests {
         let mut user = before.clone();
         user["spec"]["template"]["spec"]["initContainers"][1]["args"] = json!(["y"]);
         assert!(add_only(&before, &user).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn removes_only_what_stsguard_owns() -> Result<()> {
+        let before = json!({"spec": {"template": {
+            "metadata": {"labels": {"app": "db", "stsguard.io/managed": "true"},
+                         "annotations": {"stsguard.io/roles": "p=0,r=*", "user": "u"}},
+            "spec": {
+                "initContainers": [{"name": "stsguard-role"}, {"name": "x"}],
+                "volumes": [{"name": "data"}, {"name": "stsguard-role", "emptyDir": {}}],
+                "containers": [{"name": "db", "volumeMounts": [{"name": "stsguard-role"}, {"name": "data"}]}]
+            }
+        }}});
+        let after = json!({"spec": {"template": {
+            "metadata": {"labels": {"app": "db"}, "annotations": {"user": "u"}},
+            "spec": {
+                "initContainers": [{"name": "x"}],
+                "volumes": [{"name": "data"}],
+                "containers": [{"name": "db", "volumeMounts": [{"name": "data"}]}]
+            }
+        }}});
+        let p = add_only(&before, &after)?;
+        assert!(
+            p.0.iter().all(|op| matches!(op, PatchOperation::Remove(_))),
+            "{p:?}"
+        );
+        assert_eq!(apply(&before, &p), after);
+        // The user's own: never.
+        for (path, value) in [
+            ("/spec/template/metadata/labels/app", None),
+            ("/spec/template/metadata/annotations/user", None),
+            ("/spec/template/spec/initContainers/1", None),
+            ("/spec/template/spec/volumes/0", None),
+            ("/spec/template/spec/containers/0/volumeMounts/1", None),
+            ("/spec/template/metadata/annotations/user", Some(json!("v"))),
+        ] {
+            let mut user = before.clone();
+            let ptr = json_patch::jsonptr::PointerBuf::parse(path).unwrap();
+            let op = match value {
+                None => PatchOperation::Remove(RemoveOperation { path: ptr }),
+                Some(v) => PatchOperation::Replace(ReplaceOperation {
+                    path: ptr,
+                    value: v,
+                }),
+            };
+            json_patch::patch(&mut user, &[op]).unwrap();
+            assert!(add_only(&before, &user).is_err(), "{path}");
+        }
         Ok(())
     }
 

@@ -1,4 +1,4 @@
-//! DESIGN.md Mutation 4 and 5: at Pod CREATE, the role label and the role's node selector.
+//! Pod roles (docs/mutation.md): at Pod CREATE, the role label and the role's node selector.
 
 use std::collections::BTreeMap;
 

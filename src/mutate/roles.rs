@@ -1,4 +1,4 @@
-//! DESIGN.md Mutation 3: the role-selection init container, its volumes, and the markers the Pod
+//! Roles (docs/mutation.md): the role-selection init container, its volumes, and the markers the Pod
 //! CREATE hook reads.
 
 use std::collections::BTreeMap;
@@ -12,6 +12,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use super::Report;
+use super::added::Added;
 use crate::k8s::annotations as ann;
 use crate::k8s::keys;
 use crate::k8s::roles::{RoleSpec, mount_path_problem, server_id_base, spec_of};
@@ -166,6 +167,108 @@ fn ensure_mount(c: &mut Container, path: &str, what: &str, report: &mut Report) 
         });
 }
 
+/// Is `key` one of the annotations stsguard copies onto the pod template?
+fn is_copy(key: &str) -> bool {
+    key == keys::ROLES || key.starts_with(keys::ROLE_NODE_SELECTOR_PREFIX)
+}
+
+/// Every container and init container but stsguard's own.
+fn all_but_ours(pod: &mut PodSpec) -> impl Iterator<Item = &mut Container> {
+    let inits = pod.init_containers.iter_mut().flatten();
+    inits
+        .filter(|c| c.name != INIT_CONTAINER)
+        .chain(pod.containers.iter_mut())
+}
+
+/// Removes stsguard's volume `name` (an emptyDir for the role files, a ConfigMap for the
+/// config: a user's volume of that name and another kind is the user's).
+fn remove_volume(pod: &mut PodSpec, name: &str, report: &mut Report) {
+    let Some(vols) = pod.volumes.as_mut() else {
+        return;
+    };
+    let ours = |v: &Volume| {
+        v.name == name
+            && match name {
+                ROLE_VOLUME => v.empty_dir.is_some(),
+                _ => v.config_map.is_some(),
+            }
+    };
+    let before = vols.len();
+    vols.retain(|v| !ours(v));
+    if vols.len() < before {
+        report.removed(format!("volume \"{name}\""));
+    }
+}
+
+/// Takes out what stsguard added for the roles, when it added them (the record says so, or its
+/// init container is there): the init container, its volumes and their mounts, the
+/// `stsguard.io/managed` pod label and the annotation copies, the image pull secrets it added.
+/// `STS_PRIMARY_FQDN` goes with the identity variables ([`super::env::apply`]). What the user
+/// wrote stays.
+pub fn take_out(sts: &mut StatefulSet, added: &mut Added, report: &mut Report) {
+    let Some(template) = sts.spec.as_mut().map(|s| &mut s.template) else {
+        return;
+    };
+    let has_init = template
+        .spec
+        .as_ref()
+        .and_then(|p| p.init_containers.as_ref())
+        .is_some_and(|i| i.iter().any(|c| c.name == INIT_CONTAINER));
+    if !added.roles && !has_init {
+        return;
+    }
+    if let Some(meta) = template.metadata.as_mut() {
+        if meta
+            .labels
+            .as_mut()
+            .and_then(|l| l.remove(keys::MANAGED))
+            .is_some()
+        {
+            report.removed(format!("pod label {}", keys::MANAGED));
+        }
+        if let Some(anns) = meta.annotations.as_mut() {
+            let copies: Vec<String> = anns.keys().filter(|k| is_copy(k)).cloned().collect();
+            for k in copies {
+                anns.remove(&k);
+                report.removed(format!("pod annotation {k}"));
+            }
+        }
+    }
+    if let Some(pod) = template.spec.as_mut() {
+        if let Some(inits) = pod.init_containers.as_mut() {
+            let before = inits.len();
+            inits.retain(|c| c.name != INIT_CONTAINER);
+            if inits.len() < before {
+                report.removed(format!("init container \"{INIT_CONTAINER}\""));
+            }
+        }
+        remove_volume(pod, ROLE_VOLUME, report);
+        remove_volume(pod, CONFIG_VOLUME, report);
+        // The mounts named like the role volume are stsguard's (it mounts a user's volume of
+        // that name too, with a volume-kept warning).
+        for c in all_but_ours(pod) {
+            if let Some(mounts) = c.volume_mounts.as_mut() {
+                let before = mounts.len();
+                mounts.retain(|m| m.name != ROLE_VOLUME);
+                if mounts.len() < before {
+                    report.removed(format!("role files mount of \"{}\"", c.name));
+                }
+            }
+        }
+        if !added.image_pull_secrets.is_empty() {
+            if let Some(secrets) = pod.image_pull_secrets.as_mut() {
+                secrets.retain(|s| !added.image_pull_secrets.contains(&s.name));
+                report.removed(format!(
+                    "imagePullSecrets {}",
+                    added.image_pull_secrets.join(",")
+                ));
+            }
+        }
+    }
+    added.roles = false;
+    added.image_pull_secrets.clear();
+}
+
 /// The annotations stsguard copies from the StatefulSet onto its pod template.
 pub fn copied_annotations(sts: &StatefulSet) -> BTreeMap<String, String> {
     sts.metadata
@@ -177,14 +280,26 @@ pub fn copied_annotations(sts: &StatefulSet) -> BTreeMap<String, String> {
         .collect()
 }
 
-pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Option<Roles> {
-    let spec = match spec_of(sts)? {
-        Ok(s) => s,
-        Err(e) => {
+/// Applies the roles of `stsguard.io/roles`; without the annotation, or when it does not parse,
+/// takes out what stsguard added for them ([`take_out`]). `added`: the record, kept up to date.
+pub fn apply(
+    sts: &mut StatefulSet,
+    policy: &Policy,
+    added: &mut Added,
+    report: &mut Report,
+) -> Option<Roles> {
+    let spec = match spec_of(sts) {
+        None => {
+            take_out(sts, added, report);
+            return None;
+        }
+        Some(Ok(s)) => s,
+        Some(Err(e)) => {
             report.warn(
                 super::WarningId::RolesInvalid,
                 format!("role-spec: {e}; roles not applied"),
             );
+            take_out(sts, added, report);
             return None;
         }
     };
@@ -195,10 +310,12 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
                 super::WarningId::RolesInvalid,
                 format!("role-spec: {e}; roles not applied"),
             );
+            take_out(sts, added, report);
             return None;
         }
         None => None,
     };
+    added.roles = true;
     let name = sts.metadata.name.clone().unwrap_or_default();
     let service = sts
         .spec
@@ -241,6 +358,16 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
         report.added(format!("pod label {}=true", keys::MANAGED));
     }
     let anns = meta.annotations.get_or_insert_with(BTreeMap::new);
+    // Copies of annotations the StatefulSet no longer has go (a node selector removed).
+    let stale: Vec<String> = anns
+        .keys()
+        .filter(|k| is_copy(k) && !copied.contains_key(*k))
+        .cloned()
+        .collect();
+    for k in stale {
+        anns.remove(&k);
+        report.removed(format!("pod annotation {k}"));
+    }
     for (k, v) in copied {
         if anns.get(&k) != Some(&v) {
             anns.insert(k.clone(), v);
@@ -249,6 +376,22 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
     }
 
     let pod = sts_spec.template.spec.get_or_insert_with(PodSpec::default);
+    if config.is_none() {
+        remove_volume(pod, CONFIG_VOLUME, report);
+    }
+    // Role files mounted elsewhere (the mount path changed): moved.
+    for c in all_but_ours(pod) {
+        if let Some(mounts) = c.volume_mounts.as_mut() {
+            let before = mounts.len();
+            mounts.retain(|m| m.name != ROLE_VOLUME || m.mount_path == mount);
+            if mounts.len() < before {
+                report.removed(format!(
+                    "role files mount of \"{}\" at its old path",
+                    c.name
+                ));
+            }
+        }
+    }
     ensure_volume(
         pod,
         Volume {
@@ -290,6 +433,7 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
                 .map(|name| LocalObjectReference { name: name.clone() })
                 .collect(),
         );
+        added.image_pull_secrets = pull_secrets.clone();
         report.added(format!(
             "imagePullSecrets {} for the role image",
             pull_secrets.join(",")
@@ -306,9 +450,13 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, report: &mut Report) -> Opt
         Some(existing) => {
             // stsguard's own container: keep it in step with the annotations it is built from,
             // touching only what they decide (the API server's defaults stay).
-            if existing.command != ours.command || existing.args != ours.args {
+            if existing.command != ours.command
+                || existing.args != ours.args
+                || existing.volume_mounts != ours.volume_mounts
+            {
                 existing.command = ours.command;
                 existing.args = ours.args;
+                existing.volume_mounts = ours.volume_mounts;
                 report.added(format!(
                     "init container \"{INIT_CONTAINER}\" arguments updated (roles {spec})"
                 ));

@@ -1,4 +1,4 @@
-//! Validation rules (DESIGN.md "Validation rules"): one small function per rule, a mode per rule
+//! Validation rules (README.md "Rules"): one small function per rule, a mode per rule
 //! from the policy, look-ups from watch caches through [`Lookups`].
 
 pub mod lookups;
@@ -278,6 +278,7 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
         lookups,
         quorum: &quorum,
         deleted: matches!(review.subject, Subject::Delete { .. }).then_some(Deleted::StatefulSet),
+        policy,
     };
     run_rules(&mut acc, &input, own, runs);
     acc.findings
@@ -328,6 +329,7 @@ fn judge_holders(acc: &mut Acc, namespace: &str, deleted: Deleted, lookups: &dyn
                 lookups,
                 quorum: &quorum,
                 deleted: Some(deleted),
+                policy: acc.policy,
             };
             if let Verdict::Fail(part) = (rule.check)(&input) {
                 held.push((sts.metadata.name.as_deref().unwrap_or(""), part));

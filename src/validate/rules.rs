@@ -15,7 +15,7 @@ use crate::k8s::annotations::{self as ann, keys};
 use crate::k8s::labels::{self, selector_matches};
 use crate::k8s::roles::{mount_path_problem, role_node_selector, server_id_base, spec_of};
 use crate::k8s::template::{is_equivalent, uses_host_path};
-use crate::policy::Mode;
+use crate::policy::{Mode, Policy};
 use crate::text::quote as short;
 
 /// What a rule judges.
@@ -31,6 +31,7 @@ pub struct Input<'a> {
     pub quorum: &'a Quorum,
     /// On a DELETE, what goes ([`Runs::OnDelete`]); `None` on writes and scales.
     pub deleted: Option<Deleted<'a>>,
+    pub policy: &'a Policy,
 }
 
 /// What a DELETE removes.
@@ -72,7 +73,7 @@ pub struct Rule {
 
 macro_rules! rules {
     ($($variant:ident = $id:literal, $mode:ident, $runs:ident, $detected:literal, $check:expr;)+) => {
-        /// A validation rule id (DESIGN.md "Validation rules").
+        /// A validation rule id (README.md "Rules").
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum RuleId { $(#[serde(rename = $id)] $variant),+ }
 
@@ -113,6 +114,8 @@ rules! {
     DeleteProtection = "delete-protection",      Enforce, OnDelete,        false, delete_protection;
     ProtectRetention = "protect-retention",      Warn,    OnWrite,         false, |i| protect_retention(i.object);
     SingleInstance   = "single-instance",        Enforce, OnWriteAndScale, false, |i| single_instance(i.object);
+    SafetySwitch     = "safety-switch",          Enforce, OnWrite,         false, |i| safety_switch(i.object);
+    AnnotationIgnored = "annotation-ignored",    Warn,    OnWrite,         false, |i| annotation_ignored(i.object, i.policy);
 }
 
 impl RuleId {
@@ -134,10 +137,6 @@ impl std::fmt::Display for RuleId {
 }
 
 const HOSTNAME: &str = "kubernetes.io/hostname";
-
-fn is_true(sts: &StatefulSet, key: &str) -> bool {
-    ann::get(sts, key) == Some("true")
-}
 
 fn pod_spec(sts: &StatefulSet) -> Option<&PodSpec> {
     sts.spec.as_ref()?.template.spec.as_ref()
@@ -288,7 +287,8 @@ pub fn quorum_odd(sts: &StatefulSet, q: &Quorum) -> Verdict {
     }
 }
 
-/// `old` is the replica count before this change; `q` as for [`quorum_odd`].
+/// `old` is the replica count before this change; `q` as for [`quorum_odd`]. The message names
+/// a path the quorum rules accept step by step ([`scale_down_path`]).
 pub fn quorum_scale_down(sts: &StatefulSet, old: i32, q: &Quorum) -> Verdict {
     let n = replicas(sts);
     if *q == Quorum::No || n == 0 || n >= old {
@@ -298,15 +298,59 @@ pub fn quorum_scale_down(sts: &StatefulSet, old: i32, q: &Quorum) -> Verdict {
     if n >= majority {
         return Verdict::Pass;
     }
+    let odd = match q {
+        Quorum::Detected(d) => d.odd,
+        _ => true,
+    };
+    let path = scale_down_path(old, n, odd);
+    let steps: Vec<String> = path.iter().map(i32::to_string).collect();
+    let advice = if path.contains(&0) {
+        format!(
+            "no smaller size keeps one: scale {} (0 stops every member)",
+            steps.join(" -> ")
+        )
+    } else {
+        format!("scale {}, one step at a time", steps.join(" -> "))
+    };
     Verdict::Fail(match q {
         Quorum::Detected(d) => format!(
-            "{}: {old} -> {n} members drops below a majority ({majority}) at once; scale down to {majority} first",
+            "{}: {old} -> {n} members drops below a majority ({majority}) at once; {advice}",
             d.describe()
         ),
         _ => format!(
-            "spec.replicas {old} -> {n} drops below a majority ({majority}) of the quorum at once; scale down to {majority} first"
+            "spec.replicas {old} -> {n} drops below a majority ({majority}) of the quorum at once; {advice}"
         ),
     })
+}
+
+/// The sizes from `old` down to `n` (`0 < n < old`) that the quorum rules accept one after the
+/// other: each step keeps a majority of the members before it (`quorum-scale-down`), at an odd
+/// size when `odd` (`quorum-odd`: 7 -> 4 would be refused; the last size is the one asked for,
+/// which `quorum-odd` judges on its own). Where no smaller size keeps a
+/// majority (3 with `odd`, 2 without), the only accepted way down is a full stop: `old`, 0,
+/// `n`. Every step at least halves the count: at most 32 steps.
+pub fn scale_down_path(old: i32, n: i32, odd: bool) -> Vec<i32> {
+    let mut path = vec![old];
+    let mut c = old;
+    while c > n {
+        let majority = c / 2 + 1;
+        if n >= majority {
+            // The last step: `n` itself is the user's (quorum-odd judges it on its own).
+            path.push(n);
+            break;
+        }
+        let next = if odd && majority % 2 == 0 {
+            majority + 1
+        } else {
+            majority
+        };
+        if next >= c {
+            return vec![old, 0, n];
+        }
+        c = next;
+        path.push(c);
+    }
+    path
 }
 
 /// Provisioners of node-local volumes: their claims must bind where the pod lands.
@@ -542,30 +586,18 @@ fn no_pdb(sts: &StatefulSet) -> String {
     )
 }
 
-/// How `stsguard.io/protect` reads where it keeps something (a DELETE, the retention rule): it
-/// fails closed. Absent or `"false"` (trimmed) protects nothing; `"true"` protects; any other
-/// value protects too, and the message names it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Protection<'a> {
-    Off,
-    On,
-    /// Neither `"true"` nor `"false"`: the value, trimmed.
-    Unclear(&'a str),
-}
-
-pub fn protection(sts: &StatefulSet) -> Protection<'_> {
-    match ann::get(sts, keys::PROTECT) {
-        None | Some("false") => Protection::Off,
-        Some("true") => Protection::On,
-        Some(v) => Protection::Unclear(v),
-    }
+/// How `stsguard.io/protect` reads where it keeps something (a DELETE, the retention rule): as
+/// every safety switch, it fails closed ([`ann::Switch::is_on`]): a value neither `"true"` nor
+/// `"false"` protects, and the message names it.
+pub fn protection(sts: &StatefulSet) -> ann::Switch<'_> {
+    ann::switch(sts, keys::PROTECT)
 }
 
 /// `its stsguard.io/protect: "yes" is neither "true" nor "false": read as "true"` for an
 /// unclear value.
-fn unclear_note(p: Protection) -> Option<String> {
+fn unclear_note(p: ann::Switch) -> Option<String> {
     match p {
-        Protection::Unclear(v) => Some(format!(
+        ann::Switch::Invalid(v) => Some(format!(
             "its {}: {:?} is neither \"true\" nor \"false\": read as \"true\"",
             keys::PROTECT,
             short(v).as_ref()
@@ -590,13 +622,13 @@ fn unprotect(ns: &str, names: Option<&[&str]>) -> String {
 pub fn delete_protection(i: &Input) -> Verdict {
     let sts = i.object;
     let p = protection(sts);
-    if p == Protection::Off {
+    if !p.is_on() {
         return Verdict::Pass;
     }
     let name = name(sts);
     match i.deleted.unwrap_or(Deleted::StatefulSet) {
         Deleted::StatefulSet => Verdict::Fail(match p {
-            Protection::Unclear(v) => format!(
+            ann::Switch::Invalid(v) => format!(
                 "StatefulSet {name} is kept by {}: {:?}, which is neither \"true\" nor \"false\" (read as \"true\"); to delete it, first: {}",
                 keys::PROTECT,
                 short(v).as_ref(),
@@ -738,7 +770,7 @@ pub fn protect_retention(sts: &StatefulSet) -> Verdict {
     let has_claims = spec
         .and_then(|s| s.volume_claim_templates.as_ref())
         .is_some_and(|v| !v.is_empty());
-    if protection(sts) == Protection::Off || !deletes || !has_claims {
+    if !protection(sts).is_on() || !deletes || !has_claims {
         return Verdict::Pass;
     }
     Verdict::Fail(
@@ -749,12 +781,48 @@ pub fn protect_retention(sts: &StatefulSet) -> Verdict {
 
 pub fn single_instance(sts: &StatefulSet) -> Verdict {
     let n = replicas(sts);
-    if is_true(sts, keys::SINGLE_INSTANCE) && n > 1 {
+    if ann::switch(sts, keys::SINGLE_INSTANCE).is_on() && n > 1 {
         Verdict::Fail(format!(
-            "spec.replicas is {n} but {}=true: this workload cannot replicate; keep replicas at 1",
-            keys::SINGLE_INSTANCE
+            "spec.replicas is {n} but {} is \"{}\": this workload cannot replicate; keep replicas at 1",
+            keys::SINGLE_INSTANCE,
+            ann::get(sts, keys::SINGLE_INSTANCE)
+                .map(short)
+                .unwrap_or_default()
         ))
     } else {
         Verdict::Pass
+    }
+}
+
+/// The safety switches (`protect`, `single-instance`, `quorum`) are `"true"` or `"false"`: a
+/// switch that is neither would leave the reader to guess, so it is refused on write, naming
+/// the key, the value and the fix.
+pub fn safety_switch(sts: &StatefulSet) -> Verdict {
+    let bad: Vec<String> = keys::SWITCHES
+        .iter()
+        .filter_map(|key| match ann::switch(sts, key) {
+            ann::Switch::Invalid(v) => Some(format!(
+                "{key}: \"{}\" is not \"true\" or \"false\"; write \"true\" to turn it on, \"false\" to turn it off",
+                short(v)
+            )),
+            _ => None,
+        })
+        .collect();
+    if bad.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(bad.join("; "))
+    }
+}
+
+/// `stsguard.io/` annotations that do nothing ([`ann::ignored`]): an unknown key, or a rule
+/// override the policy does not take.
+pub fn annotation_ignored(sts: &StatefulSet, policy: &Policy) -> Verdict {
+    let allowed = policy.validation.allow_object_overrides;
+    let ignored = ann::ignored(sts, allowed, |r| policy.mode(r));
+    if ignored.is_empty() {
+        Verdict::Pass
+    } else {
+        Verdict::Fail(ignored.join("; "))
     }
 }

@@ -147,7 +147,8 @@ fn audit_cli(kubeconfig: &Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// rule → result (`fail`, `warn`, `not-checked`) of one `--output json` element: findings as
-/// objects `{rule, result}`, or as `violations` (objects) and `warnings` (`[rule] text`).
+/// objects `{rule, result}`, or as `violations` (objects) and `warnings`
+/// (`StatefulSet ns/name: [rule] text`).
 fn rules_of(v: &serde_json::Value) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(findings) = v["findings"].as_array() {
@@ -164,7 +165,8 @@ fn rules_of(v: &serde_json::Value) -> BTreeMap<String, String> {
     }
     for w in v["warnings"].as_array().into_iter().flatten() {
         let w = w.as_str().unwrap();
-        if let Some(rest) = w.strip_prefix('[') {
+        // `StatefulSet ns/name: [rule] text`
+        if let Some(rest) = w.find(": [").map(|i| &w[i + 3..]) {
             if let Some(end) = rest.find(']') {
                 let result = if rest[end..].starts_with("] not checked") {
                     "not-checked"
@@ -418,16 +420,18 @@ pub async fn run(ctx: Arc<Ctx>) -> String {
             .collect();
         assert_eq!(rules_of(c), want, "{ns}/{name}: {c}");
         assert_eq!(c["allowed"], allowed, "{ns}/{name}");
-        // Created before the webhooks: the mutation preview has something to add.
+        // Created before the webhooks: the mutation preview has something to add, at the
+        // next template change.
         assert!(
             c["patch"].as_array().is_some_and(|p| !p.is_empty()),
-            "{ns}/{name}: the mutation the next write would get"
+            "{ns}/{name}: the mutation its next template change would get"
         );
     }
     let (code, stdout, _) = audit_cli(&admin, &["-n", CLEAN_NS]);
     assert_eq!(code, 0, "nothing enforced fails in {CLEAN_NS}: {stdout}");
     assert!(
-        stdout.contains(&format!("StatefulSet {CLEAN_NS}/clean: allowed")),
+        stdout.contains(&format!("StatefulSet {CLEAN_NS}/clean: allowed"))
+            && stdout.contains("  mutation at its next pod template change ("),
         "{stdout}"
     );
     let (code, stdout, _) = audit_cli(&admin, &["-n", NS]);

@@ -137,7 +137,8 @@ pub fn rule_ids(warnings: &[String]) -> Vec<String> {
     let mut ids: Vec<String> = warnings
         .iter()
         .filter_map(|w| {
-            let rest = w.strip_prefix('[')?;
+            // `StatefulSet ns/name: [id] message`: the id after the object.
+            let rest = &w[w.find(": [")? + 3..];
             Some(rest[..rest.find(']')?].to_string())
         })
         .collect();

@@ -205,8 +205,9 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
     )
     .await;
 
-    // What already runs before the webhooks exist, for the audit scenario.
+    // What already runs before the webhooks exist, for the audit and adoption scenarios.
     crate::audit::seed(&client).await;
+    crate::adoption::seed(&client).await;
 
     // The chart's webhook configurations, pointed at the process.
     let mut mutating: MutatingWebhookConfiguration = of_kind(&docs, "MutatingWebhookConfiguration");

@@ -85,10 +85,11 @@ impl Detection {
 /// How the quorum rules see `sts`: the annotation first (`"true"` forces them, `"false"` turns
 /// detection off), then detection.
 pub fn of(sts: &StatefulSet) -> Quorum {
-    match ann::get(sts, keys::QUORUM) {
-        Some("true") => Quorum::Annotated,
-        Some("false") => Quorum::No,
-        _ => detect(sts).map_or(Quorum::No, Quorum::Detected),
+    match ann::switch(sts, keys::QUORUM) {
+        // A value that is neither (refused on write by `safety-switch`) reads as on: fail closed.
+        ann::Switch::On | ann::Switch::Invalid(_) => Quorum::Annotated,
+        ann::Switch::Off => Quorum::No,
+        ann::Switch::Unset => detect(sts).map_or(Quorum::No, Quorum::Detected),
     }
 }
 
