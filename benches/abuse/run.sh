@@ -4,7 +4,7 @@
 # as a user would (`serve --dev --no-cluster`, no environment tweaks, only flags every stsguard
 # version has), while a probe sends an ordinary review every 20 ms. Prints, per attack, the
 # server's peak RSS (VmHWM), the probe's p99 (a failed probe counts as slowest) and the attack's
-# own figures, as a Markdown table (docs/bounds-benchmark.md keeps the results).
+# own figures, as a Markdown table (docs/measurements/bounds-benchmark.md keeps the results).
 #
 #   benches/abuse/run.sh [SERVER_BINARY] [Attack,Attack…]
 #
