@@ -288,41 +288,80 @@ pub fn apply(
     added: &mut Added,
     report: &mut Report,
 ) -> Option<Roles> {
-    let spec = match spec_of(sts) {
-        None => {
-            take_out(sts, added, report);
-            return None;
-        }
-        Some(Ok(s)) => s,
-        Some(Err(e)) => {
-            report.warn(
-                super::WarningId::RolesInvalid,
-                format!("role-spec: {e}; roles not applied"),
-            );
-            take_out(sts, added, report);
-            return None;
-        }
-    };
-    let base = match server_id_base(sts) {
-        Some(Ok(b)) => Some(b),
-        Some(Err(e)) => {
-            report.warn(
-                super::WarningId::RolesInvalid,
-                format!("role-spec: {e}; roles not applied"),
-            );
-            take_out(sts, added, report);
-            return None;
-        }
-        None => None,
+    let Some((spec, base)) = settings(sts, report) else {
+        take_out(sts, added, report);
+        return None;
     };
     added.roles = true;
-    let name = sts.metadata.name.clone().unwrap_or_default();
+    let primary_fqdn = primary_fqdn(sts, &spec, policy, report);
+    let config = ann::get(sts, keys::ROLE_CONFIG)
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(String::from);
+    let mount = mount_path(sts, policy).to_string();
+    let copied = copied_annotations(sts);
+    let ours = init_container(sts, &spec, policy, config.is_some(), base);
+    let sts_spec = sts.spec.as_mut()?;
+    mark_template(
+        sts_spec
+            .template
+            .metadata
+            .get_or_insert_with(ObjectMeta::default),
+        copied,
+        report,
+    );
+    let pod = sts_spec.template.spec.get_or_insert_with(PodSpec::default);
+    mount_role_files(pod, &mount, config.as_deref(), report);
+    add_pull_secrets(
+        pod,
+        &policy.mutation.roles.image_pull_secrets,
+        added,
+        report,
+    );
+    ensure_init_container(pod, ours, &spec, report);
+    Some(Roles { spec, primary_fqdn })
+}
+
+/// The role spec and the server-id base, or `None` (with a warning when they do not parse):
+/// no roles.
+fn settings(sts: &StatefulSet, report: &mut Report) -> Option<(RoleSpec, Option<u64>)> {
+    let invalid = |report: &mut Report, e: String| {
+        report.warn(
+            super::WarningId::RolesInvalid,
+            format!("role-spec: {e}; roles not applied"),
+        );
+    };
+    let spec = match spec_of(sts)? {
+        Ok(s) => s,
+        Err(e) => {
+            invalid(report, e);
+            return None;
+        }
+    };
+    match server_id_base(sts) {
+        None => Some((spec, None)),
+        Some(Ok(b)) => Some((spec, Some(b))),
+        Some(Err(e)) => {
+            invalid(report, e);
+            None
+        }
+    }
+}
+
+/// `STS_PRIMARY_FQDN`: the primary pod's name under the governing Service, when there is one.
+fn primary_fqdn(
+    sts: &StatefulSet,
+    spec: &RoleSpec,
+    policy: &Policy,
+    report: &mut Report,
+) -> Option<String> {
+    let name = sts.metadata.name.as_deref().unwrap_or_default();
     let service = sts
         .spec
         .as_ref()
-        .and_then(|s| s.service_name.clone())
+        .and_then(|s| s.service_name.as_deref())
         .filter(|s| !s.is_empty());
-    let primary_fqdn = match &service {
+    match service {
         Some(svc) if !name.is_empty() => Some(format!(
             "{name}-{}.{svc}.$(POD_NAMESPACE).svc.{}",
             spec.primary_ordinal(),
@@ -335,30 +374,19 @@ pub fn apply(
             );
             None
         }
-    };
-    let config = ann::get(sts, keys::ROLE_CONFIG)
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .map(String::from);
-    let mount = mount_path(sts, policy).to_string();
-    let copied = copied_annotations(sts);
-    let ours = init_container(sts, &spec, policy, config.is_some(), base);
-    let pull_secrets = &policy.mutation.roles.image_pull_secrets;
-    let sts_spec = sts.spec.as_mut()?;
+    }
+}
 
-    // Markers for the Pod CREATE hook (objectSelector) and its inputs. The copies are stsguard's
-    // own: they follow the StatefulSet's annotations.
-    let meta = sts_spec
-        .template
-        .metadata
-        .get_or_insert_with(ObjectMeta::default);
+/// Markers for the Pod CREATE hook (objectSelector) and its inputs on the pod template. The
+/// copies are stsguard's own: they follow the StatefulSet's annotations, and copies of
+/// annotations the StatefulSet no longer has go (a node selector removed).
+fn mark_template(meta: &mut ObjectMeta, copied: BTreeMap<String, String>, report: &mut Report) {
     let labels = meta.labels.get_or_insert_with(BTreeMap::new);
     if labels.get(keys::MANAGED).map(String::as_str) != Some("true") {
         labels.insert(keys::MANAGED.into(), "true".into());
         report.added(format!("pod label {}=true", keys::MANAGED));
     }
     let anns = meta.annotations.get_or_insert_with(BTreeMap::new);
-    // Copies of annotations the StatefulSet no longer has go (a node selector removed).
     let stale: Vec<String> = anns
         .keys()
         .filter(|k| is_copy(k) && !copied.contains_key(*k))
@@ -374,12 +402,14 @@ pub fn apply(
             report.added(format!("pod annotation {k}"));
         }
     }
+}
 
-    let pod = sts_spec.template.spec.get_or_insert_with(PodSpec::default);
+/// The role files' volume (and the ConfigMap's, when there is one) mounted at `mount` in every
+/// container but stsguard's own; a mount left at an old path is moved.
+fn mount_role_files(pod: &mut PodSpec, mount: &str, config: Option<&str>, report: &mut Report) {
     if config.is_none() {
         remove_volume(pod, CONFIG_VOLUME, report);
     }
-    // Role files mounted elsewhere (the mount path changed): moved.
     for c in all_but_ours(pod) {
         if let Some(mounts) = c.volume_mounts.as_mut() {
             let before = mounts.len();
@@ -401,13 +431,13 @@ pub fn apply(
         },
         report,
     );
-    if let Some(cm) = &config {
+    if let Some(cm) = config {
         ensure_volume(
             pod,
             Volume {
                 name: CONFIG_VOLUME.into(),
                 config_map: Some(ConfigMapVolumeSource {
-                    name: cm.clone(),
+                    name: cm.to_string(),
                     ..Default::default()
                 }),
                 ..Default::default()
@@ -421,24 +451,39 @@ pub fn apply(
         .flatten()
         .filter(|c| c.name != INIT_CONTAINER)
     {
-        ensure_mount(c, &mount, "init container", report);
+        ensure_mount(c, mount, "init container", report);
     }
     for c in pod.containers.iter_mut() {
-        ensure_mount(c, &mount, "container", report);
+        ensure_mount(c, mount, "container", report);
     }
-    if !pull_secrets.is_empty() && pod.image_pull_secrets.as_ref().is_none_or(Vec::is_empty) {
-        pod.image_pull_secrets = Some(
-            pull_secrets
-                .iter()
-                .map(|name| LocalObjectReference { name: name.clone() })
-                .collect(),
-        );
-        added.image_pull_secrets = pull_secrets.clone();
-        report.added(format!(
-            "imagePullSecrets {} for the role image",
-            pull_secrets.join(",")
-        ));
+}
+
+/// The policy's pull secrets for the role image, when the pod template sets none.
+fn add_pull_secrets(pod: &mut PodSpec, secrets: &[String], added: &mut Added, report: &mut Report) {
+    if secrets.is_empty()
+        || pod
+            .image_pull_secrets
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return;
     }
+    pod.image_pull_secrets = Some(
+        secrets
+            .iter()
+            .map(|name| LocalObjectReference { name: name.clone() })
+            .collect(),
+    );
+    added.image_pull_secrets = secrets.to_vec();
+    report.added(format!(
+        "imagePullSecrets {} for the role image",
+        secrets.join(",")
+    ));
+}
+
+/// stsguard's init container first; one already there is kept in step with the annotations it
+/// is built from, touching only what they decide (the API server's defaults stay).
+fn ensure_init_container(pod: &mut PodSpec, ours: Container, spec: &RoleSpec, report: &mut Report) {
     let inits = pod.init_containers.get_or_insert_with(Vec::new);
     match inits.iter_mut().find(|c| c.name == INIT_CONTAINER) {
         None => {
@@ -448,8 +493,6 @@ pub fn apply(
             ));
         }
         Some(existing) => {
-            // stsguard's own container: keep it in step with the annotations it is built from,
-            // touching only what they decide (the API server's defaults stay).
             if existing.command != ours.command
                 || existing.args != ours.args
                 || existing.volume_mounts != ours.volume_mounts
@@ -463,5 +506,4 @@ pub fn apply(
             }
         }
     }
-    Some(Roles { spec, primary_fqdn })
 }
