@@ -197,6 +197,30 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, added: &mut Added, report: 
         );
         return;
     }
+    if users_term_suffices(sts, &key, mode, policy, report) {
+        return;
+    }
+    add_term(
+        sts,
+        selector,
+        &key,
+        mode,
+        policy.mutation.anti_affinity.weight,
+        report,
+    );
+    added.anti_affinity = Some(wanted);
+}
+
+/// Does an equivalent term of the user's stand in for stsguard's? A required one always; a
+/// preferred one when stsguard would add a preferred term too (kept, with a warning where its
+/// lower weight truly weakens the spread).
+fn users_term_suffices(
+    sts: &StatefulSet,
+    key: &str,
+    mode: AntiAffinityMode,
+    policy: &Policy,
+    report: &mut Report,
+) -> bool {
     let existing = sts
         .spec
         .as_ref()
@@ -211,23 +235,23 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, added: &mut Added, report: 
         a.preferred_during_scheduling_ignored_during_execution
             .as_ref()
     });
-    let has_required = required.is_some_and(|ts| ts.iter().any(|t| is_equivalent(t, &key, sts)));
+    let has_required = required.is_some_and(|ts| ts.iter().any(|t| is_equivalent(t, key, sts)));
     // The strongest equivalent preferred term the user wrote.
     let preferred_weight = preferred.and_then(|ts| {
         ts.iter()
-            .filter(|t| is_equivalent(&t.pod_affinity_term, &key, sts))
+            .filter(|t| is_equivalent(&t.pod_affinity_term, key, sts))
             .map(|t| t.weight)
             .max()
     });
     if has_required {
-        return;
+        return true;
     }
     if mode == AntiAffinityMode::Preferred {
         if let Some(w) = preferred_weight {
             // The scheduler normalises the inter-pod score over the nodes, so a lower weight
             // changes nothing on its own: it weakens the spread only against the pod's other
             // preferred pod (anti-)affinity terms, when they weigh as much as it or more.
-            let others = other_soft_weight(existing, &key, sts);
+            let others = other_soft_weight(existing, key, sts);
             if w < policy.mutation.anti_affinity.weight && others >= i64::from(w) {
                 let fix = if others < 100 {
                     format!("raise its weight above {others}")
@@ -241,12 +265,24 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, added: &mut Added, report: 
                     ),
                 );
             }
-            return;
+            return true;
         }
     }
+    false
+}
+
+/// stsguard's term, required or preferred at `weight`.
+fn add_term(
+    sts: &mut StatefulSet,
+    selector: LabelSelector,
+    key: &str,
+    mode: AntiAffinityMode,
+    weight: i32,
+    report: &mut Report,
+) {
     let term = PodAffinityTerm {
         label_selector: Some(selector),
-        topology_key: key.clone(),
+        topology_key: key.to_string(),
         ..Default::default()
     };
     let Some(pod) = sts
@@ -261,7 +297,6 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, added: &mut Added, report: 
         .get_or_insert_with(Affinity::default)
         .pod_anti_affinity
         .get_or_insert_with(PodAntiAffinity::default);
-    added.anti_affinity = Some(wanted);
     match mode {
         AntiAffinityMode::Required => {
             anti.required_during_scheduling_ignored_during_execution
@@ -274,11 +309,10 @@ pub fn apply(sts: &mut StatefulSet, policy: &Policy, added: &mut Added, report: 
                 .get_or_insert_with(Vec::new)
                 .push(WeightedPodAffinityTerm {
                     pod_affinity_term: term,
-                    weight: policy.mutation.anti_affinity.weight,
+                    weight,
                 });
             report.added(format!(
-                "preferred pod anti-affinity on {key} (weight {})",
-                policy.mutation.anti_affinity.weight
+                "preferred pod anti-affinity on {key} (weight {weight})"
             ));
         }
     }
