@@ -251,78 +251,23 @@ pub fn inject(
             format!("{what} \"{cname}\" defines {name} already: kept the user's value"),
         )
     };
-    let defined = |name: &str| existing.iter().any(|e| e.name == name);
-    let mut missing_fixed = Vec::new();
+    let mut block = Vec::new();
     for v in &id.fixed {
         match existing.iter().find(|e| e.name == v.name) {
             Some(e) if same_var(e, v) => {}
             Some(_) => kept(report, &v.name),
-            None => missing_fixed.push(v.clone()),
+            None => block.push(v.clone()),
         }
     }
-    let missing_fqdns: Vec<&Fqdn> = id.fqdns.iter().filter(|f| !defined(f.name)).collect();
-    let mut block = missing_fixed;
+    let missing_fqdns: Vec<&Fqdn> = id
+        .fqdns
+        .iter()
+        .filter(|f| !existing.iter().any(|e| e.name == f.name))
+        .collect();
     let mut names_added = Vec::new();
     if !block.is_empty() || !missing_fqdns.is_empty() {
-        let names: Vec<&str> = block
-            .iter()
-            .map(|v| v.name.as_str())
-            .chain(missing_fqdns.iter().map(|f| f.name))
-            .collect();
-        let at = existing
-            .iter()
-            .position(|e| {
-                e.value
-                    .as_deref()
-                    .is_some_and(|val| names.iter().any(|n| references(val, n)))
-            })
-            .unwrap_or(existing.len());
-        // Each name's last definition before the insertion point, and every name defined: read
-        // once, so that the work stays linear in the list (a list may define many names).
-        let last_before: HashMap<&str, &EnvVar> = existing[..at]
-            .iter()
-            .map(|e| (e.name.as_str(), e))
-            .collect();
-        let all_names: HashSet<&str> = existing.iter().map(|e| e.name.as_str()).collect();
-        for f in missing_fqdns {
-            let pick = |block: &mut Vec<EnvVar>, public: &str, private: &str, path: &str| {
-                // The binding at the end of the block (a handful of variables), else before it.
-                let bound = |n: &str, block: &Vec<EnvVar>| {
-                    let def = block
-                        .iter()
-                        .rev()
-                        .find(|e| e.name == n)
-                        .or_else(|| last_before.get(n).copied());
-                    def.is_some_and(|e| same_var(e, &field_var(n, path)))
-                };
-                if bound(public, block) {
-                    return public.to_string();
-                }
-                let name = private_name(private, |n| {
-                    !bound(n, block) && (all_names.contains(n) || block.iter().any(|e| e.name == n))
-                });
-                if !bound(&name, block) {
-                    block.push(field_var(&name, path));
-                }
-                name
-            };
-            let name_var = if f.needs(&Part::PodName) {
-                pick(&mut block, "POD_NAME", PRIVATE_POD_NAME, NAME_FIELD)
-            } else {
-                String::new()
-            };
-            let ns_var = if f.needs(&Part::PodNamespace) {
-                pick(
-                    &mut block,
-                    "POD_NAMESPACE",
-                    PRIVATE_POD_NAMESPACE,
-                    NAMESPACE_FIELD,
-                )
-            } else {
-                String::new()
-            };
-            block.push(var(f.name, f.value(&name_var, &ns_var)));
-        }
+        let at = insertion_point(existing, &block, &missing_fqdns);
+        add_fqdns(existing, at, &mut block, &missing_fqdns);
         if !block.is_empty() {
             let n = block.len();
             names_added = block.iter().map(|e| e.name.clone()).collect();
@@ -349,6 +294,76 @@ pub fn inject(
         }
     }
     names_added
+}
+
+/// Where the identity block goes: just before the first user variable that references one of
+/// its names (so that `$(POD_FQDN)` there resolves), else last.
+fn insertion_point(existing: &[EnvVar], block: &[EnvVar], fqdns: &[&Fqdn]) -> usize {
+    let names: Vec<&str> = block
+        .iter()
+        .map(|v| v.name.as_str())
+        .chain(fqdns.iter().map(|f| f.name))
+        .collect();
+    existing
+        .iter()
+        .position(|e| {
+            e.value
+                .as_deref()
+                .is_some_and(|val| names.iter().any(|n| references(val, n)))
+        })
+        .unwrap_or(existing.len())
+}
+
+/// The FQDN variables appended to `block`, each built on a pod-name and pod-namespace variable
+/// that holds the pod's own at `at`: the public one when it does, else stsguard's private one
+/// (added to the block, renamed past any name the container uses).
+fn add_fqdns(existing: &[EnvVar], at: usize, block: &mut Vec<EnvVar>, fqdns: &[&Fqdn]) {
+    // Each name's last definition before the insertion point, and every name defined: read
+    // once, so that the work stays linear in the list (a list may define many names).
+    let last_before: HashMap<&str, &EnvVar> = existing[..at]
+        .iter()
+        .map(|e| (e.name.as_str(), e))
+        .collect();
+    let all_names: HashSet<&str> = existing.iter().map(|e| e.name.as_str()).collect();
+    for f in fqdns {
+        let pick = |block: &mut Vec<EnvVar>, public: &str, private: &str, path: &str| {
+            // The binding at the end of the block (a handful of variables), else before it.
+            let bound = |n: &str, block: &Vec<EnvVar>| {
+                let def = block
+                    .iter()
+                    .rev()
+                    .find(|e| e.name == n)
+                    .or_else(|| last_before.get(n).copied());
+                def.is_some_and(|e| same_var(e, &field_var(n, path)))
+            };
+            if bound(public, block) {
+                return public.to_string();
+            }
+            let name = private_name(private, |n| {
+                !bound(n, block) && (all_names.contains(n) || block.iter().any(|e| e.name == n))
+            });
+            if !bound(&name, block) {
+                block.push(field_var(&name, path));
+            }
+            name
+        };
+        let name_var = if f.needs(&Part::PodName) {
+            pick(block, "POD_NAME", PRIVATE_POD_NAME, NAME_FIELD)
+        } else {
+            String::new()
+        };
+        let ns_var = if f.needs(&Part::PodNamespace) {
+            pick(
+                block,
+                "POD_NAMESPACE",
+                PRIVATE_POD_NAMESPACE,
+                NAMESPACE_FIELD,
+            )
+        } else {
+            String::new()
+        };
+        block.push(var(f.name, f.value(&name_var, &ns_var)));
+    }
 }
 
 /// Is `name` one of stsguard's private names ([`PRIVATE_POD_NAME`], [`PRIVATE_POD_NAMESPACE`],
