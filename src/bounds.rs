@@ -64,6 +64,18 @@ pub const MAX_CONTAINERS: usize = 256;
 /// bound is under this one unless it has thousands of arguments; real pods have tens.
 pub const MAX_TEMPLATE_ENTRIES: usize = MAX_OBJECTS;
 
+/// The most `stsguard check` reads, all files together: ten objects at the API server's 3 MiB
+/// request limit, rounded up. Parsed YAML or JSON takes up to ~10 times its size in memory
+/// (measured: 318 MB of JSON took 3.0 GiB), so this bounds the command to a few hundred MiB;
+/// past it the command stops reading (a pipe or `/dev/zero` included) and fails.
+pub const MAX_INPUT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most objects (documents, and the items of `List` documents) `stsguard check` reads, and
+/// the most StatefulSets `stsguard audit` judges in one run. A rendered chart has tens to
+/// hundreds; 100,000 took 22.6 s and 2.6 GiB. `stsguard audit --namespace` splits a cluster that
+/// holds more.
+pub const MAX_DOCUMENTS: usize = 10_000;
+
 /// The first limit `body` breaks.
 pub fn check_body(body: &[u8]) -> Result<(), PastBound> {
     let n = count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1);
@@ -170,7 +182,9 @@ fn check_pod_with(pod: Option<&PodSpec>, extra: usize) -> Result<(), PastBound> 
     let n = pod.map_or(0, containers);
     if n > MAX_CONTAINERS {
         return Err(PastBound {
-            what: format!("the pod template has {n} containers, over stsguard's bound of {MAX_CONTAINERS}"),
+            what: format!(
+                "the pod template has {n} containers, over stsguard's bound of {MAX_CONTAINERS}"
+            ),
             fix: "fix: use at most 256 containers and init containers in one pod (docs/bounds.md)",
         });
     }

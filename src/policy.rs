@@ -428,7 +428,10 @@ mod tests {
         // Written back as the same list.
         let back: serde_json::Value = serde_json::to_value(&p)?;
         assert_eq!(back["excludeNamespaces"][239_999], "ns-239999");
-        assert_eq!(back["excludeNamespaces"].as_array().map(Vec::len), Some(240_000));
+        assert_eq!(
+            back["excludeNamespaces"].as_array().map(Vec::len),
+            Some(240_000)
+        );
         Ok(())
     }
 

@@ -514,7 +514,12 @@ pub fn run(args: &Args, env: &BTreeMap<String, String>) -> Result<Identity, Stri
         })?;
     }
     write_atomic(&args.out, "role.env", false, env_file(&id).as_bytes())?;
-    write_atomic(&args.out, "ordinal", false, format!("{}\n", id.ordinal).as_bytes())?;
+    write_atomic(
+        &args.out,
+        "ordinal",
+        false,
+        format!("{}\n", id.ordinal).as_bytes(),
+    )?;
     // One sync of everything written so far, then `role`, synced: its presence means the rest
     // is complete, also after a crash.
     let out = std::fs::File::open(&args.out)

@@ -106,7 +106,9 @@ async fn a_statefulset_padded_past_the_container_bound_is_denied_even_under_on_e
     assert!(v["response"]["patch"].is_null(), "no patch past the bound");
     let w = warnings(&v);
     assert!(
-        w.contains("StatefulSet default/web: [bounds] not mutated: the pod template has 300 containers"),
+        w.contains(
+            "StatefulSet default/web: [bounds] not mutated: the pod template has 300 containers"
+        ),
         "{w}"
     );
 }
@@ -131,7 +133,9 @@ async fn a_statefulset_padded_with_env_entries_past_the_object_bound_is_denied()
     assert_eq!(v["response"]["allowed"], false, "{v}");
     let m = message(&v);
     assert!(
-        m.contains("[bounds] StatefulSet default/web: the review holds more than 4096 JSON objects"),
+        m.contains(
+            "[bounds] StatefulSet default/web: the review holds more than 4096 JSON objects"
+        ),
         "{m}"
     );
     // The same object unpadded is denied by its rule: padding changes the reason, not the answer.
@@ -190,7 +194,10 @@ fn cached_statefulset(containers: usize) -> serde_json::Value {
 
 #[tokio::test]
 async fn a_scale_of_a_cached_statefulset_past_a_bound_is_denied() {
-    let app = router(cache_with(cached_statefulset(15_000)), Duration::from_secs(5));
+    let app = router(
+        cache_with(cached_statefulset(15_000)),
+        Duration::from_secs(5),
+    );
     let scale = read_json(&local_fixture(
         "admission/statefulset-scale-subresource-UPDATE.validating.json",
     ));

@@ -602,7 +602,12 @@ fn role_env_values_are_quoted_so_that_sourcing_runs_nothing() {
         ("POD_NAMESPACE", "db"),
     ];
     let o = role_init(&env, &args(out.to_str().unwrap(), s.cfg.to_str().unwrap()));
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let script = format!(
         ". {}/role.env && printf '%s|%s' \"$STS_ROLE\" \"$STS_PRIMARY_FQDN\"",
         out.display()
@@ -630,8 +635,14 @@ fn a_configmap_key_named_as_a_file_of_role_init_is_refused() {
         configmap(&cfg, &[("common.cnf", COMMON), (own, "primary\n")]);
         let out = tmp.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let o = role_init(&MYSQL_ENV, &args(out.to_str().unwrap(), cfg.to_str().unwrap()));
-        fails(&o, &format!("config key \"{own}\": role-init writes {own} itself"));
+        let o = role_init(
+            &MYSQL_ENV,
+            &args(out.to_str().unwrap(), cfg.to_str().unwrap()),
+        );
+        fails(
+            &o,
+            &format!("config key \"{own}\": role-init writes {own} itself"),
+        );
         fails(&o, "rename the key");
         assert!(read_dir(&out).is_empty(), "{own}: nothing written");
     }
@@ -650,10 +661,22 @@ fn a_configmap_with_more_keys_than_the_bound_is_refused() {
         configmap(&cfg, &files);
         let out = tmp.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let o = role_init(&MYSQL_ENV, &args(out.to_str().unwrap(), cfg.to_str().unwrap()));
+        let o = role_init(
+            &MYSQL_ENV,
+            &args(out.to_str().unwrap(), cfg.to_str().unwrap()),
+        );
         if ok {
-            assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-            assert_eq!(read_dir(&out).len(), n + 3, "every key, role, ordinal, role.env");
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(
+                read_dir(&out).len(),
+                n + 3,
+                "every key, role, ordinal, role.env"
+            );
         } else {
             fails(&o, "holds more than 1024 keys (stsguard's bound");
             assert!(read_dir(&out).is_empty(), "nothing written");
