@@ -376,3 +376,48 @@ pub fn run(args: AuditArgs) -> i32 {
     );
     i32::from(denied > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A StatefulSet in the cluster past a bound (it got in before stsguard, or with its
+    /// webhook off) is a failing finding of rule `bounds`, judged without being copied.
+    #[test]
+    fn a_listed_statefulset_past_a_bound_is_a_failing_finding() {
+        let mut sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "big", "namespace": "ns"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        let spec = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()).unwrap();
+        spec.containers = (0..15_000)
+            .map(|i| k8s_openapi::api::core::v1::Container {
+                name: format!("c{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let cluster = Cluster {
+            statefulsets: vec![sts],
+            lookups: Listed {
+                objects: StaticLookups::default(),
+                services: None,
+                classes: None,
+                pdbs: None,
+            },
+            scope: "namespace ns".into(),
+        };
+        let run = judge(cluster, &Policy::default(), 0).unwrap();
+        let c = &run.checked[0];
+        assert!(!c.allowed);
+        assert_eq!(c.findings.len(), 1);
+        assert_eq!(c.findings[0].rule, "bounds");
+        assert!(
+            c.findings[0]
+                .message
+                .contains("15000 containers, over stsguard's bound of 256"),
+            "{}",
+            c.findings[0].message
+        );
+    }
+}
