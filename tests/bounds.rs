@@ -431,3 +431,73 @@ async fn a_huge_envelope_kind_gives_a_short_400() {
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(bytes.len() <= 300, "{} bytes", bytes.len());
 }
+
+/// Measurement, not a test (`cargo test --release --test bounds -- --ignored --nocapture`): a
+/// Scale review of a cached 15,000-container StatefulSet through the router (checked against the
+/// bounds first), against the rules run on it directly as the router did before; and one
+/// `excludeNamespaces` look-up in 240,000 names, as a hash set and as the linear scan it was.
+#[tokio::test]
+#[ignore]
+async fn measure_cached_scale_and_exclude_lookups() {
+    let state = cache_with(cached_statefulset(15_000));
+    let lookups = state.lookups.clone();
+    let app = router(state, Duration::from_secs(5));
+    let scale = serde_json::to_vec(&read_json(&local_fixture(
+        "admission/statefulset-scale-subresource-UPDATE.validating.json",
+    )))
+    .unwrap();
+    let pct = |mut v: Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p) as usize]
+    };
+    let mut now = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (_, v) = post(&app, "/validate", scale.clone()).await;
+        now.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(v["response"]["allowed"], false);
+    }
+    let policy = Policy::default();
+    let mut rules = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let review = stsguard::validate::Review {
+            namespace: "default",
+            subject: stsguard::validate::Subject::Scale {
+                name: "web",
+                replicas: 5,
+                old_replicas: Some(3),
+            },
+        };
+        let f = stsguard::validate::validate(&review, &policy, lookups.as_ref());
+        rules.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(f);
+    }
+    println!(
+        "scale of a cached 15,000-container StatefulSet: router (bounds first) p50 {:.3} ms p99 {:.3} ms; rules on it directly (the old path) p50 {:.2} ms p99 {:.2} ms",
+        pct(now.clone(), 0.5),
+        pct(now, 0.99),
+        pct(rules.clone(), 0.5),
+        pct(rules, 0.99)
+    );
+    let names: Vec<String> = (0..240_000).map(|i| format!("ns-{i}")).collect();
+    let p = Policy {
+        exclude_namespaces: names.clone().into(),
+        ..Default::default()
+    };
+    let n = 2_000;
+    let t = Instant::now();
+    for i in 0..n {
+        std::hint::black_box(p.is_excluded(Some(if i % 2 == 0 { "app" } else { "ns-239999" })));
+    }
+    let set = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    for i in 0..n {
+        let ns = if i % 2 == 0 { "app" } else { "ns-239999" };
+        std::hint::black_box(names.iter().any(|e| e == ns));
+    }
+    let scan = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "excludeNamespaces of 240,000: set look-up {set:.3} us, linear scan (the old look-up) {scan:.1} us"
+    );
+}
