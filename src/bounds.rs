@@ -1,9 +1,36 @@
 //! The limits that keep one review's work and memory bounded, whatever the client sends.
 //!
-//! Each limit says where its number comes from. A review past a limit is not evaluated: it is
-//! answered per the policy's `onError` with a warning that names the limit.
+//! Each limit says where its number comes from. An object past a limit is not evaluated, and it
+//! is not let through either: `/validate` denies it (rule id [`RULE`]), `/mutate` allows it
+//! unpatched with a warning that says so, `stsguard check` and `stsguard audit` report a failing
+//! finding. The same limits apply to objects from the watch cache (a Scale, a Namespace or claim
+//! DELETE) and to the command line's input. The table users read: docs/bounds.md.
 
-use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+/// The rule id of a finding or denial past a bound.
+pub const RULE: &str = "bounds";
+
+/// Why an object is past a bound: which bound (with its number) and how to get under it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PastBound {
+    /// What is over which bound, e.g. `the pod template has 300 containers, over stsguard's
+    /// bound of 256`.
+    pub what: String,
+    /// How to get under it.
+    pub fix: &'static str,
+}
+
+impl std::fmt::Display for PastBound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}; {}", self.what, self.fix)
+    }
+}
+
+/// The fix for a review or object with too much in it.
+const FEWER: &str = "fix: make the object smaller (fewer containers, env entries, volumes; \
+     docs/bounds.md)";
 
 /// Bodies over this are refused with 413: an UPDATE carries `object` and `oldObject`, each up to
 /// the API server's 3 MiB request limit.
@@ -28,35 +55,178 @@ pub const MAX_STRINGS_AND_ARRAYS: usize = 131_072;
 /// mount, so this bounds the patch (~2,000 operations at most).
 pub const MAX_CONTAINERS: usize = 256;
 
-/// The first limit `body` breaks, as the reason the review is not evaluated.
-pub fn check_body(body: &[u8]) -> Result<(), String> {
+/// Entries of the lists a pod template and its claim templates hold (per container: `env`,
+/// `envFrom`, `ports`, `volumeMounts`, `volumeDevices`, `args`, `command`; per pod: `volumes`,
+/// `tolerations`, `hostAliases`, `imagePullSecrets`, `topologySpreadConstraints`; and
+/// `volumeClaimTemplates`). Checked on typed objects, where the JSON counts above are not known:
+/// objects from the watch cache and the command line. The same number as [`MAX_OBJECTS`]:
+/// every such entry but an `args` or `command` string is a JSON object, so a review under that
+/// bound is under this one unless it has thousands of arguments; real pods have tens.
+pub const MAX_TEMPLATE_ENTRIES: usize = MAX_OBJECTS;
+
+/// The most `stsguard check` reads, all files together: ten objects at the API server's 3 MiB
+/// request limit, rounded up. Parsed YAML or JSON takes up to ~10 times its size in memory
+/// (measured: 318 MB of JSON took 3.0 GiB), so this bounds the command to a few hundred MiB;
+/// past it the command stops reading (a pipe or `/dev/zero` included) and fails.
+pub const MAX_INPUT_BYTES: usize = 32 * 1024 * 1024;
+
+/// The most objects (documents, and the items of `List` documents) `stsguard check` reads, and
+/// the most StatefulSets `stsguard audit` judges in one run. A rendered chart has tens to
+/// hundreds; 100,000 took 22.6 s and 2.6 GiB. `stsguard audit --namespace` splits a cluster that
+/// holds more.
+pub const MAX_DOCUMENTS: usize = 10_000;
+
+/// The first limit `body` breaks.
+pub fn check_body(body: &[u8]) -> Result<(), PastBound> {
     let n = count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1);
     if n.objects > MAX_OBJECTS {
-        return Err(format!(
-            "the review holds more than {MAX_OBJECTS} JSON objects (stsguard's bound on work per review)"
-        ));
+        return Err(PastBound {
+            what: format!(
+                "the review holds more than {MAX_OBJECTS} JSON objects (stsguard's bound on work per review)"
+            ),
+            fix: FEWER,
+        });
     }
     if n.others > MAX_STRINGS_AND_ARRAYS {
-        return Err(format!(
-            "the review holds more than {MAX_STRINGS_AND_ARRAYS} JSON strings, arrays and values (stsguard's bound on work per review)"
-        ));
+        return Err(PastBound {
+            what: format!(
+                "the review holds more than {MAX_STRINGS_AND_ARRAYS} JSON strings, arrays and values (stsguard's bound on work per review)"
+            ),
+            fix: FEWER,
+        });
     }
     Ok(())
 }
 
-/// The pod template's container count against [`MAX_CONTAINERS`].
-pub fn check_pod(pod: Option<&PodSpec>) -> Result<(), String> {
-    let n = pod.map_or(0, |p| {
-        p.containers.len()
-            + p.init_containers.as_ref().map_or(0, Vec::len)
-            + p.ephemeral_containers.as_ref().map_or(0, Vec::len)
-    });
-    if n > MAX_CONTAINERS {
-        return Err(format!(
-            "the pod has {n} containers, over stsguard's bound of {MAX_CONTAINERS}"
-        ));
+/// The JSON counts of one object read by the command line (a document or a `List` item), against
+/// the same bounds as a review (`metadata.managedFields` not counted, as the server does not).
+pub fn check_value(v: &serde_json::Value) -> Result<(), PastBound> {
+    let mut n = Nodes::default();
+    count_value(v, 0, &mut n);
+    if n.objects > MAX_OBJECTS {
+        return Err(PastBound {
+            what: format!(
+                "the object holds more than {MAX_OBJECTS} JSON objects (stsguard's bound on work per review)"
+            ),
+            fix: FEWER,
+        });
+    }
+    if n.others > MAX_STRINGS_AND_ARRAYS {
+        return Err(PastBound {
+            what: format!(
+                "the object holds more than {MAX_STRINGS_AND_ARRAYS} JSON strings, arrays and values (stsguard's bound on work per review)"
+            ),
+            fix: FEWER,
+        });
     }
     Ok(())
+}
+
+/// Counts as [`count_nodes`] does, stopping past the bounds (no recursion past them either).
+fn count_value(v: &serde_json::Value, depth: usize, n: &mut Nodes) {
+    use serde_json::Value;
+    if n.objects > MAX_OBJECTS || n.others > MAX_STRINGS_AND_ARRAYS {
+        return;
+    }
+    match v {
+        Value::Object(m) => {
+            n.objects += 1;
+            // Keys, and the commas between entries.
+            n.others += 2 * m.len();
+            for (k, v) in m {
+                if depth == 1 && k == "managedFields" {
+                    continue;
+                }
+                count_value(v, depth + 1, n);
+            }
+        }
+        Value::Array(a) => {
+            n.others += 1 + a.len();
+            for v in a {
+                count_value(v, depth + 1, n);
+            }
+        }
+        Value::String(_) => n.others += 1,
+        _ => {}
+    }
+}
+
+fn containers(p: &PodSpec) -> usize {
+    p.containers.len()
+        + p.init_containers.as_ref().map_or(0, Vec::len)
+        + p.ephemeral_containers.as_ref().map_or(0, Vec::len)
+}
+
+fn len<T>(v: &Option<Vec<T>>) -> usize {
+    v.as_ref().map_or(0, Vec::len)
+}
+
+fn container_entries(c: &Container) -> usize {
+    len(&c.env)
+        + len(&c.env_from)
+        + len(&c.ports)
+        + len(&c.volume_mounts)
+        + len(&c.volume_devices)
+        + len(&c.args)
+        + len(&c.command)
+}
+
+/// A pod's containers against [`MAX_CONTAINERS`], then its list entries against
+/// [`MAX_TEMPLATE_ENTRIES`] (`extra`: entries counted outside the pod, e.g. claim templates).
+/// Constant work for the first; at most [`MAX_CONTAINERS`] containers looked at for the second.
+pub fn check_pod(pod: Option<&PodSpec>) -> Result<(), PastBound> {
+    check_pod_with(pod, 0)
+}
+
+fn check_pod_with(pod: Option<&PodSpec>, extra: usize) -> Result<(), PastBound> {
+    let n = pod.map_or(0, containers);
+    if n > MAX_CONTAINERS {
+        return Err(PastBound {
+            what: format!(
+                "the pod template has {n} containers, over stsguard's bound of {MAX_CONTAINERS}"
+            ),
+            fix: "fix: use at most 256 containers and init containers in one pod (docs/bounds.md)",
+        });
+    }
+    let entries = extra
+        + pod.map_or(0, |p| {
+            let cs = p.containers.iter();
+            let inits = p.init_containers.iter().flatten();
+            let ephemeral = p.ephemeral_containers.iter().flatten().map(|e| {
+                len(&e.env)
+                    + len(&e.env_from)
+                    + len(&e.ports)
+                    + len(&e.volume_mounts)
+                    + len(&e.volume_devices)
+                    + len(&e.args)
+                    + len(&e.command)
+            });
+            cs.chain(inits).map(container_entries).sum::<usize>()
+                + ephemeral.sum::<usize>()
+                + len(&p.volumes)
+                + len(&p.tolerations)
+                + len(&p.host_aliases)
+                + len(&p.image_pull_secrets)
+                + len(&p.topology_spread_constraints)
+        });
+    if entries > MAX_TEMPLATE_ENTRIES {
+        return Err(PastBound {
+            what: format!(
+                "the pod template has {entries} env, port, mount, volume and other list entries, over stsguard's bound of {MAX_TEMPLATE_ENTRIES}"
+            ),
+            fix: FEWER,
+        });
+    }
+    Ok(())
+}
+
+/// A StatefulSet's pod template and claim templates against [`MAX_CONTAINERS`] and
+/// [`MAX_TEMPLATE_ENTRIES`]: bounded work whatever its size (a cached object may hold anything
+/// the API server took).
+pub fn check_statefulset(sts: &StatefulSet) -> Result<(), PastBound> {
+    let spec = sts.spec.as_ref();
+    let claims = spec.map_or(0, |s| len(&s.volume_claim_templates));
+    check_pod_with(spec.and_then(|s| s.template.spec.as_ref()), claims)
 }
 
 /// What [`count_nodes`] counted.
@@ -217,6 +387,7 @@ mod tests {
         assert!(
             check_body(hostile.as_bytes())
                 .unwrap_err()
+                .what
                 .contains("JSON objects")
         );
         let strings = format!(
@@ -226,18 +397,21 @@ mod tests {
         assert!(
             check_body(strings.as_bytes())
                 .unwrap_err()
+                .what
                 .contains("strings, arrays")
         );
         let arrays = format!(r#"{{"x":[{}[]]}}"#, "[],".repeat(MAX_STRINGS_AND_ARRAYS));
         assert!(
             check_body(arrays.as_bytes())
                 .unwrap_err()
+                .what
                 .contains("strings, arrays")
         );
         let numbers = format!(r#"{{"x":[{}0]}}"#, "0,".repeat(MAX_STRINGS_AND_ARRAYS));
         assert!(
             check_body(numbers.as_bytes())
                 .unwrap_err()
+                .what
                 .contains("strings, arrays")
         );
         // The top-level managedFields, however large, is not counted.

@@ -428,7 +428,7 @@ pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
             namespace: args.namespace,
         },
     };
-    let mut exclude_namespaces = policy.exclude_namespaces.clone();
+    let mut exclude_namespaces = policy.exclude_namespaces.to_vec();
     exclude_namespaces.extend(args.exclude_namespaces);
     let o = crate::webhooks::Options {
         name: args.name,

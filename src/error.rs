@@ -12,6 +12,10 @@ pub enum Error {
     /// or its time budget ran out. Answered per the policy's `onError`, with this reason.
     #[error("{0}")]
     NotEvaluated(String),
+    /// The object is past one of stsguard's bounds on work ([`crate::bounds`]): denied at
+    /// `/validate`, allowed unpatched with a warning at `/mutate`, whatever `onError` says.
+    #[error("{0}")]
+    PastBound(crate::bounds::PastBound),
     /// The mutation's result cannot be expressed as a patch that only adds to the user's values
     /// (a bug: the property tests look for it). Answered per `onError`.
     #[error("the patch would {0}")]

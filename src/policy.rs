@@ -3,7 +3,7 @@
 //! Loaded from YAML (README.md "Policy file"), strictly: an unknown key or a bad value is an error
 //! that names the key's path. Without a file the built-in defaults apply.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::Path;
 
@@ -85,11 +85,64 @@ pub enum OnError {
     Deny,
 }
 
+/// `excludeNamespaces`: the list as written (its order kept for messages and output; the file
+/// format is a list), looked up through a hash set: every review asks, so the look-up is O(1)
+/// whatever the list's length.
+#[derive(Clone, Debug, Default)]
+pub struct NamespaceSet {
+    list: Vec<String>,
+    set: HashSet<String>,
+}
+
+impl NamespaceSet {
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.set.contains(namespace)
+    }
+}
+
+impl From<Vec<String>> for NamespaceSet {
+    fn from(list: Vec<String>) -> Self {
+        let set = list.iter().cloned().collect();
+        NamespaceSet { list, set }
+    }
+}
+
+impl FromIterator<String> for NamespaceSet {
+    fn from_iter<I: IntoIterator<Item = String>>(iter: I) -> Self {
+        iter.into_iter().collect::<Vec<_>>().into()
+    }
+}
+
+impl std::ops::Deref for NamespaceSet {
+    type Target = [String];
+    fn deref(&self) -> &[String] {
+        &self.list
+    }
+}
+
+impl PartialEq for NamespaceSet {
+    fn eq(&self, other: &Self) -> bool {
+        self.list == other.list
+    }
+}
+
+impl Serialize for NamespaceSet {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.list.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for NamespaceSet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Vec::<String>::deserialize(d).map(NamespaceSet::from)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
 pub struct Policy {
     pub cluster_domain: String,
-    pub exclude_namespaces: Vec<String>,
+    pub exclude_namespaces: NamespaceSet,
     /// A review that cannot be evaluated (object not decodable, internal error) is answered per this.
     pub on_error: OnError,
     pub mutation: MutationPolicy,
@@ -150,10 +203,11 @@ impl Default for Policy {
         Policy {
             cluster_domain: "cluster.local".into(),
             exclude_namespaces: vec![
-                "kube-system".into(),
-                "kube-node-lease".into(),
-                "kube-public".into(),
-            ],
+                "kube-system".to_string(),
+                "kube-node-lease".to_string(),
+                "kube-public".to_string(),
+            ]
+            .into(),
             on_error: OnError::Allow,
             mutation: MutationPolicy::default(),
             validation: ValidationPolicy::default(),
@@ -267,7 +321,7 @@ impl Policy {
     }
 
     pub fn is_excluded(&self, namespace: Option<&str>) -> bool {
-        namespace.is_some_and(|ns| self.exclude_namespaces.iter().any(|e| e == ns))
+        namespace.is_some_and(|ns| self.exclude_namespaces.contains(ns))
     }
 
     /// Parses and checks a policy document; `origin` names it in errors.
@@ -359,6 +413,27 @@ impl Policy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_exclude_list_keeps_its_file_format_and_is_looked_up_by_name()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let names: Vec<String> = (0..240_000).map(|i| format!("ns-{i}")).collect();
+        let yaml = format!("excludeNamespaces: [{}]\n", names.join(", "));
+        let p = Policy::from_yaml(&yaml, "x")?;
+        assert_eq!(&p.exclude_namespaces[..], &names[..], "order kept");
+        assert!(p.is_excluded(Some("ns-0")));
+        assert!(p.is_excluded(Some("ns-239999")));
+        assert!(!p.is_excluded(Some("ns-240000")));
+        assert!(!p.is_excluded(None));
+        // Written back as the same list.
+        let back: serde_json::Value = serde_json::to_value(&p)?;
+        assert_eq!(back["excludeNamespaces"][239_999], "ns-239999");
+        assert_eq!(
+            back["excludeNamespaces"].as_array().map(Vec::len),
+            Some(240_000)
+        );
+        Ok(())
+    }
 
     #[test]
     fn empty_file_is_defaults() -> Result<(), Box<dyn std::error::Error>> {

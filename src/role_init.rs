@@ -1,7 +1,11 @@
 //! `stsguard role-init`: the role-selection init container. Finds the pod's ordinal, picks its
 //! role, and writes `role`, `ordinal`, `role.env` and the role's configuration files into the
 //! shared emptyDir. Every write is atomic (temp file + rename): a restarted init container never
-//! leaves half a file, and `role` is written last, so its presence means the rest is complete.
+//! leaves half a file, and `role` is written last, after one `syncfs` of the output directory's
+//! file system (not an fsync per file), so its presence means the rest is complete. A ConfigMap
+//! key named as one of stsguard's own files (`role`, `ordinal`, `role.env`) is refused. `role.env`
+//! is meant to be sourced by a shell: each value is single-quoted, so no value (a quote, a
+//! newline, `$(...)`, `;`) can end its quotes.
 //!
 //! **What it reads.** `--config-dir` is a ConfigMap volume as kubelet lays it out: every key is a
 //! symlink `key -> ..data/key`, and `..data` is a symlink to a timestamped directory
@@ -39,6 +43,16 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// The most role-init writes from the ConfigMap's files, in all, after substitution (8 MiB).
 pub const MAX_OUTPUT_BYTES: u64 = 8 * 1024 * 1024;
+
+/// The most keys the ConfigMap may hold. Kubernetes sets no number (only 1 MiB of data, which
+/// fits ~100,000 one-byte keys); real role configurations have a handful of files. Each key is a
+/// file role-init creates and renames (measured: docs/bounds.md), and every key is resolved and
+/// checked, so the count bounds role-init's time; past it role-init fails and writes nothing.
+pub const MAX_CONFIG_KEYS: usize = 1024;
+
+/// The files role-init writes itself: a ConfigMap key of one of these names is refused (the
+/// key would be overwritten, and a key `role` written first would say "complete" too early).
+pub const OWN_FILES: [&str; 3] = ["role", "ordinal", "role.env"];
 
 /// kubelet's link, in a ConfigMap volume, to the directory that holds the current data.
 const DATA_LINK: &str = "..data";
@@ -141,10 +155,11 @@ pub fn identity(args: &Args, env: &BTreeMap<String, String>) -> Result<Identity,
 }
 
 /// Writes `dir/name` atomically: `fill` writes the contents into a temp file beside it, which is
-/// synced and then renamed over `name`.
+/// then renamed over `name` (`sync`: synced first).
 fn write_atomic_with(
     dir: &Path,
     name: &str,
+    sync: bool,
     fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
 ) -> Result<(), String> {
     let target = dir.join(name);
@@ -163,7 +178,9 @@ fn write_atomic_with(
         let mut w = std::io::BufWriter::with_capacity(WRITE_BUFFER, file);
         fill(&mut w)?;
         let file = w.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        if sync {
+            file.sync_all()?;
+        }
         std::fs::rename(&tmp, &target)
     })();
     res.map_err(|e| {
@@ -172,9 +189,31 @@ fn write_atomic_with(
     })
 }
 
-/// Writes `contents` to `dir/name` atomically.
-fn write_atomic(dir: &Path, name: &str, contents: &[u8]) -> Result<(), String> {
-    write_atomic_with(dir, name, |w| w.write_all(contents))
+/// Writes `contents` to `dir/name` atomically (`sync`: synced before the rename).
+fn write_atomic(dir: &Path, name: &str, sync: bool, contents: &[u8]) -> Result<(), String> {
+    write_atomic_with(dir, name, sync, |w| w.write_all(contents))
+}
+
+/// `value` as one shell word: single-quoted, each `'` written as `'\''`. Inside single quotes a
+/// POSIX shell takes every character as itself (newline, `$`, `;`, `` ` ``, `\`), so sourcing
+/// the line sets the variable to exactly `value` and runs nothing.
+pub fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
+}
+
+/// The contents of `role.env`: one `NAME='value'` line per variable.
+pub fn env_file(id: &Identity) -> String {
+    let server_id = id.server_id.to_string();
+    let ordinal = id.ordinal.to_string();
+    [
+        ("STS_ROLE", id.role.as_str()),
+        ("STS_ORDINAL", ordinal.as_str()),
+        ("STS_SERVER_ID", server_id.as_str()),
+        ("STS_PRIMARY_FQDN", id.primary_fqdn.as_str()),
+    ]
+    .iter()
+    .map(|(k, v)| format!("{k}={}\n", shell_quote(v)))
+    .collect()
 }
 
 /// The placeholders and what they stand for.
@@ -325,9 +364,31 @@ pub fn config_files(
     for entry in std::fs::read_dir(&root).map_err(cannot)? {
         let entry = entry.map_err(cannot)?;
         let key = entry.file_name().to_string_lossy().into_owned();
-        if !key.starts_with("..") {
-            keys.push((key, entry.path()));
+        if key.starts_with("..") {
+            continue;
         }
+        if keys.len() == MAX_CONFIG_KEYS {
+            return Err(format!(
+                "--config-dir {} holds more than {MAX_CONFIG_KEYS} keys (stsguard's bound on \
+                 role-init's work, docs/bounds.md); refusing them: put fewer, larger files in \
+                 the ConfigMap",
+                dir.display()
+            ));
+        }
+        if OWN_FILES.contains(&key.as_str()) {
+            return Err(refused(
+                &key,
+                format!(
+                    "role-init writes {key} itself (the pod's {}); rename the key",
+                    match key.as_str() {
+                        "role" => "role, written last to say the rest is complete",
+                        "ordinal" => "ordinal",
+                        _ => "identity variables",
+                    }
+                ),
+            ));
+        }
+        keys.push((key, entry.path()));
     }
     keys.sort();
     let roles: HashSet<&str> = roles.iter().copied().collect();
@@ -444,7 +505,7 @@ pub fn run(args: &Args, env: &BTreeMap<String, String>) -> Result<Identity, Stri
         None => Vec::new(),
     };
     for (key, bytes, text) in &inputs {
-        write_atomic_with(&args.out, key, |w| {
+        write_atomic_with(&args.out, key, false, |w| {
             if *text {
                 substitute_with(bytes, &values, |piece| w.write_all(piece))
             } else {
@@ -452,14 +513,20 @@ pub fn run(args: &Args, env: &BTreeMap<String, String>) -> Result<Identity, Stri
             }
         })?;
     }
-    let env_file = format!(
-        "STS_ROLE={}\nSTS_ORDINAL={}\nSTS_SERVER_ID={}\nSTS_PRIMARY_FQDN={}\n",
-        id.role, id.ordinal, id.server_id, id.primary_fqdn
-    );
-    write_atomic(&args.out, "role.env", env_file.as_bytes())?;
-    write_atomic(&args.out, "ordinal", format!("{}\n", id.ordinal).as_bytes())?;
-    // `role` last: its presence means the rest is complete.
-    write_atomic(&args.out, "role", format!("{}\n", id.role).as_bytes())?;
+    write_atomic(&args.out, "role.env", false, env_file(&id).as_bytes())?;
+    write_atomic(
+        &args.out,
+        "ordinal",
+        false,
+        format!("{}\n", id.ordinal).as_bytes(),
+    )?;
+    // One sync of everything written so far, then `role`, synced: its presence means the rest
+    // is complete, also after a crash.
+    let out = std::fs::File::open(&args.out)
+        .map_err(|e| format!("cannot open --out {}: {e}", args.out.display()))?;
+    rustix::fs::syncfs(&out)
+        .map_err(|e| format!("cannot sync --out {}: {e}", args.out.display()))?;
+    write_atomic(&args.out, "role", true, format!("{}\n", id.role).as_bytes())?;
     Ok(id)
 }
 

@@ -1,5 +1,6 @@
-//! The bounds on one review, through the HTTP router (`oneshot`, no sockets): a review past a
-//! bound is answered per `onError` with the uid echoed, a body over the limit is refused from its
+//! The bounds on one review, through the HTTP router (`oneshot`, no sockets): an object past a
+//! bound (in the review or in the watch cache) is denied at /validate and left unpatched at
+//! /mutate whatever `onError` says, with the uid echoed, a body over the limit is refused from its
 //! Content-Length before it is read, the byte budget turns requests away instead of buffering
 //! them, and the time budget answers for a review still being evaluated. The same attacks over
 //! real TLS against the binary are in `tests/abuse.rs`.
@@ -48,11 +49,10 @@ fn warnings(v: &serde_json::Value) -> String {
     v["response"]["warnings"].to_string()
 }
 
-#[tokio::test]
-async fn too_many_containers_is_answered_per_on_error() {
-    let body = review_with(|o| {
+fn padded_with_containers(n: usize) -> Vec<u8> {
+    review_with(|o| {
         let c = o["spec"]["template"]["spec"]["containers"][0].clone();
-        let many: Vec<serde_json::Value> = (0..300)
+        let many: Vec<serde_json::Value> = (0..n)
             .map(|i| {
                 let mut c = c.clone();
                 c["name"] = format!("c{i}").into();
@@ -60,30 +60,174 @@ async fn too_many_containers_is_answered_per_on_error() {
             })
             .collect();
         o["spec"]["template"]["spec"]["containers"] = many.into();
+    })
+}
+
+/// A StatefulSet that `shared-claim` (enforced) denies: a claim template mounted through a
+/// `volumes` entry that names it as a claim shared by every pod.
+fn denied_by_a_rule(o: &mut serde_json::Value) {
+    o["spec"]["template"]["spec"]["volumes"] = serde_json::json!([
+        {"name": "shared", "persistentVolumeClaim": {"claimName": "one-for-all"}}
+    ]);
+}
+
+fn message(v: &serde_json::Value) -> String {
+    v["response"]["status"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn a_statefulset_padded_past_the_container_bound_is_denied_even_under_on_error_allow() {
+    let body = padded_with_containers(300);
+    let policy = Policy::default();
+    assert_eq!(policy.on_error, OnError::Allow);
+    let app = router(state(policy, Limits::default()), Duration::from_secs(5));
+    let (status, v) = post(&app, "/validate", body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert_eq!(v["response"]["status"]["code"], 403);
+    assert!(!v["response"]["uid"].as_str().unwrap().is_empty());
+    let m = message(&v);
+    for part in [
+        "[bounds]",
+        "StatefulSet default/web",
+        "300 containers",
+        "over stsguard's bound of 256",
+        "fix: ",
+    ] {
+        assert!(m.contains(part), "{part:?} not in {m}");
+    }
+    // /mutate lets it through unpatched, and says so.
+    let (status, v) = post(&app, "/mutate", body).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], true);
+    assert!(v["response"]["patch"].is_null(), "no patch past the bound");
+    let w = warnings(&v);
+    assert!(
+        w.contains(
+            "StatefulSet default/web: [bounds] not mutated: the pod template has 300 containers"
+        ),
+        "{w}"
+    );
+}
+
+#[tokio::test]
+async fn a_statefulset_padded_with_env_entries_past_the_object_bound_is_denied() {
+    // 1,400 env entries with valueFrom (three JSON objects each): ~110 KB, past 4,096 objects.
+    let body = review_with(|o| {
+        denied_by_a_rule(o);
+        o["spec"]["template"]["spec"]["containers"][0]["env"] = (0..1400)
+            .map(|i| serde_json::json!({"name": format!("E{i:04}"), "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}))
+            .collect::<Vec<_>>()
+            .into();
     });
+    assert!(body.len() > 100_000, "{}", body.len());
     let app = router(
         state(Policy::default(), Limits::default()),
         Duration::from_secs(5),
     );
-    let (status, v) = post(&app, "/mutate", body.clone()).await;
+    let (status, v) = post(&app, "/validate", body).await;
     assert_eq!(status, 200);
-    assert_eq!(v["response"]["allowed"], true);
-    assert!(v["response"]["patch"].is_null(), "no patch past the bound");
-    assert!(warnings(&v).contains("300 containers"), "{}", warnings(&v));
-    assert!(!v["response"]["uid"].as_str().unwrap().is_empty());
-    // onError: deny turns the same review into a denial naming the bound.
-    let deny = Policy {
-        on_error: OnError::Deny,
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let m = message(&v);
+    assert!(
+        m.contains(
+            "[bounds] StatefulSet default/web: the review holds more than 4096 JSON objects"
+        ),
+        "{m}"
+    );
+    // The same object unpadded is denied by its rule: padding changes the reason, not the answer.
+    let plain = review_with(denied_by_a_rule);
+    let (_, v) = post(&app, "/validate", plain).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[shared-claim]"), "{}", message(&v));
+}
+
+#[tokio::test]
+async fn a_padded_statefulset_in_an_excluded_namespace_is_allowed() {
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
+    r["request"]["namespace"] = "kube-system".into();
+    r["request"]["object"]["metadata"]["namespace"] = "kube-system".into();
+    r["request"]["object"]["spec"]["template"]["spec"]["volumes"] =
+        vec![serde_json::json!({}); 5_000].into();
+    let app = router(
+        state(Policy::default(), Limits::default()),
+        Duration::from_secs(5),
+    );
+    let (status, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(v["response"]["warnings"].is_null(), "{v}");
+}
+
+/// A watch cache holding `sts` (a StatefulSet of namespace `default`, name `web`).
+fn cache_with(sts: serde_json::Value) -> AppState {
+    let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts).unwrap();
+    let lookups = stsguard::validate::lookups::StaticLookups {
+        statefulsets: vec![Arc::new(sts)],
+        authoritative: true,
         ..Default::default()
     };
-    let app = router(state(deny, Limits::default()), Duration::from_secs(5));
-    let (_, v) = post(&app, "/validate", body).await;
-    assert_eq!(v["response"]["allowed"], false);
+    let mut s = AppState::new(Policy::default(), Arc::new(lookups));
+    s.gate = Arc::new(Gate::new(Limits::default()));
+    s
+}
+
+fn cached_statefulset(containers: usize) -> serde_json::Value {
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
+    let o = &mut r["request"]["object"];
+    o["metadata"]["namespace"] = "default".into();
+    o["metadata"]["name"] = "web".into();
+    let c = o["spec"]["template"]["spec"]["containers"][0].clone();
+    o["spec"]["template"]["spec"]["containers"] = (0..containers)
+        .map(|i| {
+            let mut c = c.clone();
+            c["name"] = format!("c{i}").into();
+            c
+        })
+        .collect::<Vec<_>>()
+        .into();
+    o.clone()
+}
+
+#[tokio::test]
+async fn a_scale_of_a_cached_statefulset_past_a_bound_is_denied() {
+    let app = router(
+        cache_with(cached_statefulset(15_000)),
+        Duration::from_secs(5),
+    );
+    let scale = read_json(&local_fixture(
+        "admission/statefulset-scale-subresource-UPDATE.validating.json",
+    ));
+    let (status, v) = post(&app, "/validate", serde_json::to_vec(&scale).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let m = message(&v);
     assert!(
-        v["response"]["status"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("over stsguard's bound of 256")
+        m.contains("[bounds] StatefulSet default/web: the pod template has 15000 containers, over stsguard's bound of 256"),
+        "{m}"
+    );
+    // The same StatefulSet within the bound: judged by the rules, allowed.
+    let app = router(cache_with(cached_statefulset(3)), Duration::from_secs(5));
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&scale).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+}
+
+#[tokio::test]
+async fn a_namespace_delete_judging_a_cached_statefulset_past_a_bound_is_denied() {
+    let mut sts = cached_statefulset(300);
+    sts["metadata"]["namespace"] = "cap".into();
+    let app = router(cache_with(sts), Duration::from_secs(5));
+    let del = read_json(&local_fixture("admission/namespace-DELETE.validating.json"));
+    let (status, v) = post(&app, "/validate", serde_json::to_vec(&del).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    let m = message(&v);
+    assert!(
+        m.contains("[bounds] Namespace cap: StatefulSet cap/web (in the watch cache): the pod template has 300 containers"),
+        "{m}"
     );
 }
 
@@ -286,4 +430,74 @@ async fn a_huge_envelope_kind_gives_a_short_400() {
     assert_eq!(resp.status().as_u16(), 400);
     let bytes = resp.into_body().collect().await.unwrap().to_bytes();
     assert!(bytes.len() <= 300, "{} bytes", bytes.len());
+}
+
+/// Measurement, not a test (`cargo test --release --test bounds -- --ignored --nocapture`): a
+/// Scale review of a cached 15,000-container StatefulSet through the router (checked against the
+/// bounds first), against the rules run on it directly as the router did before; and one
+/// `excludeNamespaces` look-up in 240,000 names, as a hash set and as the linear scan it was.
+#[tokio::test]
+#[ignore]
+async fn measure_cached_scale_and_exclude_lookups() {
+    let state = cache_with(cached_statefulset(15_000));
+    let lookups = state.lookups.clone();
+    let app = router(state, Duration::from_secs(5));
+    let scale = serde_json::to_vec(&read_json(&local_fixture(
+        "admission/statefulset-scale-subresource-UPDATE.validating.json",
+    )))
+    .unwrap();
+    let pct = |mut v: Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() - 1) as f64 * p) as usize]
+    };
+    let mut now = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let (_, v) = post(&app, "/validate", scale.clone()).await;
+        now.push(t.elapsed().as_secs_f64() * 1e3);
+        assert_eq!(v["response"]["allowed"], false);
+    }
+    let policy = Policy::default();
+    let mut rules = Vec::new();
+    for _ in 0..50 {
+        let t = Instant::now();
+        let review = stsguard::validate::Review {
+            namespace: "default",
+            subject: stsguard::validate::Subject::Scale {
+                name: "web",
+                replicas: 5,
+                old_replicas: Some(3),
+            },
+        };
+        let f = stsguard::validate::validate(&review, &policy, lookups.as_ref());
+        rules.push(t.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box(f);
+    }
+    println!(
+        "scale of a cached 15,000-container StatefulSet: router (bounds first) p50 {:.3} ms p99 {:.3} ms; rules on it directly (the old path) p50 {:.2} ms p99 {:.2} ms",
+        pct(now.clone(), 0.5),
+        pct(now, 0.99),
+        pct(rules.clone(), 0.5),
+        pct(rules, 0.99)
+    );
+    let names: Vec<String> = (0..240_000).map(|i| format!("ns-{i}")).collect();
+    let p = Policy {
+        exclude_namespaces: names.clone().into(),
+        ..Default::default()
+    };
+    let n = 2_000;
+    let t = Instant::now();
+    for i in 0..n {
+        std::hint::black_box(p.is_excluded(Some(if i % 2 == 0 { "app" } else { "ns-239999" })));
+    }
+    let set = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    let t = Instant::now();
+    for i in 0..n {
+        let ns = if i % 2 == 0 { "app" } else { "ns-239999" };
+        std::hint::black_box(names.iter().any(|e| e == ns));
+    }
+    let scan = t.elapsed().as_secs_f64() * 1e6 / n as f64;
+    println!(
+        "excludeNamespaces of 240,000: set look-up {set:.3} us, linear scan (the old look-up) {scan:.1} us"
+    );
 }

@@ -471,3 +471,79 @@ fn the_report_lists_what_a_removed_annotation_takes_out() {
         "{without}\n{out}"
     );
 }
+
+/// `GOOD`'s StatefulSet with `n` containers, as JSON (one line).
+fn statefulset_with_containers(n: usize) -> String {
+    let containers: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"name":"c{i}","image":"db"}}"#))
+        .collect();
+    format!(
+        r#"{{"apiVersion":"apps/v1","kind":"StatefulSet","metadata":{{"name":"big","namespace":"ns"}},"spec":{{"serviceName":"db","selector":{{"matchLabels":{{"app":"db"}}}},"template":{{"metadata":{{"labels":{{"app":"db"}}}},"spec":{{"containers":[{}]}}}}}}}}"#,
+        containers.join(",")
+    )
+}
+
+/// Past a bound a StatefulSet is a failing finding (rule `bounds`), as the server denies it:
+/// neither mutated nor judged, and the exit code says denied.
+#[test]
+fn a_statefulset_past_a_bound_is_a_failing_finding() {
+    // 300 containers: past the container bound (read into its type, checked before any copy).
+    let (code, out, err) = check(&["-f", "-"], Some(&statefulset_with_containers(300)));
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("StatefulSet ns/big: DENIED"), "{out}");
+    assert!(out.contains("mutation: not mutated (past a bound)"), "{out}");
+    assert!(out.contains("DENY [bounds] not evaluated: "), "{out}");
+    assert!(out.contains("300 containers, over stsguard's bound of 256"), "{out}");
+    // 5,000 containers: past the JSON object bound, not read into a type at all.
+    let (code, out, _) = check(
+        &["-f", "-", "-o", "json"],
+        Some(&statefulset_with_containers(5_000)),
+    );
+    assert_eq!(code, 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v[0]["allowed"], false, "{v}");
+    assert_eq!(v[0]["findings"][0]["rule"], "bounds", "{v}");
+    assert_eq!(v[0]["findings"][0]["result"], "fail", "{v}");
+    let m = v[0]["findings"][0]["message"].as_str().unwrap();
+    assert!(m.contains("more than 4096 JSON objects"), "{m}");
+    assert_eq!(v[0]["patch"], serde_json::json!([]), "not mutated");
+    // Within the bounds: judged as ever.
+    let (code, out, _) = check(&["-f", "-"], Some(&statefulset_with_containers(3)));
+    assert_eq!(code, 0, "{out}");
+}
+
+/// `-f /dev/zero`, or stdin that never ends: read up to the input bound (32 MiB), then a clear
+/// error (exit 2), never until out of memory.
+#[test]
+fn input_past_the_size_bound_is_refused_after_reading_at_most_the_bound() {
+    let (code, _, err) = check(&["-f", "/dev/zero"], None);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(
+        err.trim_end(),
+        "stsguard check: /dev/zero: input over 32 MiB (stsguard's bound, docs/bounds.md); split the file"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        .args(["check", "-f", "-"])
+        .stdin(std::fs::File::open("/dev/zero").unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stdin: input over 32 MiB"), "{err}");
+}
+
+/// More documents (or List items) than the bound (10,000): refused before they are parsed.
+#[test]
+fn input_past_the_document_bound_is_refused() {
+    let docs = "---\n{}\n".repeat(10_001);
+    let (code, _, err) = check(&["-f", "-"], Some(&docs));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("-: over 10000 objects (stsguard's bound"), "{err}");
+    let list = format!(
+        r#"{{"apiVersion":"v1","kind":"List","items":[{}{{}}]}}"#,
+        r#"{"apiVersion":"v1","kind":"ConfigMap"},"#.repeat(10_000)
+    );
+    let (code, _, err) = check(&["-f", "-"], Some(&list));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("over 10000 objects"), "{err}");
+}

@@ -544,7 +544,7 @@ async fn excluded_namespaces_and_a_rule_turned_off_keep_nothing() {
     let protected = caches(&[sts("db", Some(3), Some("true"))]);
     let excluded = app(
         Policy {
-            exclude_namespaces: vec!["cap".into()],
+            exclude_namespaces: vec!["cap".to_string()].into(),
             ..Default::default()
         },
         protected.clone(),

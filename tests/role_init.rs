@@ -146,7 +146,7 @@ fn mysql_like_ordinals_0_to_3() {
         assert_eq!(
             files["role.env"],
             format!(
-                "STS_ROLE={role}\nSTS_ORDINAL={ordinal}\nSTS_SERVER_ID={}\nSTS_PRIMARY_FQDN=mysql-0.mysql.db.svc.cluster.local\n",
+                "STS_ROLE='{role}'\nSTS_ORDINAL='{ordinal}'\nSTS_SERVER_ID='{}'\nSTS_PRIMARY_FQDN='mysql-0.mysql.db.svc.cluster.local'\n",
                 100 + ordinal
             )
         );
@@ -580,4 +580,106 @@ fn a_left_over_temp_link_is_replaced_not_written_through() {
         "[mysqld]\nserver-id=100\n# primary 0\n"
     );
     assert!(!out.join(".common.cnf.stsguard-tmp").exists());
+}
+
+/// A value with a quote, a newline, `$(...)`, backticks and `;` (here a service name, which a
+/// pod's environment may carry as anything): sourcing `role.env` sets the variable to exactly
+/// that value and runs nothing.
+#[test]
+fn role_env_values_are_quoted_so_that_sourcing_runs_nothing() {
+    let s = setup();
+    let out = s.root.join("out");
+    std::fs::create_dir(&out).unwrap();
+    let marker = s.root.join("ran");
+    let evil = format!(
+        "x';touch {m}1;'$(touch {m}2)`touch {m}3`;touch {m}4\nSTS_ROLE=evil\ntouch {m}5 \\",
+        m = marker.display()
+    );
+    let env = [
+        ("POD_ORDINAL", "1"),
+        ("STATEFULSET_NAME", "mysql"),
+        ("STATEFULSET_SERVICE", evil.as_str()),
+        ("POD_NAMESPACE", "db"),
+    ];
+    let o = role_init(&env, &args(out.to_str().unwrap(), s.cfg.to_str().unwrap()));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let script = format!(
+        ". {}/role.env && printf '%s|%s' \"$STS_ROLE\" \"$STS_PRIMARY_FQDN\"",
+        out.display()
+    );
+    let sourced = Command::new("sh").arg("-c").arg(&script).output().unwrap();
+    assert!(sourced.status.success(), "{sourced:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&sourced.stdout),
+        format!("replica|mysql-0.{evil}.db.svc.cluster.local")
+    );
+    for i in 1..=5 {
+        let m = format!("{}{i}", marker.display());
+        assert!(!Path::new(&m).exists(), "sourcing role.env ran `touch {m}`");
+    }
+}
+
+/// A key named as one of role-init's own files would be overwritten, and a key `role` (written
+/// first) would say "complete" before the rest is written: refused, naming the key and the fix.
+#[test]
+fn a_configmap_key_named_as_a_file_of_role_init_is_refused() {
+    for own in ["role", "ordinal", "role.env"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("config");
+        std::fs::create_dir(&cfg).unwrap();
+        configmap(&cfg, &[("common.cnf", COMMON), (own, "primary\n")]);
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let o = role_init(
+            &MYSQL_ENV,
+            &args(out.to_str().unwrap(), cfg.to_str().unwrap()),
+        );
+        fails(
+            &o,
+            &format!("config key \"{own}\": role-init writes {own} itself"),
+        );
+        fails(&o, "rename the key");
+        assert!(read_dir(&out).is_empty(), "{own}: nothing written");
+    }
+}
+
+/// Past the bound on keys (1,024) role-init refuses the ConfigMap before reading a file; at the
+/// bound it writes every key.
+#[test]
+fn a_configmap_with_more_keys_than_the_bound_is_refused() {
+    for (n, ok) in [(1024usize, true), (1025, false)] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = tmp.path().join("config");
+        std::fs::create_dir(&cfg).unwrap();
+        let names: Vec<String> = (0..n).map(|i| format!("k{i:05}.conf")).collect();
+        let files: Vec<(&str, &str)> = names.iter().map(|k| (k.as_str(), "x\n")).collect();
+        configmap(&cfg, &files);
+        let out = tmp.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let o = role_init(
+            &MYSQL_ENV,
+            &args(out.to_str().unwrap(), cfg.to_str().unwrap()),
+        );
+        if ok {
+            assert_eq!(
+                o.status.code(),
+                Some(0),
+                "{}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+            assert_eq!(
+                read_dir(&out).len(),
+                n + 3,
+                "every key, role, ordinal, role.env"
+            );
+        } else {
+            fails(&o, "holds more than 1024 keys (stsguard's bound");
+            assert!(read_dir(&out).is_empty(), "nothing written");
+        }
+    }
 }

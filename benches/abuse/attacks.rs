@@ -1852,8 +1852,14 @@ async fn containers(srv: &Server, cfg: &Cfg, n: usize) -> Outcome {
             "/mutate answer: HTTP {}, {} bytes",
             a.status, a.size
         ));
+        // Past the container bound: allowed with no patch and a warning that says so.
+        if n > 256 {
+            out.flag(
+                format!("{n}-container /mutate answer carries a patch (past the bound)"),
+                a.json().is_some_and(|v| !v["response"]["patch"].is_null()),
+            );
+        }
         if n >= 100_000 {
-            // Over the container limit: answered per onError (allowed, a warning), no patch.
             out.check(
                 format!("{n}-container /mutate answer size"),
                 a.size as f64 / KIB as f64,
@@ -1874,6 +1880,19 @@ async fn containers(srv: &Server, cfg: &Cfg, n: usize) -> Outcome {
             .at_least(r.is_err()),
         );
         out.note(format!("/validate answer: {}", status_text(&r)));
+        // Padding past a bound must not get an object through: denied, whatever onError says.
+        if n > 256 {
+            let denied = r.as_ref().ok().and_then(Answer::json).is_some_and(|v| {
+                v["response"]["allowed"] == false
+                    && v["response"]["status"]["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("[bounds]"))
+            });
+            out.flag(
+                format!("{n}-container review not denied at /validate (a bypass by padding)"),
+                !denied,
+            );
+        }
     }
     out
 }

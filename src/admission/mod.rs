@@ -19,7 +19,7 @@ use wire::{Request, Slot};
 use crate::error::{Error, Result};
 use crate::mutate;
 use crate::policy::{Mode, OnError, Policy, RuleId};
-use crate::validate::{self, Findings, Lookups, Review, RuleResult, Subject};
+use crate::validate::{self, Findings, Lookup, Lookups, Review, RuleResult, Subject};
 
 /// Which webhook was called.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +67,7 @@ impl From<&Error> for Outcome {
         match e {
             Error::BadReview(_) => Outcome::BadRequest,
             Error::NotEvaluated(_) | Error::Patch(_) => Outcome::Error,
+            Error::PastBound(_) => Outcome::Denied,
         }
     }
 }
@@ -119,9 +120,9 @@ pub fn answer(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Answer> {
-    // A body past the bounds on work is not evaluated.
+    // A body past the bounds on work is not read: denied at /validate, unpatched at /mutate.
     if let Err(why) = crate::bounds::check_body(body) {
-        return unevaluated(body, policy, &why);
+        return past_bound_unread(endpoint, body, policy, &why);
     }
     let review = match wire::read(body, endpoint == Endpoint::Mutate) {
         Ok(r) => r,
@@ -181,6 +182,19 @@ pub fn answer(
     summary.name = name;
     let d = match decided.and_then(|mut d| d.not_evaluated.take().map_or(Ok(d), Err)) {
         Ok(d) => d,
+        Err(Error::PastBound(why)) => {
+            let response = past_bound(endpoint, response, &object, &why);
+            summary.allowed = response.allowed;
+            summary.outcome = match response.allowed {
+                true => Outcome::Allowed,
+                false => Outcome::Denied,
+            };
+            summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
+            return Ok(Answer {
+                body: encode(&response, None),
+                summary,
+            });
+        }
         Err(e) => {
             let response = failure(response, &object, &e.to_string(), policy);
             summary.outcome = Outcome::Error;
@@ -243,6 +257,84 @@ pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
         body: encode(&response, None),
         summary,
     })
+}
+
+/// The answer to a review whose body is past a bound ([`crate::bounds::check_body`]): only the
+/// envelope is read (the uid, what the request is about). A request the webhook does not judge,
+/// or in an excluded namespace, is allowed as any other; else [`past_bound`]. `Err`: not even
+/// the envelope reads (HTTP 400).
+fn past_bound_unread(
+    endpoint: Endpoint,
+    body: &[u8],
+    policy: &Policy,
+    why: &crate::bounds::PastBound,
+) -> Result<Answer> {
+    let u: wire::UidOnly = serde_json::from_slice(body).map_err(|e| {
+        Error::BadReview(if e.is_syntax() || e.is_eof() {
+            format!("body is not JSON: {}", one_line(e))
+        } else {
+            format!("body is not an AdmissionReview: {}", one_line(e))
+        })
+    })?;
+    check_envelope(&u.api_version, &u.kind)?;
+    let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
+        return Err(Error::BadReview(format!(
+            "AdmissionReview has no usable request ({})",
+            one_line(why)
+        )));
+    };
+    let judged = r.handled(endpoint == Endpoint::Mutate) && !policy.is_excluded(r.scope());
+    let response = match judged {
+        true => past_bound(endpoint, response_for(&r.uid), &r.object(), why),
+        false => response_for(&r.uid),
+    };
+    let summary = Summary {
+        allowed: response.allowed,
+        outcome: match response.allowed {
+            true => Outcome::Allowed,
+            false => Outcome::Denied,
+        },
+        warnings: response.warnings.as_ref().map_or(0, Vec::len),
+        kind: r
+            .kind
+            .as_ref()
+            .and_then(|k| k.kind.clone())
+            .unwrap_or_default(),
+        namespace: r.namespace.clone().unwrap_or_default(),
+        name: r.name.clone().unwrap_or_default(),
+        sub_resource: r.sub_resource.clone().unwrap_or_default(),
+        uid: r.uid,
+        ..Default::default()
+    };
+    Ok(Answer {
+        body: encode(&response, None),
+        summary,
+    })
+}
+
+/// An object past a bound on work is judged neither way by the rules, and not let through as
+/// an error either (`onError` would let any author skip every rule by padding): `/validate`
+/// denies it naming the object, the bound and the fix; `/mutate` allows it with no patch and a
+/// warning that it was not mutated and why.
+fn past_bound(
+    endpoint: Endpoint,
+    response: AdmissionResponse,
+    object: &str,
+    why: &crate::bounds::PastBound,
+) -> AdmissionResponse {
+    let rule = crate::bounds::RULE;
+    match endpoint {
+        Endpoint::Validate => deny(
+            response,
+            format!("stsguard denied the request: [{rule}] {object}: {why}"),
+        ),
+        Endpoint::Mutate => {
+            let mut r = response;
+            let line = format!("[{rule}] not mutated: {why}");
+            r.warnings = Some(vec![crate::text::warning_about(object, &line)]);
+            r
+        }
+    }
 }
 
 /// kube's response for a uid: allowed, empty status.
@@ -322,8 +414,7 @@ fn deny(response: AdmissionResponse, message: String) -> AdmissionResponse {
 fn statefulset(slot: Slot<'_>, for_patch: bool, what: &str) -> Result<Option<StatefulSet>> {
     match slot.take(Kind::StatefulSet, for_patch, what)? {
         Some(Object::StatefulSet(s)) => {
-            let pod = s.spec.as_ref().and_then(|s| s.template.spec.as_ref());
-            crate::bounds::check_pod(pod).map_err(Error::NotEvaluated)?;
+            crate::bounds::check_statefulset(&s).map_err(Error::PastBound)?;
             Ok(Some(*s))
         }
         _ => Ok(None),
@@ -335,7 +426,7 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
         let Some(Object::Pod(pod)) = req.object.take(Kind::Pod, true, "request.object")? else {
             return Ok(Decision::default());
         };
-        crate::bounds::check_pod(pod.spec.as_ref()).map_err(Error::NotEvaluated)?;
+        crate::bounds::check_pod(pod.spec.as_ref()).map_err(Error::PastBound)?;
         let (out, report) = mutate::pod::mutate_pod(&pod);
         return Ok(Decision {
             warnings: report.warnings,
@@ -396,6 +487,14 @@ fn validate_delete_of(
             (ns.unwrap_or(""), Subject::DeleteClaim { name: &name })
         }
     };
+    // The rules judge every StatefulSet of the namespace: each within the bounds, as a request's.
+    if let Lookup::Found(sets) = lookups.statefulsets_in(namespace) {
+        for sts in &sets {
+            if let Err(why) = crate::bounds::check_statefulset(sts) {
+                return Err(cached_past_bound(namespace, sts, why));
+            }
+        }
+    }
     let findings = validate::validate(&Review { namespace, subject }, policy, lookups);
     let not_evaluated = findings
         .warnings
@@ -409,6 +508,16 @@ fn validate_delete_of(
         rules: findings.results,
         name: (!named_by_request).then_some(name),
         ..Default::default()
+    })
+}
+
+/// A cached StatefulSet past a bound, named in the reason (the request names another object).
+fn cached_past_bound(namespace: &str, sts: &StatefulSet, why: crate::bounds::PastBound) -> Error {
+    let name = sts.metadata.name.as_deref().unwrap_or("");
+    let object = crate::text::object("StatefulSet", namespace, name);
+    Error::PastBound(crate::bounds::PastBound {
+        what: format!("{object} (in the watch cache): {}", why.what),
+        fix: why.fix,
     })
 }
 
@@ -438,6 +547,10 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                     _ => None,
                 })
             };
+            // The rules judge the cached StatefulSet: within the bounds, as a request's object.
+            if let Lookup::Found(sts) = lookups.statefulset(namespace, &req.name) {
+                crate::bounds::check_statefulset(&sts).map_err(Error::PastBound)?;
+            }
             let Some(n) = replicas(req.object, "request.object")? else {
                 return Err(Error::NotEvaluated(
                     "the Scale request has no object".into(),

@@ -237,6 +237,10 @@ pub struct UidOnlyRequest {
     pub namespace: Option<String>,
     #[serde(default)]
     pub name: Option<String>,
+    #[serde(default, rename = "subResource")]
+    pub sub_resource: Option<String>,
+    #[serde(default)]
+    pub operation: Option<String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -247,6 +251,8 @@ pub struct KindOnly {
 
 #[derive(serde::Deserialize)]
 pub struct ResourceOnly {
+    #[serde(default)]
+    pub group: Option<String>,
     #[serde(default)]
     pub resource: Option<String>,
 }
@@ -259,6 +265,28 @@ impl UidOnlyRequest {
         let kind = super::subject_kind(resource.unwrap_or(""), kind.unwrap_or("object"));
         let (ns, name) = (self.namespace.as_deref(), self.name.as_deref());
         crate::text::object(kind, ns.unwrap_or(""), name.unwrap_or(""))
+    }
+
+    /// Whether the webhook at `mutating` or not judges this request at all (as
+    /// [`crate::webhooks::handles`] says), before the namespace exclusion.
+    pub fn handled(&self, mutating: bool) -> bool {
+        let r = self.resource.as_ref();
+        crate::webhooks::handles(
+            mutating,
+            r.and_then(|r| r.group.as_deref()).unwrap_or(""),
+            r.and_then(|r| r.resource.as_deref()).unwrap_or(""),
+            self.sub_resource.as_deref(),
+            self.operation.as_deref().unwrap_or(""),
+        )
+    }
+
+    /// The namespace the exclusion list is matched against (a Namespace's review names itself).
+    pub fn scope(&self) -> Option<&str> {
+        let resource = self.resource.as_ref().and_then(|r| r.resource.as_deref());
+        self.namespace.as_deref().or(match resource {
+            Some("namespaces") => self.name.as_deref(),
+            _ => None,
+        })
     }
 }
 

@@ -88,21 +88,34 @@ impl Lookups for Listed {
 }
 
 /// Lists every object of `api`, 500 per request.
-async fn list_all<K>(api: &Api<K>) -> Result<Vec<K>, kube::Error>
+/// Every object `api` lists, a page of [`PAGE`] at a time; more than `max` is an error (the
+/// caller says what to do).
+async fn list_all<K>(api: &Api<K>, max: usize) -> Result<Result<Vec<K>, usize>, kube::Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
     let mut out = Vec::new();
-    let mut params = ListParams::default().limit(500);
+    let mut params = ListParams::default().limit(PAGE);
     loop {
         let page = api.list(&params).await?;
         out.extend(page.items);
+        if out.len() > max {
+            return Ok(Err(max));
+        }
         match page.metadata.continue_.filter(|c| !c.is_empty()) {
             Some(c) => params = params.continue_token(&c),
-            None => return Ok(out),
+            None => return Ok(Ok(out)),
         }
     }
 }
+
+/// A list with no bound on its length (`usize::MAX`) always ends `Ok`.
+fn unbounded<K>(r: Result<Vec<K>, usize>) -> Vec<K> {
+    r.unwrap_or_default()
+}
+
+/// Objects per list call: each may be up to the API server's 3 MiB, so a page is bounded too.
+const PAGE: u32 = 100;
 
 fn api_for<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
 where
@@ -171,12 +184,18 @@ async fn read(args: &AuditArgs) -> Result<Cluster, AuditError> {
     };
     let ns = namespace.as_deref();
     let scope = ns.map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
-    let statefulsets = list_all(&api_for::<StatefulSet>(&client, ns))
+    let max = crate::bounds::MAX_DOCUMENTS;
+    let statefulsets = list_all(&api_for::<StatefulSet>(&client, ns), max)
         .await
         .map_err(|e| {
             AuditError(format!(
                 "cannot list StatefulSets in {scope}: {}",
                 explain(&e)
+            ))
+        })?
+        .map_err(|max| {
+            AuditError(format!(
+                "over {max} StatefulSets in {scope} (stsguard's bound on one run, docs/bounds.md); audit one namespace at a time with --namespace"
             ))
         })?;
     let mut objects = StaticLookups {
@@ -188,21 +207,30 @@ async fn read(args: &AuditArgs) -> Result<Cluster, AuditError> {
         eprintln!("stsguard audit: {why}; its rules answer \"not checked\"");
         Some(why)
     };
-    let services = match list_all(&api_for::<Service>(&client, ns)).await {
+    let services = match list_all(&api_for::<Service>(&client, ns), usize::MAX)
+        .await
+        .map(unbounded)
+    {
         Ok(v) => {
             objects.services = v.into_iter().map(Arc::new).collect();
             None
         }
         Err(e) => unknown("Services", e),
     };
-    let pdbs = match list_all(&api_for::<PodDisruptionBudget>(&client, ns)).await {
+    let pdbs = match list_all(&api_for::<PodDisruptionBudget>(&client, ns), usize::MAX)
+        .await
+        .map(unbounded)
+    {
         Ok(v) => {
             objects.pdbs = v.into_iter().map(Arc::new).collect();
             None
         }
         Err(e) => unknown("PodDisruptionBudgets", e),
     };
-    let classes = match list_all(&Api::<StorageClass>::all(client.clone())).await {
+    let classes = match list_all(&Api::<StorageClass>::all(client.clone()), usize::MAX)
+        .await
+        .map(unbounded)
+    {
         Ok(v) => {
             objects.classes = v.into_iter().map(Arc::new).collect();
             None
@@ -347,4 +375,49 @@ pub fn run(args: AuditArgs) -> i32 {
         denied
     );
     i32::from(denied > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A StatefulSet in the cluster past a bound (it got in before stsguard, or with its
+    /// webhook off) is a failing finding of rule `bounds`, judged without being copied.
+    #[test]
+    fn a_listed_statefulset_past_a_bound_is_a_failing_finding() {
+        let mut sts: StatefulSet = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "big", "namespace": "ns"},
+            "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
+        }))
+        .unwrap();
+        let spec = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()).unwrap();
+        spec.containers = (0..15_000)
+            .map(|i| k8s_openapi::api::core::v1::Container {
+                name: format!("c{i}"),
+                ..Default::default()
+            })
+            .collect();
+        let cluster = Cluster {
+            statefulsets: vec![sts],
+            lookups: Listed {
+                objects: StaticLookups::default(),
+                services: None,
+                classes: None,
+                pdbs: None,
+            },
+            scope: "namespace ns".into(),
+        };
+        let run = judge(cluster, &Policy::default(), 0).unwrap();
+        let c = &run.checked[0];
+        assert!(!c.allowed);
+        assert_eq!(c.findings.len(), 1);
+        assert_eq!(c.findings[0].rule, "bounds");
+        assert!(
+            c.findings[0]
+                .message
+                .contains("15000 containers, over stsguard's bound of 256"),
+            "{}",
+            c.findings[0].message
+        );
+    }
 }

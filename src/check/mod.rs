@@ -258,10 +258,21 @@ pub fn run<D: Into<Input>>(docs: Vec<D>, policy: &Policy) -> Result<Run, BadInpu
         let api = str_at(&value, &["apiVersion"]).unwrap_or("").to_string();
         let kind = str_at(&value, &["kind"]).unwrap_or("").to_string();
         match (api.as_str(), kind.as_str()) {
-            ("apps/v1", "StatefulSet") => {
-                let sts: StatefulSet = typed(&source, &kind, value)?;
-                sets.push((source, sts));
-            }
+            ("apps/v1", "StatefulSet") => match crate::bounds::check_value(&value) {
+                Ok(()) => {
+                    let sts: StatefulSet = typed(&source, &kind, value)?;
+                    sets.push((source, Ok(sts)));
+                }
+                // Not read into a type: only its name is kept.
+                Err(why) => {
+                    let mut sts = StatefulSet::default();
+                    let name = str_at(&value, &["metadata", "name"]).map(str::to_string);
+                    let ns = str_at(&value, &["metadata", "namespace"]).map(str::to_string);
+                    sts.metadata.name = name;
+                    sts.metadata.namespace = ns;
+                    sets.push((source, Err((sts, why))));
+                }
+            },
             (api, "StatefulSet") => {
                 return Err(BadInput(format!(
                     "{source}: {}: apiVersion {api}: the API server has not served StatefulSets in {api} since Kubernetes 1.16; use apps/v1 (and set spec.selector, which apps/v1 requires)",
@@ -301,7 +312,10 @@ pub fn run<D: Into<Input>>(docs: Vec<D>, policy: &Policy) -> Result<Run, BadInpu
     }
     let mut checked = Vec::new();
     for (source, sts) in sets {
-        checked.push(check_object(source, &sts, policy, &lookups)?);
+        checked.push(match sts {
+            Ok(sts) => check_object(source, &sts, policy, &lookups)?,
+            Err((sts, why)) => past_bound(source, sts, why),
+        });
     }
     Ok(Run {
         checked,
@@ -335,6 +349,14 @@ pub fn check_object(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Checked, BadInput> {
+    // Checked before anything is copied: constant work whatever the object's size.
+    if let Err(why) = crate::bounds::check_statefulset(sts) {
+        let only_meta = StatefulSet {
+            metadata: sts.metadata.clone(),
+            ..Default::default()
+        };
+        return Ok(past_bound(source, only_meta, why));
+    }
     let namespace = sts
         .metadata
         .namespace
@@ -417,6 +439,45 @@ pub fn check_object(
         removed: m.report.removed,
         existing,
     })
+}
+
+/// A StatefulSet past a bound on work ([`crate::bounds`]): neither mutated nor judged by the
+/// rules, and denied as the server denies it: one failing finding, rule id
+/// [`crate::bounds::RULE`].
+fn past_bound(source: Source, sts: StatefulSet, why: crate::bounds::PastBound) -> Checked {
+    let namespace = sts
+        .metadata
+        .namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let name = sts.metadata.name.clone().unwrap_or_default();
+    let message = format!("not evaluated: {why}");
+    let object = crate::text::object("StatefulSet", &namespace, &name);
+    Checked {
+        source,
+        kind: "StatefulSet",
+        name,
+        namespace,
+        allowed: false,
+        findings: vec![Finding {
+            rule: crate::bounds::RULE.to_string(),
+            mode: Mode::Enforce,
+            result: Outcome::Fail,
+            message: message.clone(),
+            stage: Stage::Validation,
+        }],
+        patch: json_patch::Patch(Vec::new()),
+        mutated: sts,
+        violations: Vec::new(),
+        warnings: vec![crate::text::warning_about(
+            &object,
+            &format!("[{}] {message}", crate::bounds::RULE),
+        )],
+        added: Vec::new(),
+        removed: Vec::new(),
+        placement: Vec::new(),
+        existing: false,
+    }
 }
 
 /// Per role, the ordinals and where its pods will be placed.

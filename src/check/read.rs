@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::{BadInput, Source};
+use crate::bounds::{MAX_DOCUMENTS, MAX_INPUT_BYTES};
 
 /// One object of the input and where it came from.
 #[derive(Clone, Debug, PartialEq)]
@@ -30,21 +31,26 @@ impl From<(String, Value)> for Input {
     }
 }
 
-/// Reads every file's documents.
+/// Reads every file's documents, within [`MAX_INPUT_BYTES`] in all and [`MAX_DOCUMENTS`]
+/// objects (a `List`'s items counted).
 pub fn read_documents(files: &[String]) -> Result<Vec<Input>, BadInput> {
     let mut out = Vec::new();
+    let mut read = 0usize;
     for f in files {
-        let (name, text) = if f == "-" {
-            let mut s = String::new();
-            std::io::stdin()
-                .read_to_string(&mut s)
-                .map_err(|e| BadInput(format!("stdin: {e}")))?;
-            ("-".to_string(), s)
+        let name = if f == "-" { "stdin" } else { f.as_str() };
+        let text = if f == "-" {
+            read_capped(std::io::stdin().lock(), name, &mut read)?
         } else {
-            let text =
-                std::fs::read_to_string(Path::new(f)).map_err(|e| BadInput(format!("{f}: {e}")))?;
-            (f.clone(), text)
+            let file =
+                std::fs::File::open(Path::new(f)).map_err(|e| BadInput(format!("{f}: {e}")))?;
+            read_capped(file, name, &mut read)?
         };
+        let name = if f == "-" { "-".to_string() } else { f.clone() };
+        // Counted before parsing: a line starting `---` starts a document.
+        let separators = text.split('\n').filter(|l| l.starts_with("---")).count();
+        if out.len() + separators > MAX_DOCUMENTS {
+            return Err(too_many(&name));
+        }
         let docs = crate::yaml::documents(&text).map_err(|e| BadInput(format!("{name}: {e}")))?;
         for d in docs {
             let source = Source::File {
@@ -54,9 +60,36 @@ pub fn read_documents(files: &[String]) -> Result<Vec<Input>, BadInput> {
                 line: Some(d.line),
             };
             flatten(d.value, source, &mut out);
+            if out.len() > MAX_DOCUMENTS {
+                return Err(too_many(&name));
+            }
         }
     }
     Ok(out)
+}
+
+fn too_many(name: &str) -> BadInput {
+    BadInput(format!(
+        "{name}: over {MAX_DOCUMENTS} objects (stsguard's bound, docs/bounds.md); split the input"
+    ))
+}
+
+/// Reads `r` as UTF-8 text; `read` counts the bytes of every input so far, which may total at
+/// most [`MAX_INPUT_BYTES`]: one byte more and the read stops with an error naming `name`.
+fn read_capped(r: impl Read, name: &str, read: &mut usize) -> Result<String, BadInput> {
+    let left = MAX_INPUT_BYTES.saturating_sub(*read);
+    let mut buf = Vec::new();
+    r.take(left as u64 + 1)
+        .read_to_end(&mut buf)
+        .map_err(|e| BadInput(format!("{name}: {e}")))?;
+    if buf.len() > left {
+        return Err(BadInput(format!(
+            "{name}: input over {} MiB (stsguard's bound, docs/bounds.md); split the file",
+            MAX_INPUT_BYTES / (1024 * 1024)
+        )));
+    }
+    *read += buf.len();
+    String::from_utf8(buf).map_err(|e| BadInput(format!("{name}: not UTF-8 text: {e}")))
 }
 
 /// The documents of a YAML stream (or JSON text), as [`read_documents`] reads them.
@@ -78,6 +111,9 @@ fn flatten(v: Value, source: Source, out: &mut Vec<Input>) {
     if is_list {
         if let Some(Value::Array(items)) = v.get("items") {
             for (i, item) in items.iter().enumerate() {
+                if out.len() > MAX_DOCUMENTS {
+                    return;
+                }
                 let source = match &source {
                     Source::File {
                         file,

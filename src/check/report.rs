@@ -81,7 +81,9 @@ pub fn render(results: &[Checked]) -> String {
             "{} {}/{}: {verdict} ({})",
             c.kind, c.namespace, c.name, c.source
         );
-        if c.added.is_empty() && c.removed.is_empty() {
+        if c.findings.iter().any(|f| f.rule == crate::bounds::RULE) {
+            s.push_str("  mutation: not mutated (past a bound)\n");
+        } else if c.added.is_empty() && c.removed.is_empty() {
             s.push_str("  mutation: nothing to add\n");
         } else {
             // An existing object is adopted when its template next changes: not before.
