@@ -28,7 +28,7 @@
 //! [`MAX_OUTPUT_BYTES`] in all (8 MiB; a 1 MiB file of `{{primary_fqdn}}` grows by the FQDN's
 //! length per 16 bytes) role-init fails and writes nothing. Each file is streamed into its temp
 //! file, so memory holds the inputs (at most 1 MiB) and one write buffer. Measured time and memory,
-//! and the init container's resources that follow: `docs/role-init-resources.md`.
+//! and the init container's resources that follow: `docs/measurements/role-init-resources.md`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
