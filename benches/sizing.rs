@@ -259,24 +259,39 @@ fn objects(
     Ok((services, classes, pdbs, sets))
 }
 
-/// One audit with every namespace's PolicyReport built and serialised, as `stsguard serve` does
-/// it. Returns (StatefulSets judged, reports, bytes of reports).
-fn audit_and_reports(lookups: &WatchLookups, policy: &Policy) -> Result<(usize, usize, usize), BoxError> {
-    let sets = lookups.statefulsets()?;
-    let audit = stsguard::audit::audit(&sets, policy, lookups);
-    let mut seen = stsguard::audit::reports::FirstSeen::new();
-    let built =
-        stsguard::audit::reports::build_all(&audit, &mut seen, std::time::SystemTime::now());
-    // The writer sends each report's JSON and keeps what it applied.
-    let mut last = std::collections::BTreeMap::new();
-    let mut bytes = 0;
-    for (ns, report) in &built {
-        bytes += serde_json::to_vec(report)?.len();
-        last.insert(ns.clone(), report.clone());
+/// One audit with every namespace's PolicyReports built and serialised, as `stsguard serve` does
+/// it: one namespace at a time (judge, build, serialise as the writer sends, drop). Returns
+/// (StatefulSets judged, reports, bytes of reports).
+fn audit_and_reports(
+    lookups: &WatchLookups,
+    policy: &Policy,
+) -> Result<(usize, usize, usize), BoxError> {
+    let (mut judged, mut reports, mut bytes) = (0, 0, 0);
+    let mut first_seen = std::collections::BTreeMap::new();
+    for ns in lookups.statefulset_namespaces()? {
+        let audit =
+            futures::executor::block_on(stsguard::audit::audit_namespace(lookups, &ns, policy))?;
+        judged += audit.objects.len();
+        let by_ns = audit.by_namespace();
+        let Some(results) = by_ns.get(ns.as_str()).filter(|r| r.has_results()) else {
+            continue;
+        };
+        let seen = first_seen
+            .entry(ns.clone())
+            .or_insert_with(stsguard::audit::reports::FirstSeen::new);
+        let _hash = stsguard::audit::reports::results_hash(&ns, results);
+        for part in stsguard::audit::reports::build(
+            &ns,
+            results,
+            seen,
+            std::time::SystemTime::now(),
+            stsguard::audit::reports::REPORT_BUDGET,
+        ) {
+            bytes += serde_json::to_vec(&part)?.len();
+            reports += 1;
+        }
     }
-    let n = (audit.objects.len(), built.len(), bytes);
-    drop(last);
-    Ok(n)
+    Ok((judged, reports, bytes))
 }
 
 fn child(spec: &str) -> Result<(), BoxError> {
