@@ -5,7 +5,7 @@
 //! namespaces are summed under `namespace="_other"`). Every run replaces the whole set, so a fixed
 //! or deleted object's series disappear.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::Audit;
+use crate::policy::{Mode, RuleId};
 
 /// Namespaces with their own series, at most (the first ones in name order).
 pub const MAX_NAMESPACES: usize = 500;
@@ -58,24 +59,40 @@ impl AuditMetrics {
 
     /// Replaces the violation series with this audit's, and stamps the run.
     pub fn record(&self, audit: &Audit, seconds: f64, now_unix: f64) {
-        let counts = audit.violations();
+        let mut totals = super::Totals::default();
+        totals.add(audit);
+        self.record_counts(&totals.violations, seconds, now_unix);
+    }
+
+    /// Replaces the violation series with these counts per (rule, mode, namespace), and stamps
+    /// the run.
+    pub fn record_counts(
+        &self,
+        counts: &BTreeMap<(RuleId, Mode, String), i64>,
+        seconds: f64,
+        now_unix: f64,
+    ) {
         let own: BTreeSet<&str> = counts
             .keys()
-            .map(|(_, _, ns)| *ns)
+            .map(|(_, _, ns)| ns.as_str())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .take(MAX_NAMESPACES)
             .collect();
         self.violations.clear();
         for ((rule, mode, ns), n) in counts {
-            let namespace = if own.contains(ns) { ns } else { OTHER };
+            let namespace = if own.contains(ns.as_str()) {
+                ns.as_str()
+            } else {
+                OTHER
+            };
             self.violations
                 .get_or_create(&ViolationLabels {
                     rule: rule.as_str(),
                     mode: mode.as_str(),
                     namespace: namespace.to_string(),
                 })
-                .inc_by(n);
+                .inc_by(*n);
         }
         self.duration.set(seconds);
         self.last_run.set(now_unix);
@@ -86,7 +103,6 @@ impl AuditMetrics {
 mod tests {
     use super::*;
     use crate::audit::{ObjectResult, Outcome, RuleResult};
-    use crate::policy::{Mode, RuleId};
 
     fn object(ns: &str, outcome: Outcome) -> ObjectResult {
         ObjectResult {

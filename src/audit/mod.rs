@@ -18,6 +18,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 use crate::policy::{Mode, Policy, RuleId};
+use crate::validate::lookups::WatchLookups;
 use crate::validate::{self, Finding, Findings, Lookups, Review, Subject};
 
 /// What a rule said about an object, when it did not pass.
@@ -187,6 +188,54 @@ pub async fn audit_yielding(
         }
     }
     out
+}
+
+/// What the metrics keep of successive namespaces' audits (the background audit judges one
+/// namespace at a time and drops its results).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
+    pub objects: usize,
+    pub excluded: usize,
+    /// Violations (fail and warn results) per (rule, mode, namespace).
+    pub violations: BTreeMap<(RuleId, Mode, String), i64>,
+}
+
+impl Totals {
+    pub fn add(&mut self, audit: &Audit) {
+        self.objects += audit.objects.len();
+        self.excluded += audit.excluded;
+        for ((rule, mode, ns), n) in audit.violations() {
+            *self
+                .violations
+                .entry((rule, mode, ns.to_string()))
+                .or_insert(0) += n;
+        }
+    }
+}
+
+/// One namespace's audit from the server's watch caches, decoding one StatefulSet at a time
+/// (the cache holds them as JSON) and yielding to other tasks every [`YIELD_EVERY`].
+pub async fn audit_namespace(
+    lookups: &WatchLookups,
+    namespace: &str,
+    policy: &Policy,
+) -> Result<Audit, String> {
+    let mut out = Audit::default();
+    for (i, name) in lookups.statefulset_names(namespace)?.iter().enumerate() {
+        if i > 0 && i % YIELD_EVERY == 0 {
+            tokio::task::yield_now().await;
+        }
+        let sts = match lookups.statefulset(namespace, name) {
+            crate::validate::Lookup::Found(s) => s,
+            crate::validate::Lookup::Missing => continue, // deleted meanwhile
+            crate::validate::Lookup::Unknown(e) => return Err(e),
+        };
+        match audit_one(&sts, policy, lookups) {
+            Some(r) => out.objects.push(r),
+            None => out.excluded += 1,
+        }
+    }
+    Ok(out)
 }
 
 /// A PolicyReport's `summary`: rule results per outcome in one namespace.

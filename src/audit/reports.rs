@@ -1,6 +1,13 @@
 //! PolicyReports (`wgpolicyk8s.io/v1alpha2`, the Kubernetes Policy working group's format, read
 //! by Policy Reporter and `kubectl get polr`): one per namespace, named `stsguard`, written with
-//! server-side apply and deleted when the namespace has no result left.
+//! server-side apply and deleted when the namespace has no result left. A namespace whose results
+//! do not fit in [`REPORT_BUDGET`] bytes gets several: `stsguard`, `stsguard-2`, `stsguard-3`...
+//!
+//! The writer works one namespace at a time (build its reports, write them, drop them) and keeps
+//! per namespace only what is on the server: the report names and the hash of their results
+//! (annotation [`HASH_ANNOTATION`], read back when listing, so also across restarts and leader
+//! changes). A namespace whose results hash as written is not sent again, and its results keep
+//! their `timestamp` (when the result was first seen).
 //!
 //! There is no typed struct for PolicyReport in k8s-openapi: the objects are built as JSON and
 //! sent through kube's `DynamicObject` API.
@@ -10,16 +17,30 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{Audit, NamespaceResults, Outcome};
+use super::{NamespaceResults, ObjectResult, Outcome, Summary};
 use crate::policy::Mode;
 
-/// The report's name in every namespace.
+/// The report's name in every namespace (the first part; the next ones add `-2`, `-3`...).
 pub const NAME: &str = "stsguard";
 /// Field manager of the server-side apply, and the `policy` and `source` of every result.
 pub const MANAGER: &str = "stsguard";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// The hash of the namespace's results (all parts), on every part.
+pub const HASH_ANNOTATION: &str = "stsguard.io/results-hash";
+
+/// Bytes of results in one PolicyReport, at most. The API server refuses a request body over
+/// 3 MiB with 413 (`MaxRequestBodyBytes`, 3 * 1024 * 1024, in k8s.io/apiserver
+/// pkg/server/config.go), and etcd refuses to store an object over 1.5 MiB (its
+/// `--max-request-bytes` default, 1572864): 1 MiB of results leaves room under both for the
+/// report's metadata (its managedFields included).
+pub const REPORT_BUDGET: usize = 1024 * 1024;
+
+/// Changes when the report's layout changes, so that reports written by an older version are
+/// written again.
+const FORMAT: &str = "stsguard-policyreport-1";
 
 pub fn api_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(
@@ -43,30 +64,121 @@ pub fn timestamp(t: SystemTime) -> Value {
     json!({"seconds": d.as_secs(), "nanos": d.subsec_nanos()})
 }
 
-/// When each (object uid or name, rule) result was first seen, so that an unchanged report is
-/// the same object run after run (and is not written again).
-pub type FirstSeen = HashMap<(String, &'static str), SystemTime>;
+/// When each (object uid or name, rule) result of one namespace was first seen: a result's
+/// `timestamp`, kept run after run while the result stays.
+pub type FirstSeen = HashMap<(String, String), SystemTime>;
 
-/// The PolicyReport of one namespace. `first_seen` gives each result's timestamp (results not
-/// in it are stamped `now` and added).
+fn result_key(o: &ObjectResult, rule: &str) -> (String, String) {
+    (
+        o.uid.clone().unwrap_or_else(|| o.name.clone()),
+        rule.to_string(),
+    )
+}
+
+/// The name of part `i` (from 0) of a namespace's report.
+pub fn part_name(i: usize) -> String {
+    if i == 0 {
+        NAME.to_string()
+    } else {
+        format!("{NAME}-{}", i + 1)
+    }
+}
+
+/// Is `name` one of the names [`part_name`] gives?
+pub fn is_part_name(name: &str) -> bool {
+    name == NAME
+        || name
+            .strip_prefix(NAME)
+            .and_then(|s| s.strip_prefix('-'))
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The objects of a namespace in report order (by name), each with its results in rule order.
+fn ordered<'a>(results: &NamespaceResults<'a>) -> Vec<(&'a ObjectResult, Vec<&'a super::RuleResult>)> {
+    let mut objects = results.objects.clone();
+    objects.sort_by(|a, b| a.name.cmp(&b.name));
+    objects
+        .into_iter()
+        .map(|o| {
+            let mut rs: Vec<_> = o.results.iter().collect();
+            rs.sort_by_key(|r| r.rule);
+            (o, rs)
+        })
+        .collect()
+}
+
+/// SHA-256 (hex) of what a namespace's reports say, timestamps aside: equal hashes, equal
+/// reports.
+pub fn results_hash(namespace: &str, results: &NamespaceResults<'_>) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut field = |s: &str| {
+        ctx.update(&(s.len() as u64).to_le_bytes());
+        ctx.update(s.as_bytes());
+    };
+    field(FORMAT);
+    field(namespace);
+    let s = results.summary;
+    for n in [s.pass, s.fail, s.warn, s.error, s.skip] {
+        field(&n.to_string());
+    }
+    for (o, rs) in ordered(results) {
+        field(&o.name);
+        field(o.uid.as_deref().unwrap_or(""));
+        for r in rs {
+            field(r.rule.as_str());
+            field(r.outcome.as_str());
+            field(r.mode.as_str());
+            field(&r.message);
+        }
+    }
+    let digest = ctx.finish();
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// One PolicyReport, ready to send: its results already serialised (one namespace's reports
+/// are all the writer holds at a time).
+#[derive(Debug, serde::Serialize)]
+pub struct Report {
+    #[serde(rename = "apiVersion")]
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub metadata: Value,
+    pub summary: Summary,
+    pub results: Vec<Box<RawValue>>,
+}
+
+impl Report {
+    pub fn name(&self) -> &str {
+        self.metadata["name"].as_str().unwrap_or(NAME)
+    }
+}
+
+/// The PolicyReports of one namespace: its results in object then rule order, cut into parts of
+/// at most `budget` bytes of results (a result larger than that alone in its part). The first
+/// part counts the passes; each part counts its own other results. `first_seen` gives each
+/// result's timestamp (results not in it are stamped `now` and added; results gone are removed).
 pub fn build(
     namespace: &str,
     results: &NamespaceResults<'_>,
     first_seen: &mut FirstSeen,
     now: SystemTime,
-) -> Value {
-    let mut items = Vec::new();
-    let mut objects = results.objects.clone();
-    objects.sort_by(|a, b| a.name.cmp(&b.name));
-    for o in objects {
-        let mut rs: Vec<_> = o.results.iter().collect();
-        rs.sort_by_key(|r| r.rule);
+    budget: usize,
+) -> Vec<Report> {
+    let hash = results_hash(namespace, results);
+    let mut live = std::collections::HashSet::new();
+    let mut parts: Vec<(Summary, Vec<Box<RawValue>>, usize)> = vec![(
+        Summary {
+            pass: results.summary.pass,
+            ..Default::default()
+        },
+        Vec::new(),
+        0,
+    )];
+    for (o, rs) in ordered(results) {
         for r in rs {
-            let key = (
-                o.uid.clone().unwrap_or_else(|| o.name.clone()),
-                r.rule.as_str(),
-            );
-            let seen = *first_seen.entry(key).or_insert(now);
+            let key = result_key(o, r.rule.as_str());
+            let seen = *first_seen.entry(key.clone()).or_insert(now);
+            live.insert(key);
             let mut resource = json!({
                 "apiVersion": "apps/v1",
                 "kind": "StatefulSet",
@@ -76,7 +188,7 @@ pub fn build(
             if let Some(uid) = &o.uid {
                 resource["uid"] = json!(uid);
             }
-            items.push(json!({
+            let item = json!({
                 "policy": "stsguard",
                 "rule": r.rule.as_str(),
                 "result": r.outcome.as_str(),
@@ -87,61 +199,82 @@ pub fn build(
                 "properties": {"mode": r.mode.as_str()},
                 "resources": [resource],
                 "timestamp": timestamp(seen),
-            }));
-        }
-    }
-    json!({
-        "apiVersion": "wgpolicyk8s.io/v1alpha2",
-        "kind": "PolicyReport",
-        "metadata": {
-            "name": NAME,
-            "namespace": namespace,
-            "labels": {MANAGED_BY: MANAGER},
-        },
-        "summary": {
-            "pass": results.summary.pass,
-            "fail": results.summary.fail,
-            "warn": results.summary.warn,
-            "error": results.summary.error,
-            "skip": results.summary.skip,
-        },
-        "results": items,
-    })
-}
-
-/// Every namespace's report (only namespaces with a result that is not a pass).
-pub fn build_all(
-    audit: &Audit,
-    first_seen: &mut FirstSeen,
-    now: SystemTime,
-) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    let mut live = std::collections::HashSet::new();
-    for (ns, results) in audit.by_namespace() {
-        for o in &results.objects {
-            for r in &o.results {
-                live.insert((
-                    o.uid.clone().unwrap_or_else(|| o.name.clone()),
-                    r.rule.as_str(),
-                ));
+            });
+            let Ok(raw) = serde_json::value::to_raw_value(&item) else {
+                continue; // a json! value always serialises
+            };
+            let size = raw.get().len() + 1;
+            if parts
+                .last()
+                .is_some_and(|p| !p.1.is_empty() && p.2 + size > budget)
+            {
+                parts.push((Summary::default(), Vec::new(), 0));
             }
-        }
-        if results.has_results() {
-            out.insert(ns.to_string(), build(ns, &results, first_seen, now));
+            if let Some(p) = parts.last_mut() {
+                match r.outcome {
+                    Outcome::Fail => p.0.fail += 1,
+                    Outcome::Warn => p.0.warn += 1,
+                    Outcome::Skip => p.0.skip += 1,
+                }
+                p.2 += size;
+                p.1.push(raw);
+            }
         }
     }
     // Results gone (fixed, deleted): a new occurrence later is new.
     first_seen.retain(|k, _| live.contains(k));
-    out
+    let total = parts.len();
+    parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, (summary, items, _))| Report {
+            api_version: "wgpolicyk8s.io/v1alpha2",
+            kind: "PolicyReport",
+            metadata: json!({
+                "name": part_name(i),
+                "namespace": namespace,
+                "labels": {MANAGED_BY: MANAGER},
+                "annotations": {
+                    HASH_ANNOTATION: hash,
+                    "stsguard.io/part": format!("{}/{total}", i + 1),
+                },
+            }),
+            summary,
+            results: items,
+        })
+        .collect()
 }
 
-/// What one write did.
+/// The first-seen times of the results in a report read from the server (a restarted writer
+/// keeps the timestamps of results that stay).
+pub fn first_seen_of(report: &Value, into: &mut FirstSeen) {
+    for r in report["results"].as_array().into_iter().flatten() {
+        let res = &r["resources"][0];
+        let Some(id) = res["uid"].as_str().or_else(|| res["name"].as_str()) else {
+            continue;
+        };
+        let (Some(rule), Some(secs)) = (r["rule"].as_str(), r["timestamp"]["seconds"].as_u64())
+        else {
+            continue;
+        };
+        let nanos = r["timestamp"]["nanos"].as_u64().unwrap_or(0) as u32;
+        into.insert(
+            (id.to_string(), rule.to_string()),
+            UNIX_EPOCH + Duration::new(secs, nanos.min(999_999_999)),
+        );
+    }
+}
+
+/// What one audit's writes did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Written {
+    /// PolicyReports applied (parts).
     pub applied: usize,
+    /// Namespaces whose reports were already as wanted (not sent).
     pub unchanged: usize,
+    /// PolicyReports deleted.
     pub deleted: usize,
-    /// Namespaces whose report could not be written or deleted (logged once per error).
+    /// Namespaces whose reports could not be written or deleted (logged once per error).
     pub failed: usize,
 }
 
@@ -153,19 +286,32 @@ enum Crd {
     Present,
 }
 
-/// Writes the reports of successive audits: applies what changed, deletes what is gone.
+/// A namespace's reports on the server: their names and the hash of their results (`None` when
+/// unknown or when the parts disagree: written again).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct OnServer {
+    names: BTreeSet<String>,
+    hash: Option<String>,
+}
+
+/// Writes the reports of successive audits, one namespace at a time: [`Writer::begin`],
+/// [`Writer::namespace`] for each namespace with StatefulSets, [`Writer::finish`].
 pub struct Writer {
     client: kube::Client,
     ar: ApiResource,
-    /// The report last applied per namespace (content), to skip unchanged ones.
-    last: BTreeMap<String, Value>,
-    first_seen: FirstSeen,
+    budget: usize,
+    on_server: BTreeMap<String, OnServer>,
+    first_seen: BTreeMap<String, FirstSeen>,
     crd: Crd,
     /// When the reports were last listed (to find reports this writer did not write: left over
     /// by an earlier leader, or deleted by hand); every [`RESYNC`].
     listed: Option<Instant>,
     /// The last error per namespace, to log each once.
     failed: BTreeMap<String, String>,
+    /// This run: namespaces seen, tallies, errors.
+    seen: BTreeSet<String>,
+    run: Written,
+    failures: BTreeMap<String, String>,
 }
 
 /// How often the writer lists the reports to converge on what is there.
@@ -188,123 +334,239 @@ impl Writer {
         Writer {
             client,
             ar: api_resource(),
-            last: BTreeMap::new(),
-            first_seen: FirstSeen::new(),
+            budget: REPORT_BUDGET,
+            on_server: BTreeMap::new(),
+            first_seen: BTreeMap::new(),
             crd: Crd::Unknown,
             listed: None,
             failed: BTreeMap::new(),
+            seen: BTreeSet::new(),
+            run: Written::default(),
+            failures: BTreeMap::new(),
         }
     }
 
-    /// Forget what was written: the next write applies everything and lists what is there (on
-    /// becoming the leader: another replica may have written in between).
+    /// Another budget of result bytes per report than [`REPORT_BUDGET`] (tests).
+    pub fn with_budget(mut self, budget: usize) -> Self {
+        self.budget = budget.max(1);
+        self
+    }
+
+    /// Forget what was written: the next run lists what is there (on becoming the leader:
+    /// another replica may have written in between).
     pub fn reset(&mut self) {
-        self.last.clear();
+        self.on_server.clear();
         self.listed = None;
     }
 
-    /// Applies the reports of this audit and deletes those of namespaces without results.
-    /// Returns `Ok(None)` when the PolicyReport CRD is not installed (said once in the log).
-    pub async fn write(&mut self, audit: &Audit) -> Result<Option<Written>, WriteError> {
-        let wanted = build_all(audit, &mut self.first_seen, SystemTime::now());
-        let mut written = Written::default();
-        // Which reports exist: listed at first, then every RESYNC; else what this writer wrote.
-        let mut existing: BTreeSet<String> = self.last.keys().cloned().collect();
-        if self.crd != Crd::Present || self.listed.is_none_or(|t| t.elapsed() >= RESYNC) {
-            let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &self.ar);
-            match all
-                .list_metadata(&ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER}")))
-                .await
-            {
-                Ok(list) => {
-                    if self.crd != Crd::Present {
-                        tracing::info!(
-                            "PolicyReport CRD (policyreports.wgpolicyk8s.io/v1alpha2) found: writing PolicyReports"
-                        );
-                    }
-                    self.crd = Crd::Present;
-                    self.listed = Some(Instant::now());
-                    existing = list
-                        .items
-                        .into_iter()
-                        .filter(|o| o.metadata.name.as_deref() == Some(NAME))
-                        .filter_map(|o| o.metadata.namespace)
-                        .collect();
-                    // Reports this writer has not seen (written by another replica, or edited):
-                    // apply again.
-                    self.last.retain(|ns, _| existing.contains(ns));
+    fn api(&self, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), ns, &self.ar)
+    }
+
+    /// Starts a run: lists the reports on the server when due. `Ok(false)` when the PolicyReport
+    /// CRD is not installed (said once in the log): nothing to write this run.
+    pub async fn begin(&mut self) -> Result<bool, WriteError> {
+        self.seen.clear();
+        self.run = Written::default();
+        self.failures.clear();
+        if self.crd == Crd::Present && self.listed.is_some_and(|t| t.elapsed() < RESYNC) {
+            return Ok(true);
+        }
+        let all: Api<DynamicObject> = Api::all_with(self.client.clone(), &self.ar);
+        match all
+            .list_metadata(&ListParams::default().labels(&format!("{MANAGED_BY}={MANAGER}")))
+            .await
+        {
+            Ok(list) => {
+                if self.crd != Crd::Present {
+                    tracing::info!(
+                        "PolicyReport CRD (policyreports.wgpolicyk8s.io/v1alpha2) found: writing PolicyReports"
+                    );
                 }
-                Err(e) if not_found(&e) => {
-                    if self.crd != Crd::Missing {
-                        tracing::warn!(
-                            "the PolicyReport CRD (policyreports.wgpolicyk8s.io, v1alpha2) is not installed: audit results go to the metrics only; install it (Kyverno and Policy Reporter ship it) to get PolicyReports"
-                        );
+                self.crd = Crd::Present;
+                self.listed = Some(Instant::now());
+                let mut on_server: BTreeMap<String, OnServer> = BTreeMap::new();
+                let mut hashes: BTreeMap<String, BTreeSet<Option<String>>> = BTreeMap::new();
+                for o in list.items {
+                    let (Some(ns), Some(name)) = (o.metadata.namespace, o.metadata.name) else {
+                        continue;
+                    };
+                    if !is_part_name(&name) {
+                        continue;
                     }
-                    self.crd = Crd::Missing;
-                    return Ok(None);
+                    let hash = o
+                        .metadata
+                        .annotations
+                        .and_then(|mut a| a.remove(HASH_ANNOTATION));
+                    hashes.entry(ns.clone()).or_default().insert(hash);
+                    on_server.entry(ns).or_default().names.insert(name);
                 }
-                Err(e) => return Err(WriteError::List(e)),
+                for (ns, s) in &mut on_server {
+                    let h = hashes.remove(ns).unwrap_or_default();
+                    s.hash = match (h.len(), h.into_iter().next()) {
+                        (1, Some(h)) => h,
+                        _ => None,
+                    };
+                }
+                self.on_server = on_server;
+                Ok(true)
+            }
+            Err(e) if not_found(&e) => {
+                if self.crd != Crd::Missing {
+                    tracing::warn!(
+                        "the PolicyReport CRD (policyreports.wgpolicyk8s.io, v1alpha2) is not installed: audit results go to the metrics only; install it (Kyverno and Policy Reporter ship it) to get PolicyReports"
+                    );
+                }
+                self.crd = Crd::Missing;
+                Ok(false)
+            }
+            Err(e) => Err(WriteError::List(e)),
+        }
+    }
+
+    /// Deletes the reports `names` of `ns`; returns those left (not deleted).
+    async fn delete(&mut self, ns: &str, names: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+        let api = self.api(ns);
+        let mut left = BTreeSet::new();
+        for name in names {
+            match api.delete(&name, &DeleteParams::default()).await {
+                Ok(_) => self.run.deleted += 1,
+                Err(e) if not_found(&e) => {}
+                Err(e) => {
+                    self.failures.insert(ns.to_string(), e.to_string());
+                    left.insert(name);
+                }
             }
         }
-        let mut failures = BTreeMap::new();
-        for (ns, report) in &wanted {
-            if self.last.get(ns) == Some(report) {
-                written.unchanged += 1;
-                continue;
+        left
+    }
+
+    /// Writes the reports of one namespace from its audit results: nothing when they hash as
+    /// what is on the server, the reports deleted when it has no result left. Holds one
+    /// namespace's reports at a time.
+    pub async fn namespace(&mut self, ns: &str, results: &NamespaceResults<'_>) {
+        self.seen.insert(ns.to_string());
+        let server = self.on_server.remove(ns).unwrap_or_default();
+        if !results.has_results() {
+            self.first_seen.remove(ns);
+            let left = self.delete(ns, server.names).await;
+            if !left.is_empty() {
+                self.on_server.insert(ns.to_string(), OnServer { names: left, hash: None });
             }
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &self.ar);
+            return;
+        }
+        let hash = results_hash(ns, results);
+        if !server.names.is_empty() && server.hash.as_deref() == Some(hash.as_str()) {
+            self.run.unchanged += 1;
+            self.on_server.insert(ns.to_string(), server);
+            return;
+        }
+        let mut first_seen = self.first_seen.remove(ns).unwrap_or_default();
+        if first_seen.is_empty() {
+            // A new writer (restart, new leader): the reports there hold when each result was
+            // first seen.
+            let api = self.api(ns);
+            for name in &server.names {
+                if let Ok(Some(o)) = api.get_opt(name).await {
+                    if let Ok(v) = serde_json::to_value(&o) {
+                        first_seen_of(&v, &mut first_seen);
+                    }
+                }
+            }
+        }
+        let parts = build(ns, results, &mut first_seen, SystemTime::now(), self.budget);
+        self.first_seen.insert(ns.to_string(), first_seen);
+        let api = self.api(ns);
+        let mut written = BTreeSet::new();
+        let mut ok = true;
+        for part in &parts {
+            let name = part.name().to_string();
             match api
-                .patch(
-                    NAME,
-                    &PatchParams::apply(MANAGER).force(),
-                    &Patch::Apply(report),
-                )
+                .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(part))
                 .await
             {
                 Ok(_) => {
-                    written.applied += 1;
-                    self.last.insert(ns.clone(), report.clone());
+                    self.run.applied += 1;
+                    written.insert(name);
                 }
                 Err(e) => {
                     // One namespace (e.g. being deleted) does not hold up the others.
                     if not_found(&e) {
                         self.listed = None; // the CRD may have gone: list again next time
                     }
-                    failures.insert(ns.clone(), e.to_string());
+                    self.failures.insert(ns.to_string(), e.to_string());
+                    ok = false;
                 }
             }
         }
-        for ns in existing.iter().filter(|ns| !wanted.contains_key(*ns)) {
-            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), ns, &self.ar);
-            match api.delete(NAME, &DeleteParams::default()).await {
-                Ok(_) => {
-                    written.deleted += 1;
-                    self.last.remove(ns);
-                }
-                Err(e) if not_found(&e) => {
-                    self.last.remove(ns);
-                }
-                Err(e) => {
-                    failures.insert(ns.clone(), e.to_string());
-                }
+        drop(parts);
+        let stale: Vec<String> = server
+            .names
+            .iter()
+            .filter(|n| !written.contains(*n))
+            .cloned()
+            .collect();
+        let mut names = written;
+        if ok {
+            // Parts no longer needed (the namespace's results shrank).
+            names.extend(self.delete(ns, stale).await);
+        } else {
+            names.extend(stale);
+        }
+        let hash = (ok && !names.is_empty()).then_some(hash);
+        self.on_server.insert(ns.to_string(), OnServer { names, hash });
+    }
+
+    /// Ends a run: deletes the reports of namespaces the run did not see (no StatefulSet left),
+    /// logs new errors once, and returns what the run did.
+    pub async fn finish(&mut self) -> Written {
+        let gone: Vec<String> = self
+            .on_server
+            .keys()
+            .filter(|ns| !self.seen.contains(*ns))
+            .cloned()
+            .collect();
+        for ns in gone {
+            let names = self
+                .on_server
+                .remove(&ns)
+                .map(|s| s.names)
+                .unwrap_or_default();
+            let left = self.delete(&ns, names).await;
+            if !left.is_empty() {
+                self.on_server.insert(ns, OnServer { names: left, hash: None });
             }
         }
+        let seen = &self.seen;
+        self.first_seen.retain(|ns, _| seen.contains(ns));
         // Said once per namespace and error, not at every audit.
-        for (ns, e) in &failures {
+        for (ns, e) in &self.failures {
             if self.failed.get(ns) != Some(e) {
                 tracing::warn!(namespace = %ns, error = %e, "PolicyReport not written; retrying at the next audit");
             }
         }
-        written.failed = failures.len();
-        self.failed = failures;
-        Ok(Some(written))
+        self.run.failed = self.failures.len();
+        self.failed = std::mem::take(&mut self.failures);
+        std::mem::take(&mut self.run)
+    }
+
+    /// One whole audit's reports: begin, every namespace, finish. `Ok(None)` when the
+    /// PolicyReport CRD is not installed.
+    pub async fn write(&mut self, audit: &super::Audit) -> Result<Option<Written>, WriteError> {
+        if !self.begin().await? {
+            return Ok(None);
+        }
+        for (ns, results) in audit.by_namespace() {
+            self.namespace(ns, &results).await;
+        }
+        Ok(Some(self.finish().await))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{ObjectResult, RuleResult};
+    use crate::audit::{Audit, ObjectResult, RuleResult};
     use crate::policy::RuleId;
 
     fn audit() -> Audit {
@@ -354,17 +616,32 @@ mod tests {
         }
     }
 
+    fn parts(
+        a: &Audit,
+        ns: &str,
+        seen: &mut FirstSeen,
+        now: SystemTime,
+        budget: usize,
+    ) -> Vec<Value> {
+        let by_ns = a.by_namespace();
+        build(ns, &by_ns[ns], seen, now, budget)
+            .iter()
+            .map(|p| serde_json::to_value(p).unwrap_or_default())
+            .collect()
+    }
+
     #[test]
     fn one_report_per_namespace_with_results() {
         let t0 = UNIX_EPOCH + Duration::new(1_700_000_000, 5);
         let mut seen = FirstSeen::new();
-        let all = build_all(&audit(), &mut seen, t0);
-        assert_eq!(
-            all.keys().collect::<Vec<_>>(),
-            ["db"],
+        let a = audit();
+        assert!(
+            !a.by_namespace()["clean"].has_results(),
             "no report for a clean namespace"
         );
-        let r = &all["db"];
+        let all = parts(&a, "db", &mut seen, t0, REPORT_BUDGET);
+        assert_eq!(all.len(), 1);
+        let r = &all[0];
         assert_eq!(r["apiVersion"], "wgpolicyk8s.io/v1alpha2");
         assert_eq!(r["kind"], "PolicyReport");
         assert_eq!(r["metadata"]["name"], "stsguard");
@@ -372,6 +649,10 @@ mod tests {
         assert_eq!(
             r["metadata"]["labels"]["app.kubernetes.io/managed-by"],
             "stsguard"
+        );
+        assert_eq!(
+            r["metadata"]["annotations"][HASH_ANNOTATION],
+            json!(results_hash("db", &a.by_namespace()["db"]))
         );
         assert_eq!(
             r["summary"],
@@ -420,31 +701,114 @@ mod tests {
         let t0 = UNIX_EPOCH + Duration::from_secs(1000);
         let t1 = UNIX_EPOCH + Duration::from_secs(2000);
         let mut seen = FirstSeen::new();
-        let a = build_all(&audit(), &mut seen, t0);
-        let b = build_all(&audit(), &mut seen, t1);
-        assert_eq!(
-            a, b,
-            "an unchanged audit gives the same report (not written again)"
-        );
+        let a = parts(&audit(), "db", &mut seen, t0, REPORT_BUDGET);
+        let b = parts(&audit(), "db", &mut seen, t1, REPORT_BUDGET);
+        assert_eq!(a, b, "an unchanged audit gives the same report");
         // The etcd quorum result fixed, then back: a new timestamp.
         let mut fixed = audit();
         fixed.objects[0].results.remove(0);
-        let c = build_all(&fixed, &mut seen, t1);
-        assert_eq!(c["db"]["results"].as_array().map(Vec::len), Some(2));
-        assert_eq!(c["db"]["summary"]["fail"], 0);
-        let d = build_all(&audit(), &mut seen, t1);
-        let q = d["db"]["results"]
+        let c = parts(&fixed, "db", &mut seen, t1, REPORT_BUDGET);
+        assert_eq!(c[0]["results"].as_array().map(Vec::len), Some(2));
+        assert_eq!(c[0]["summary"]["fail"], 0);
+        let d = parts(&audit(), "db", &mut seen, t1, REPORT_BUDGET);
+        let q = d[0]["results"]
             .as_array()
             .and_then(|r| r.iter().find(|x| x["rule"] == "quorum-odd"))
             .cloned()
             .unwrap_or_default();
         assert_eq!(q["timestamp"]["seconds"], 2000);
-        // Every result fixed: no report for the namespace.
-        let mut none = audit();
-        for o in &mut none.objects {
-            o.results.clear();
+        // A new writer reads the first-seen times back from the report on the server.
+        let mut restarted = FirstSeen::new();
+        first_seen_of(&a[0], &mut restarted);
+        assert_eq!(restarted.len(), 3);
+        let e = parts(&audit(), "db", &mut restarted, t1, REPORT_BUDGET);
+        assert_eq!(e, a, "timestamps kept across a restart");
+    }
+
+    #[test]
+    fn the_hash_follows_the_results_not_the_timestamps() {
+        let a = audit();
+        let h = results_hash("db", &a.by_namespace()["db"]);
+        assert_eq!(h.len(), 64);
+        assert_eq!(h, results_hash("db", &audit().by_namespace()["db"]));
+        let mut changed = audit();
+        changed.objects[1].results[0].message = "no Service \"x\"".into();
+        assert_ne!(h, results_hash("db", &changed.by_namespace()["db"]));
+        let mut more_passes = audit();
+        more_passes.objects[1].passed += 1;
+        assert_ne!(
+            h,
+            results_hash("db", &more_passes.by_namespace()["db"]),
+            "the summary is in the report"
+        );
+        assert_ne!(h, results_hash("other", &a.by_namespace()["db"]));
+    }
+
+    /// 3,000 StatefulSets in one namespace, six results each: 18,000 results, far more than the
+    /// API server takes in one request. They go out as several reports, each under the budget.
+    #[test]
+    fn a_namespace_over_the_request_limit_is_split_into_reports_under_it() {
+        let rules = [
+            RuleId::QuorumOdd,
+            RuleId::GoverningService,
+            RuleId::DisruptionBudget,
+            RuleId::SharedClaim,
+            RuleId::HostpathSpread,
+            RuleId::LocalStorageBinding,
+        ];
+        let a = Audit {
+            objects: (0..3000)
+                .map(|i| ObjectResult {
+                    namespace: "big".into(),
+                    name: format!("kafka-{i:04}"),
+                    uid: Some(format!("00000000-0000-0000-0000-{i:012}")),
+                    passed: 5,
+                    results: rules
+                        .iter()
+                        .map(|&rule| RuleResult {
+                            rule,
+                            mode: Mode::Warn,
+                            outcome: Outcome::Warn,
+                            message: format!(
+                                "no PodDisruptionBudget selects the pods of kafka-{i:04}: a drain may evict them all; add one"
+                            ),
+                        })
+                        .collect(),
+                })
+                .collect(),
+            excluded: 0,
+        };
+        let mut seen = FirstSeen::new();
+        let by_ns = a.by_namespace();
+        let built = build("big", &by_ns["big"], &mut seen, UNIX_EPOCH, REPORT_BUDGET);
+        assert!(built.len() > 3, "{} parts", built.len());
+        let mut names = Vec::new();
+        let mut total = Summary::default();
+        let mut results = 0;
+        for p in &built {
+            let bytes = serde_json::to_vec(p).unwrap_or_default().len();
+            assert!(
+                bytes < REPORT_BUDGET + 4096,
+                "{} is {bytes} bytes",
+                p.name()
+            );
+            assert!(bytes < 3 * 1024 * 1024);
+            names.push(p.name().to_string());
+            total.pass += p.summary.pass;
+            total.warn += p.summary.warn;
+            assert_eq!(p.summary.warn, p.results.len(), "each part counts its own");
+            results += p.results.len();
+            assert_eq!(
+                p.metadata["annotations"][HASH_ANNOTATION],
+                built[0].metadata["annotations"][HASH_ANNOTATION]
+            );
         }
-        assert!(build_all(&none, &mut seen, t1).is_empty());
-        assert!(seen.is_empty());
+        assert_eq!(results, 18_000);
+        assert_eq!(total.pass, 15_000, "the passes counted once");
+        assert_eq!(total.warn, 18_000);
+        assert_eq!(names[0], "stsguard");
+        assert_eq!(names[1], "stsguard-2");
+        assert!(names.iter().all(|n| is_part_name(n)));
+        assert!(!is_part_name("stsguard-x") && !is_part_name("stsguard-") && !is_part_name("other"));
     }
 }

@@ -1,6 +1,7 @@
 //! `stsguard serve`'s background audit: once the watch caches have synced, then every
 //! `audit.interval` of the policy (read afresh each time: a reloaded policy applies at the next
-//! run; `0s` pauses it), the StatefulSets of the cache are judged against the caches. No API
+//! run; `0s` pauses it), the StatefulSets of the cache are judged against the caches, one
+//! namespace at a time: judge its StatefulSets, write its PolicyReports, drop both. No API
 //! read; the work yields to reviews every few objects. Every replica records the gauges; the
 //! replica holding the Lease also writes PolicyReports when `audit.policyReports` is on.
 
@@ -98,30 +99,15 @@ async fn run(
             l.first_round(Duration::from_secs(5)).await;
             leadership = Some(l);
         }
-        let sets = match lookups.statefulsets() {
-            Ok(s) => s,
+        let namespaces = match lookups.statefulset_namespaces() {
+            Ok(n) => n,
             Err(e) => {
                 tracing::warn!(error = %e, "audit skipped");
                 tokio::time::sleep(p.audit.interval).await;
                 continue;
             }
         };
-        let started = Instant::now();
-        let audit = super::audit_yielding(&sets, &p, &*lookups).await;
-        let seconds = started.elapsed().as_secs_f64();
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_secs_f64();
-        metrics.audit.record(&audit, seconds, now);
-        let violations: i64 = audit.violations().values().sum();
-        tracing::info!(
-            statefulsets = audit.objects.len(),
-            excluded = audit.excluded,
-            violations,
-            duration_ms = (seconds * 1000.0) as u64,
-            "audit"
-        );
+        let mut writing = false;
         if let (true, Some(l)) = (p.audit.policy_reports, &leadership) {
             let leader = l.is_leader();
             if leader && !was_leader {
@@ -129,22 +115,57 @@ async fn run(
             }
             was_leader = leader;
             if leader {
-                match writer.write(&audit).await {
-                    Ok(Some(w)) if w.applied > 0 || w.deleted > 0 => {
-                        tracing::info!(
-                            applied = w.applied,
-                            unchanged = w.unchanged,
-                            deleted = w.deleted,
-                            failed = w.failed,
-                            "PolicyReports written"
-                        );
-                    }
-                    Ok(_) => {}
+                match writer.begin().await {
+                    Ok(w) => writing = w,
                     Err(e) => {
                         tracing::warn!(error = %e, "PolicyReports not written; retrying at the next audit");
                         writer.reset();
                     }
                 }
+            }
+        }
+        // One namespace at a time: judge its StatefulSets, write its reports, drop both.
+        let mut totals = super::Totals::default();
+        let mut seconds = 0.0;
+        for ns in &namespaces {
+            let started = Instant::now();
+            let audit = match super::audit_namespace(&lookups, ns, &p).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "audit of the namespace skipped");
+                    continue;
+                }
+            };
+            seconds += started.elapsed().as_secs_f64();
+            totals.add(&audit);
+            if writing {
+                let results = audit.by_namespace().remove(ns.as_str()).unwrap_or_default();
+                writer.namespace(ns, &results).await;
+            }
+        }
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
+        metrics.audit.record_counts(&totals.violations, seconds, now);
+        let violations: i64 = totals.violations.values().sum();
+        tracing::info!(
+            statefulsets = totals.objects,
+            excluded = totals.excluded,
+            violations,
+            duration_ms = (seconds * 1000.0) as u64,
+            "audit"
+        );
+        if writing {
+            let w = writer.finish().await;
+            if w.applied > 0 || w.deleted > 0 {
+                tracing::info!(
+                    applied = w.applied,
+                    unchanged = w.unchanged,
+                    deleted = w.deleted,
+                    failed = w.failed,
+                    "PolicyReports written"
+                );
             }
         }
         tokio::time::sleep(p.audit.interval).await;

@@ -2,18 +2,20 @@
 //! (reflectors, cluster-wide, keeping only the fields the rules read) for the server — nothing
 //! calls the API on the request path — the input files for `check`, nothing for `--no-cluster`.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::StatefulSet;
-use k8s_openapi::api::core::v1::{Service, ServiceSpec};
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::core::v1::{
+    PersistentVolumeClaim, PodSpec, PodTemplateSpec, Service, ServiceSpec, Volume,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
 use kube::api::Api;
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
 /// The answer of a look-up.
@@ -60,13 +62,33 @@ impl Lookups for NoLookups {
 const DEFAULT_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
 const DEFAULT_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";
 
-/// One watch cache and whether it has synced once.
-struct Cache<K: Resource<DynamicType = ()> + Clone + 'static> {
-    store: Store<K>,
-    synced: Arc<AtomicBool>,
+/// One watch cache: the projected objects indexed by namespace, then name (cluster-scoped kinds
+/// under ""), and whether it has synced once. Reviews read one namespace's entry; a write holds
+/// the lock for one insert or removal.
+struct Cache<K, V = K> {
+    by_ns: RwLock<Index<V>>,
+    synced: AtomicBool,
+    project: fn(K) -> V,
+    kind: std::marker::PhantomData<fn(K)>,
 }
 
-impl<K> Cache<K>
+type Index<V> = HashMap<String, BTreeMap<String, Arc<V>>>;
+
+/// What a relist has seen so far (between `Init` and `InitDone`): objects not seen again are
+/// removed at its end. Objects are replaced in place as they arrive, so a relist holds one copy
+/// of the cache, not two.
+#[derive(Default)]
+struct Relist(Option<HashSet<(String, String)>>);
+
+fn key<K: Resource>(o: &K) -> (String, String) {
+    let m = o.meta();
+    (
+        m.namespace.clone().unwrap_or_default(),
+        m.name.clone().unwrap_or_default(),
+    )
+}
+
+impl<K, V> Cache<K, V>
 where
     K: Resource<DynamicType = ()>
         + Clone
@@ -75,129 +97,339 @@ where
         + Sync
         + serde::de::DeserializeOwned
         + 'static,
+    V: Send + Sync + 'static,
 {
-    fn start(api: Api<K>, strip: fn(&mut K)) -> Self {
-        let (store, writer) = reflector::store();
-        let synced = Arc::new(AtomicBool::new(false));
-        let stream = reflector::reflector(
-            writer,
-            watcher(api, watcher::Config::default())
-                .default_backoff()
-                .modify(strip),
-        );
+    fn new(project: fn(K) -> V) -> Arc<Self> {
+        Arc::new(Cache {
+            by_ns: RwLock::new(HashMap::new()),
+            synced: AtomicBool::new(false),
+            project,
+            kind: std::marker::PhantomData,
+        })
+    }
+
+    fn start(api: Api<K>, project: fn(K) -> V) -> Arc<Self> {
+        let cache = Self::new(project);
+        let c = cache.clone();
         tokio::spawn(async move {
+            let stream = watcher(api, watcher::Config::default()).default_backoff();
             let mut stream = std::pin::pin!(stream);
+            let mut relist = Relist::default();
             while let Some(ev) = stream.next().await {
-                if let Err(e) = ev {
-                    tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying");
+                match ev {
+                    Ok(ev) => c.apply(ev, &mut relist),
+                    Err(e) => {
+                        tracing::warn!(kind = %K::kind(&()), error = %e, "watch failed; retrying")
+                    }
                 }
             }
         });
-        {
-            let (store, synced) = (store.clone(), synced.clone());
-            tokio::spawn(async move {
-                if store.wait_until_ready().await.is_ok() {
-                    synced.store(true, Ordering::Release);
-                    tracing::info!(kind = %K::kind(&()), "watch cache synced");
-                }
-            });
-        }
-        Cache { store, synced }
+        cache
     }
 
     /// A cache holding `objects`, synced, with no watch behind it.
-    fn of(objects: Vec<K>, strip: fn(&mut K)) -> Self {
-        let (store, mut writer) = reflector::store();
-        writer.apply_watcher_event(&watcher::Event::Init);
-        for mut o in objects {
-            strip(&mut o);
-            writer.apply_watcher_event(&watcher::Event::InitApply(o));
+    fn of(objects: Vec<K>, project: fn(K) -> V) -> Arc<Self> {
+        let cache = Self::new(project);
+        let mut relist = Relist::default();
+        cache.apply(watcher::Event::Init, &mut relist);
+        for o in objects {
+            cache.apply(watcher::Event::InitApply(o), &mut relist);
         }
-        writer.apply_watcher_event(&watcher::Event::InitDone);
-        Cache {
-            store,
-            synced: Arc::new(AtomicBool::new(true)),
+        cache.apply(watcher::Event::InitDone, &mut relist);
+        cache
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Index<V>> {
+        // A panic while holding the lock cannot leave a map half-updated (one insert or remove).
+        self.by_ns.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Index<V>> {
+        self.by_ns.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, o: K) -> (String, String) {
+        let (ns, name) = key(&o);
+        let v = Arc::new((self.project)(o));
+        self.write()
+            .entry(ns.clone())
+            .or_default()
+            .insert(name.clone(), v);
+        (ns, name)
+    }
+
+    fn apply(&self, ev: watcher::Event<K>, relist: &mut Relist) {
+        match ev {
+            watcher::Event::Apply(o) => {
+                self.insert(o);
+            }
+            watcher::Event::Delete(o) => {
+                let (ns, name) = key(&o);
+                let mut map = self.write();
+                if let Some(names) = map.get_mut(&ns) {
+                    names.remove(&name);
+                    if names.is_empty() {
+                        map.remove(&ns);
+                    }
+                }
+            }
+            watcher::Event::Init => relist.0 = Some(HashSet::new()),
+            watcher::Event::InitApply(o) => {
+                let k = self.insert(o);
+                if let Some(seen) = relist.0.as_mut() {
+                    seen.insert(k);
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(seen) = relist.0.take() {
+                    let mut map = self.write();
+                    map.retain(|ns, names| {
+                        names.retain(|name, _| seen.contains(&(ns.clone(), name.clone())));
+                        !names.is_empty()
+                    });
+                }
+                if !self.synced.swap(true, Ordering::AcqRel) {
+                    tracing::info!(kind = %K::kind(&()), "watch cache synced");
+                }
+            }
         }
     }
 
-    fn ready(&self) -> Result<&Store<K>, String> {
+    fn ready(&self) -> Result<(), String> {
         if self.synced.load(Ordering::Acquire) {
-            Ok(&self.store)
+            Ok(())
         } else {
             Err(format!("{} watch cache not synced", K::kind(&())))
         }
     }
-}
 
-fn strip_meta<K: Resource>(o: &mut K) {
-    let m = o.meta_mut();
-    m.managed_fields = None;
-    if let Some(a) = m.annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    fn get(&self, ns: &str, name: &str) -> Lookup<Arc<V>> {
+        match self.ready() {
+            Ok(()) => found(self.read().get(ns).and_then(|n| n.get(name)).cloned()),
+            Err(e) => Lookup::Unknown(e),
+        }
+    }
+
+    /// The objects of one namespace, in name order.
+    fn in_ns(&self, ns: &str) -> Lookup<Vec<Arc<V>>> {
+        match self.ready() {
+            Ok(()) => Lookup::Found(
+                self.read()
+                    .get(ns)
+                    .map(|n| n.values().cloned().collect())
+                    .unwrap_or_default(),
+            ),
+            Err(e) => Lookup::Unknown(e),
+        }
+    }
+
+    /// The namespaces with at least one object, in name order.
+    fn namespaces(&self) -> Result<Vec<String>, String> {
+        self.ready()?;
+        let mut out: Vec<String> = self.read().keys().cloned().collect();
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// The names of one namespace's objects, in name order.
+    fn names_in(&self, ns: &str) -> Result<Vec<String>, String> {
+        self.ready()?;
+        Ok(self
+            .read()
+            .get(ns)
+            .map(|n| n.keys().cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn all(&self) -> Result<Vec<Arc<V>>, String> {
+        self.ready()?;
+        Ok(self
+            .read()
+            .values()
+            .flat_map(|n| n.values().cloned())
+            .collect())
+    }
+
+    fn len(&self) -> usize {
+        self.read().values().map(BTreeMap::len).sum()
     }
 }
 
-fn strip_service(s: &mut Service) {
-    strip_meta(s);
-    s.metadata.annotations = None;
-    s.status = None;
-    s.spec = s.spec.take().map(|sp| ServiceSpec {
-        cluster_ip: sp.cluster_ip,
-        selector: sp.selector,
+/// What every cache keeps of an object's metadata: name, namespace, uid, annotations (without
+/// `kubectl.kubernetes.io/last-applied-configuration`, a copy of the whole object) and
+/// `deletionTimestamp`; labels only where asked. Dropped: managedFields, ownerReferences,
+/// finalizers, resourceVersion, generation, timestamps: nothing reads them.
+fn project_meta(m: ObjectMeta, labels: bool, annotations: bool) -> ObjectMeta {
+    let annotations = annotations
+        .then(|| {
+            m.annotations.map(|mut a| {
+                a.remove("kubectl.kubernetes.io/last-applied-configuration");
+                a
+            })
+        })
+        .flatten()
+        .filter(|a| !a.is_empty());
+    ObjectMeta {
+        name: m.name,
+        namespace: m.namespace,
+        uid: m.uid,
+        labels: if labels { m.labels } else { None },
+        annotations,
+        deletion_timestamp: m.deletion_timestamp,
         ..Default::default()
-    });
+    }
 }
 
-fn strip_class(c: &mut StorageClass) {
-    strip_meta(c);
-    let keep: BTreeMap<String, String> = c
-        .metadata
+/// A Service as the governing-service rule reads it: name, namespace, `spec.clusterIP`,
+/// `spec.selector`.
+fn project_service(s: Service) -> Service {
+    Service {
+        metadata: ObjectMeta {
+            name: s.metadata.name,
+            namespace: s.metadata.namespace,
+            ..Default::default()
+        },
+        spec: s.spec.map(|sp| ServiceSpec {
+            cluster_ip: sp.cluster_ip,
+            selector: sp.selector,
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A StorageClass as the local-storage rule reads it: name, the default-class annotations,
+/// provisioner, volumeBindingMode.
+fn project_class(c: StorageClass) -> StorageClass {
+    let mut metadata = project_meta(c.metadata, false, true);
+    let keep: BTreeMap<String, String> = metadata
         .annotations
         .take()
         .unwrap_or_default()
         .into_iter()
         .filter(|(k, _)| k == DEFAULT_CLASS || k == DEFAULT_CLASS_BETA)
         .collect();
-    c.metadata.annotations = Some(keep);
-    c.parameters = None;
-    c.mount_options = None;
-    c.allowed_topologies = None;
+    metadata.annotations = Some(keep);
+    StorageClass {
+        metadata,
+        parameters: None,
+        mount_options: None,
+        allowed_topologies: None,
+        ..c
+    }
 }
 
-fn strip_pdb(p: &mut PodDisruptionBudget) {
-    strip_meta(p);
-    p.metadata.annotations = None;
-    p.status = None;
-    p.spec = p.spec.take().map(|s| PodDisruptionBudgetSpec {
-        selector: s.selector,
+/// A PodDisruptionBudget as the disruption-budget rule reads it: name, namespace,
+/// `spec.selector`.
+fn project_pdb(p: PodDisruptionBudget) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: ObjectMeta {
+            name: p.metadata.name,
+            namespace: p.metadata.namespace,
+            ..Default::default()
+        },
+        spec: p.spec.map(|s| PodDisruptionBudgetSpec {
+            selector: s.selector,
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// A cached StatefulSet, in two forms:
+/// - `held`: what namespace and claim DELETEs read of every StatefulSet of the namespace, typed:
+///   name, namespace, uid, annotations (`stsguard.io/protect`, the rule overrides),
+///   `deletionTimestamp`, `spec.replicas`, `spec.ordinals`,
+///   `spec.persistentVolumeClaimRetentionPolicy`, the names of its `volumeClaimTemplates` and
+///   its pod volumes' names and `persistentVolumeClaim` (in their order: messages name indexes);
+/// - `json`: the whole object but `status` and the metadata nothing reads ([`project_meta`]),
+///   as compact JSON, decoded one object at a time where it is judged whole: the background
+///   audit (every rule; quorum detection reads the containers' images, command, args and env)
+///   and Scale reviews. A decoded StatefulSet takes three to four times the bytes of its JSON.
+pub struct CachedStatefulSet {
+    pub held: Arc<StatefulSet>,
+    json: Box<[u8]>,
+}
+
+impl CachedStatefulSet {
+    pub fn decode(&self) -> Result<StatefulSet, String> {
+        serde_json::from_slice(&self.json)
+            .map_err(|e| format!("cached StatefulSet not decoded: {e}"))
+    }
+}
+
+/// What delete protection reads of a StatefulSet (see [`CachedStatefulSet`]).
+pub fn held_view(s: &StatefulSet) -> StatefulSet {
+    let spec = s.spec.as_ref().map(|sp| StatefulSetSpec {
+        replicas: sp.replicas,
+        ordinals: sp.ordinals.clone(),
+        persistent_volume_claim_retention_policy: sp
+            .persistent_volume_claim_retention_policy
+            .clone(),
+        volume_claim_templates: sp.volume_claim_templates.as_ref().map(|ts| {
+            ts.iter()
+                .map(|t| PersistentVolumeClaim {
+                    metadata: ObjectMeta {
+                        name: t.metadata.name.clone(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                })
+                .collect()
+        }),
+        template: PodTemplateSpec {
+            metadata: None,
+            spec: sp.template.spec.as_ref().map(|p| PodSpec {
+                volumes: p.volumes.as_ref().map(|vs| {
+                    vs.iter()
+                        .map(|v| Volume {
+                            name: v.name.clone(),
+                            persistent_volume_claim: v.persistent_volume_claim.clone(),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
+                ..Default::default()
+            }),
+        },
         ..Default::default()
     });
+    StatefulSet {
+        metadata: project_meta(s.metadata.clone(), false, true),
+        spec,
+        status: None,
+    }
 }
 
-/// Namespace and claim DELETEs read, of each cached StatefulSet: its name, annotations
-/// (`stsguard.io/protect`, the rule overrides), `deletionTimestamp`, `spec.replicas`,
-/// `spec.ordinals`, the names of its `volumeClaimTemplates` and its pod volumes' `claimName`s.
-fn strip_sts(s: &mut StatefulSet) {
-    strip_meta(s);
-    s.status = None;
+fn project_sts(s: StatefulSet) -> CachedStatefulSet {
+    let whole = StatefulSet {
+        metadata: project_meta(s.metadata, true, true),
+        spec: s.spec,
+        status: None,
+    };
+    CachedStatefulSet {
+        held: Arc::new(held_view(&whole)),
+        // Serialising a typed object does not fail.
+        json: serde_json::to_vec(&whole).unwrap_or_default().into_boxed_slice(),
+    }
 }
 
-/// The server's look-ups: four cluster-wide watch caches.
+/// The server's look-ups: four cluster-wide watch caches, indexed by namespace.
 pub struct WatchLookups {
-    services: Cache<Service>,
-    classes: Cache<StorageClass>,
-    pdbs: Cache<PodDisruptionBudget>,
-    statefulsets: Cache<StatefulSet>,
+    services: Arc<Cache<Service>>,
+    classes: Arc<Cache<StorageClass>>,
+    pdbs: Arc<Cache<PodDisruptionBudget>>,
+    statefulsets: Arc<Cache<StatefulSet, CachedStatefulSet>>,
 }
 
 impl WatchLookups {
     /// Starts the watches; call inside a Tokio runtime.
     pub fn start(client: kube::Client) -> Arc<Self> {
         Arc::new(WatchLookups {
-            services: Cache::start(Api::all(client.clone()), strip_service),
-            classes: Cache::start(Api::all(client.clone()), strip_class),
-            pdbs: Cache::start(Api::all(client.clone()), strip_pdb),
-            statefulsets: Cache::start(Api::all(client), strip_sts),
+            services: Cache::start(Api::all(client.clone()), project_service),
+            classes: Cache::start(Api::all(client.clone()), project_class),
+            pdbs: Cache::start(Api::all(client.clone()), project_pdb),
+            statefulsets: Cache::start(Api::all(client), project_sts),
         })
     }
 
@@ -218,16 +450,41 @@ impl WatchLookups {
         statefulsets: Vec<StatefulSet>,
     ) -> Arc<Self> {
         Arc::new(WatchLookups {
-            services: Cache::of(services, strip_service),
-            classes: Cache::of(classes, strip_class),
-            pdbs: Cache::of(pdbs, strip_pdb),
-            statefulsets: Cache::of(statefulsets, strip_sts),
+            services: Cache::of(services, project_service),
+            classes: Cache::of(classes, project_class),
+            pdbs: Cache::of(pdbs, project_pdb),
+            statefulsets: Cache::of(statefulsets, project_sts),
         })
     }
 
-    /// Every StatefulSet in the cache (for the background audit).
+    /// Every StatefulSet in the cache, decoded whole (tests and benchmarks; the background audit
+    /// decodes one namespace's at a time).
     pub fn statefulsets(&self) -> Result<Vec<Arc<StatefulSet>>, String> {
-        self.statefulsets.ready().map(|s| s.state())
+        self.statefulsets
+            .all()?
+            .iter()
+            .map(|c| c.decode().map(Arc::new))
+            .collect()
+    }
+
+    /// The namespaces that have a StatefulSet, in name order.
+    pub fn statefulset_namespaces(&self) -> Result<Vec<String>, String> {
+        self.statefulsets.namespaces()
+    }
+
+    /// The names of the StatefulSets of `namespace`, in name order.
+    pub fn statefulset_names(&self, namespace: &str) -> Result<Vec<String>, String> {
+        self.statefulsets.names_in(namespace)
+    }
+
+    /// Objects held per cache: (Services, StorageClasses, PDBs, StatefulSets).
+    pub fn counts(&self) -> (usize, usize, usize, usize) {
+        (
+            self.services.len(),
+            self.classes.len(),
+            self.pdbs.len(),
+            self.statefulsets.len(),
+        )
     }
 }
 
@@ -246,38 +503,39 @@ pub fn is_default_class(c: &StorageClass) -> bool {
 
 impl Lookups for WatchLookups {
     fn service(&self, namespace: &str, name: &str) -> Lookup<Arc<Service>> {
-        match self.services.ready() {
-            Ok(s) => found(s.get(&ObjectRef::new(name).within(namespace))),
-            Err(e) => Lookup::Unknown(e),
-        }
+        self.services.get(namespace, name)
     }
     fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>> {
-        match (self.classes.ready(), name) {
-            (Err(e), _) => Lookup::Unknown(e),
-            (Ok(s), Some(n)) => found(s.get(&ObjectRef::new(n))),
-            (Ok(s), None) => found(s.state().into_iter().find(|c| is_default_class(c))),
+        match name {
+            Some(n) => self.classes.get("", n),
+            None => match self.classes.in_ns("") {
+                Lookup::Found(all) => found(all.into_iter().find(|c| is_default_class(c))),
+                Lookup::Missing => Lookup::Missing,
+                Lookup::Unknown(e) => Lookup::Unknown(e),
+            },
         }
     }
+    /// The PDBs of `namespace` only: one map look-up, not a scan of the cluster's.
     fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
-        match self.pdbs.ready() {
-            Ok(s) => Lookup::Found(
-                s.state_filter(|p| p.metadata.namespace.as_deref() == Some(namespace)),
-            ),
-            Err(e) => Lookup::Unknown(e),
-        }
+        self.pdbs.in_ns(namespace)
     }
+    /// The whole StatefulSet, decoded.
     fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>> {
-        match self.statefulsets.ready() {
-            Ok(s) => found(s.get(&ObjectRef::new(name).within(namespace))),
-            Err(e) => Lookup::Unknown(e),
+        match self.statefulsets.get(namespace, name) {
+            Lookup::Found(c) => match c.decode() {
+                Ok(s) => Lookup::Found(Arc::new(s)),
+                Err(e) => Lookup::Unknown(e),
+            },
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown(e) => Lookup::Unknown(e),
         }
     }
+    /// What delete protection reads of the namespace's StatefulSets ([`held_view`]).
     fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
-        match self.statefulsets.ready() {
-            Ok(s) => Lookup::Found(
-                s.state_filter(|o| o.metadata.namespace.as_deref() == Some(namespace)),
-            ),
-            Err(e) => Lookup::Unknown(e),
+        match self.statefulsets.in_ns(namespace) {
+            Lookup::Found(v) => Lookup::Found(v.iter().map(|c| c.held.clone()).collect()),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown(e) => Lookup::Unknown(e),
         }
     }
 }
