@@ -202,7 +202,7 @@ async fn wait_for_log(p: &Proc, text: &str) {
 }
 
 #[tokio::test]
-async fn an_emptied_policy_file_keeps_on_error_deny() {
+async fn an_emptied_policy_file_or_a_fifo_keeps_on_error_deny() {
     let dir = tempfile::tempdir().unwrap();
     let (p, c, url) = serve_with(dir.path(), "onError: deny\n");
     assert!(!on_error_allows(&c, &url).await, "onError: deny at start");
@@ -221,6 +221,17 @@ async fn an_emptied_policy_file_keeps_on_error_deny() {
     assert!(!on_error_allows(&c, &url).await, "onError: deny is kept");
     // Several periodic checks later, still.
     tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!on_error_allows(&c, &url).await, "onError: deny is kept");
+    // Nor does a FIFO in its place hang the server or replace the policy.
+    let path = dir.path().join("policy.yaml");
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    wait_for_log(&p, "a FIFO (named pipe), not a regular file").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!on_error_allows(&c, &url).await, "onError: deny is kept");
     assert!(!p.log().contains("policy reloaded"), "{}", p.log());
 }

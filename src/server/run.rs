@@ -44,7 +44,8 @@ async fn shutdown_signal() {
 /// `stsguard serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let (policy, policy_read) = crate::server::reload::initial_policy(args.config.clone()).await?;
+    // Read while the certificate is: each read waits for its files to settle.
+    let policy_read = tokio::spawn(crate::server::reload::initial_policy(args.config.clone()));
     let metrics = Arc::new(Metrics::new());
 
     let mut cert_read = Vec::new();
@@ -77,6 +78,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     metrics.cert_expiry.set(loaded.not_after);
+    let (policy, policy_read) = policy_read.await??;
     let certs = SwappableCert::new(loaded);
     let interval = Duration::from_secs(args.reload_interval.max(1));
     if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
