@@ -93,16 +93,10 @@ pub fn read_settled_with(
     pause: Duration,
     tries: u32,
 ) -> Result<Vec<Vec<u8>>, String> {
-    let read_all = || {
-        paths
-            .iter()
-            .map(|p| read_file(p, MAX_MOUNTED_FILE).map_err(|e| format!("{}: {e}", p.display())))
-            .collect::<Result<Vec<_>, _>>()
-    };
-    let mut last = read_all()?;
+    let mut last = read_all(paths)?;
     for _ in 1..tries.max(2) {
         std::thread::sleep(pause);
-        let now = read_all()?;
+        let now = read_all(paths)?;
         if now == last {
             return Ok(now);
         }
@@ -115,6 +109,14 @@ pub fn read_settled_with(
         tries.max(2),
         pause.as_millis()
     ))
+}
+
+/// Reads `paths` once ([`read_file`], capped at [`MAX_MOUNTED_FILE`]).
+fn read_all(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
+    paths
+        .iter()
+        .map(|p| read_file(p, MAX_MOUNTED_FILE).map_err(|e| format!("{}: {e}", p.display())))
+        .collect()
 }
 
 /// [`read_settled_with`] with the pause and tries of [`crate::bounds`].
@@ -218,13 +220,19 @@ pub fn spawn(
                 }
             }
             let (paths2, apply) = (paths.clone(), apply.clone());
-            let outcome = tokio::task::spawn_blocking(move || match read_settled(&paths2) {
-                Err(why) => Outcome::Refused(fingerprint(&why), why),
-                Ok(c) if fingerprint(&c) == in_force => Outcome::Same,
-                Ok(c) => match apply(&c) {
-                    Ok(line) => Outcome::Loaded(fingerprint(&c), line),
-                    Err(why) => Outcome::Refused(fingerprint(&(&c, &why)), why),
-                },
+            let outcome = tokio::task::spawn_blocking(move || {
+                // The files in force, read once: no need to wait for them to settle.
+                if read_all(&paths2).is_ok_and(|c| fingerprint(&c) == in_force) {
+                    return Outcome::Same;
+                }
+                match read_settled(&paths2) {
+                    Err(why) => Outcome::Refused(fingerprint(&why), why),
+                    Ok(c) if fingerprint(&c) == in_force => Outcome::Same,
+                    Ok(c) => match apply(&c) {
+                        Ok(line) => Outcome::Loaded(fingerprint(&c), line),
+                        Err(why) => Outcome::Refused(fingerprint(&(&c, &why)), why),
+                    },
+                }
             })
             .await
             .unwrap_or_else(|e| Outcome::Refused(0, format!("the reload stopped: {e}")));
