@@ -124,11 +124,33 @@ pub fn read_settled(paths: &[PathBuf]) -> Result<Vec<Vec<u8>>, String> {
     read_settled_with(paths, Duration::from_millis(SETTLE_PAUSE_MS), SETTLE_TRIES)
 }
 
+/// A read taking longer than this is logged: a file system that hangs (a network volume) stalls
+/// the reloads, never the webhook, and the log says so. Far above a settled read's 2 s at most.
+const SLOW_READ: Duration = Duration::from_secs(10);
+
+/// Runs `f` on a blocking thread and waits for it; a warning naming `files` if it takes over
+/// `slow`.
+async fn off_runtime<T: Send + 'static>(
+    files: String,
+    slow: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, String> {
+    let mut job = tokio::task::spawn_blocking(f);
+    let got = match tokio::time::timeout(slow, &mut job).await {
+        Ok(got) => got,
+        Err(_) => {
+            tracing::warn!(files = %files, after_s = slow.as_secs(), "reading the files is taking long (a hung file system?); reloads wait for it, the webhook does not");
+            job.await
+        }
+    };
+    got.map_err(|e| format!("the file read stopped: {e}"))
+}
+
 /// [`read_settled`] on a blocking thread.
 pub async fn read_settled_off_runtime(paths: Vec<PathBuf>) -> Result<Vec<Vec<u8>>, String> {
-    tokio::task::spawn_blocking(move || read_settled(&paths))
+    off_runtime(names(&paths), SLOW_READ, move || read_settled(&paths))
         .await
-        .unwrap_or_else(|e| Err(format!("the file read stopped: {e}")))
+        .and_then(|r| r)
 }
 
 fn names(paths: &[PathBuf]) -> String {
@@ -220,7 +242,7 @@ pub fn spawn(
                 }
             }
             let (paths2, apply) = (paths.clone(), apply.clone());
-            let outcome = tokio::task::spawn_blocking(move || {
+            let outcome = off_runtime(names(&paths), SLOW_READ, move || {
                 // The files in force, read once: no need to wait for them to settle.
                 if read_all(&paths2).is_ok_and(|c| fingerprint(&c) == in_force) {
                     return Outcome::Same;
@@ -235,7 +257,7 @@ pub fn spawn(
                 }
             })
             .await
-            .unwrap_or_else(|e| Outcome::Refused(0, format!("the reload stopped: {e}")));
+            .unwrap_or_else(|e| Outcome::Refused(0, e));
             match outcome {
                 Outcome::Same => reported = None,
                 Outcome::Loaded(fp, line) => {
@@ -384,6 +406,16 @@ mod tests {
         let e = read_file(dir.path(), 1024).unwrap_err().to_string();
         assert!(e.contains("a directory"), "{e}");
         Ok(())
+    }
+
+    #[tokio::test]
+    async fn a_slow_read_is_waited_for_not_dropped() {
+        let got = off_runtime("f".into(), Duration::from_millis(10), || {
+            std::thread::sleep(Duration::from_millis(100));
+            7
+        })
+        .await;
+        assert_eq!(got, Ok(7));
     }
 
     #[test]
