@@ -76,6 +76,21 @@ pub const MAX_INPUT_BYTES: usize = 32 * 1024 * 1024;
 /// holds more.
 pub const MAX_DOCUMENTS: usize = 10_000;
 
+/// Bytes read from a certificate, key or policy file. These files come from a Secret or a
+/// ConfigMap, whose data the API server caps at 1 MiB (`MaxSecretSize`, and the same for a
+/// ConfigMap): a larger file is not one Kubernetes mounted, and is refused, not read.
+pub const MAX_MOUNTED_FILE: u64 = 1024 * 1024;
+
+/// A file being written is caught by reading it twice this far apart ([`SETTLE_TRIES`] times at
+/// most) and using it only when both reads agree. A judgement, not a measured figure: longer
+/// than a writer copying a file piece by piece (an editor, `cp`, a shell redirect) leaves between
+/// two pieces on a busy machine, short enough not to delay a reload noticeably.
+pub const SETTLE_PAUSE_MS: u64 = 200;
+
+/// Reads before giving up on a file that keeps changing (2 s at [`SETTLE_PAUSE_MS`]); the next
+/// change or periodic check tries again.
+pub const SETTLE_TRIES: u32 = 10;
+
 /// The first limit `body` breaks.
 pub fn check_body(body: &[u8]) -> Result<(), PastBound> {
     let n = count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1);

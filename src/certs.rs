@@ -41,6 +41,29 @@ fn validity(params: &mut CertificateParams, days: u32) {
 
 /// Generates a CA and a serving certificate for `names` (DNS names or IP addresses).
 pub fn generate(common_name: &str, names: &[String], days: u32) -> anyhow::Result<Bundle> {
+    let now = std::time::SystemTime::now();
+    let day = std::time::Duration::from_secs(86_400);
+    generate_valid(
+        common_name,
+        names,
+        now - std::time::Duration::from_secs(3600),
+        now + day * days.max(1),
+    )
+}
+
+/// [`generate`] with the serving certificate valid from `not_before` to `not_after` (the CA is
+/// valid from an hour ago for a year past `not_after`): an expired or a not yet valid
+/// certificate for tests.
+pub fn generate_valid(
+    common_name: &str,
+    names: &[String],
+    not_before: std::time::SystemTime,
+    not_after: std::time::SystemTime,
+) -> anyhow::Result<Bundle> {
+    let days = not_after
+        .duration_since(std::time::SystemTime::now())
+        .map_or(0, |d| d.as_secs() / 86_400);
+    let days = u32::try_from(days).unwrap_or(u32::MAX);
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     let mut dn = DistinguishedName::new();
@@ -75,13 +98,44 @@ pub fn generate(common_name: &str, names: &[String], days: u32) -> anyhow::Resul
     ];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.serial_number = Some(serial());
-    validity(&mut params, days);
+    params.not_before = time::OffsetDateTime::from(not_before);
+    params.not_after = time::OffsetDateTime::from(not_after);
     let cert = params.signed_by(&key, &issuer)?;
     Ok(Bundle {
         ca_pem: ca_cert.pem(),
         cert_pem: cert.pem(),
         key_pem: key.serialize_pem(),
     })
+}
+
+/// Whether the certificate `der` is valid at `now` (seconds since the epoch); if not, why, and
+/// what to do.
+pub fn check_validity(der: &[u8], now: i64) -> Result<(), String> {
+    let (_, c) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("the certificate does not parse: {e}"))?;
+    let at = |t: i64| {
+        jiff::Timestamp::from_second(t)
+            .map_or_else(|_| format!("{t} s after 1970"), |t| t.to_string())
+    };
+    let (from, to) = (
+        c.validity().not_before.timestamp(),
+        c.validity().not_after.timestamp(),
+    );
+    if now > to {
+        return Err(format!(
+            "the certificate (serial {}) expired at {} (notAfter): issue a new one (`stsguard certs`, or let cert-manager renew it) and write it in place",
+            c.raw_serial_as_string().replace(':', ""),
+            at(to)
+        ));
+    }
+    if now < from {
+        return Err(format!(
+            "the certificate (serial {}) is not valid before {} (notBefore): the issuer's clock or this node's is off; it is loaded once valid",
+            c.raw_serial_as_string().replace(':', ""),
+            at(from)
+        ));
+    }
+    Ok(())
 }
 
 /// The names a webhook Service's certificate must carry.
@@ -153,6 +207,34 @@ mod tests {
         let err = crate::server::tls::load_pem(b.cert_pem.as_bytes(), other.key_pem.as_bytes())
             .unwrap_err();
         assert!(err.to_string().contains("does not match"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_certificate_outside_its_validity_is_named_with_its_dates()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use std::time::{Duration, SystemTime};
+        let der = |b: &Bundle| -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+            let (_, pem) = x509_parser::pem::parse_x509_pem(b.cert_pem.as_bytes())?;
+            Ok(pem.contents)
+        };
+        let now = SystemTime::now();
+        let now_s = jiff::Timestamp::now().as_second();
+        let day = Duration::from_secs(86_400);
+        let names = ["localhost".to_string()];
+        let good = generate("x", &names, 1)?;
+        assert_eq!(check_validity(&der(&good)?, now_s), Ok(()));
+        let expired = generate_valid("x", &names, now - 2 * day, now - day)?;
+        let e = check_validity(&der(&expired)?, now_s).unwrap_err();
+        assert!(e.contains("expired at") && e.contains("notAfter"), "{e}");
+        let early = generate_valid("x", &names, now + day, now + 2 * day)?;
+        let e = check_validity(&der(&early)?, now_s).unwrap_err();
+        assert!(
+            e.contains("not valid before") && e.contains("notBefore"),
+            "{e}"
+        );
+        // Valid a day later.
+        assert_eq!(check_validity(&der(&early)?, now_s + 86_400 + 60), Ok(()));
         Ok(())
     }
 

@@ -302,6 +302,11 @@ pub enum PolicyError {
         path: String,
         source: std::io::Error,
     },
+    #[error(
+        "policy file {path} is empty: write `{{}}` for the built-in defaults; an empty file is \
+         also what a truncated or half-written one looks like, so it is not taken for them"
+    )]
+    Empty { path: String },
     #[error("policy file {path}: {key}: {message}")]
     Invalid {
         path: String,
@@ -331,8 +336,13 @@ impl Policy {
             key,
             message,
         };
-        if text.trim().is_empty() {
-            return Ok(Policy::default());
+        if text.lines().all(|l| {
+            let l = l.trim();
+            l.is_empty() || l.starts_with('#')
+        }) {
+            return Err(PolicyError::Empty {
+                path: origin.to_string(),
+            });
         }
         let policy: Policy = crate::yaml::from_str(text).map_err(|e| {
             let key = if e.path.is_empty() {
@@ -352,12 +362,23 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Reads a policy file (a regular file, capped: `reload::read_file`). Blocking.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.display().to_string(),
-            source,
+        let bytes = crate::server::reload::read_file(path, crate::bounds::MAX_MOUNTED_FILE)
+            .map_err(|source| PolicyError::Read {
+                path: path.display().to_string(),
+                source,
+            })?;
+        Self::from_file_bytes(&bytes, &path.display().to_string())
+    }
+
+    /// A policy file's bytes: UTF-8 YAML, not empty ([`Policy::from_yaml`]).
+    pub fn from_file_bytes(bytes: &[u8], origin: &str) -> Result<Policy, PolicyError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| PolicyError::Read {
+            path: origin.to_string(),
+            source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
         })?;
-        Self::from_yaml(&text, &path.display().to_string())
+        Self::from_yaml(text, origin)
     }
 
     /// Checks values serde cannot: ranges and formats.
@@ -435,9 +456,13 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn empty_file_is_defaults() -> Result<(), Box<dyn std::error::Error>> {
-        assert_eq!(Policy::from_yaml("", "x")?, Policy::default());
+    fn an_empty_file_is_refused_and_an_empty_map_is_the_defaults()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for empty in ["", "  \n", "# only a comment\n\n"] {
+            let e = Policy::from_yaml(empty, "p.yaml").unwrap_err().to_string();
+            assert!(e.contains("p.yaml is empty") && e.contains("`{}`"), "{e}");
+        }
+        assert_eq!(Policy::from_yaml("{}\n", "x")?, Policy::default());
         Ok(())
     }
 

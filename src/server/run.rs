@@ -44,9 +44,11 @@ async fn shutdown_signal() {
 /// `stsguard serve`.
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    let policy = load_policy(args.config.as_ref())?;
+    // Read while the certificate is: each read waits for its files to settle.
+    let policy_read = tokio::spawn(crate::server::reload::initial_policy(args.config.clone()));
     let metrics = Arc::new(Metrics::new());
 
+    let mut cert_read = Vec::new();
     let loaded = if args.dev {
         let b = crate::certs::generate(
             "localhost",
@@ -64,31 +66,24 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls::load_pem(b.cert_pem.as_bytes(), b.key_pem.as_bytes())?
     } else {
         match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => tls::load_files(c, k)?,
+            (Some(c), Some(k)) => {
+                let (l, read) =
+                    crate::server::reload::initial_certificate(c.clone(), k.clone()).await?;
+                cert_read = read;
+                l
+            }
             _ => anyhow::bail!(
                 "give --tls-cert and --tls-key, or --dev for a generated development certificate"
             ),
         }
     };
     metrics.cert_expiry.set(loaded.not_after);
+    let (policy, policy_read) = policy_read.await??;
     let certs = SwappableCert::new(loaded);
     let interval = Duration::from_secs(args.reload_interval.max(1));
     if let (Some(c), Some(k)) = (args.tls_cert.clone(), args.tls_key.clone()) {
         let (certs, metrics) = (certs.clone(), metrics.clone());
-        crate::server::reload::spawn(vec![c.clone(), k.clone()], interval, move || {
-            match tls::load_files(&c, &k) {
-                Ok(l) => {
-                    tracing::info!(serial = %l.serial, not_after = l.not_after, "serving certificate reloaded");
-                    metrics.cert_expiry.set(l.not_after);
-                    metrics.reload("certificate", true);
-                    certs.store(l);
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "new certificate not usable; keeping the old one");
-                    metrics.reload("certificate", false);
-                }
-            }
-        });
+        crate::server::reload::watch_certificate(c, k, interval, &cert_read, certs, metrics);
     }
 
     // Turned true at the shutdown signal: the background audit stops and releases its Lease.
@@ -163,19 +158,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     if let Some(path) = args.config.clone() {
         let (policy, metrics) = (state.policy.clone(), metrics.clone());
-        crate::server::reload::spawn(vec![path.clone()], interval, move || {
-            match Policy::load(&path) {
-                Ok(p) => {
-                    tracing::info!(path = %path.display(), "policy reloaded");
-                    metrics.reload("policy", true);
-                    policy.store(Arc::new(p));
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "new policy not usable; keeping the old one");
-                    metrics.reload("policy", false);
-                }
-            }
-        });
+        crate::server::reload::watch_policy(path, interval, &policy_read, policy, metrics);
     }
     let readiness = Arc::new(readiness);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

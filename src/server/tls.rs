@@ -50,10 +50,13 @@ pub fn load_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Loaded> {
     })
 }
 
+/// Reads a certificate and key (regular files only, capped: `reload::read_file`). Blocking.
 pub fn load_files(cert: &Path, key: &Path) -> anyhow::Result<Loaded> {
-    let c = std::fs::read(cert).map_err(|e| anyhow::anyhow!("read {}: {e}", cert.display()))?;
-    let k = std::fs::read(key).map_err(|e| anyhow::anyhow!("read {}: {e}", key.display()))?;
-    load_pem(&c, &k)
+    let read = |p: &Path| {
+        crate::server::reload::read_file(p, crate::bounds::MAX_MOUNTED_FILE)
+            .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))
+    };
+    load_pem(&read(cert)?, &read(key)?)
 }
 
 /// Serves whatever certificate was stored last; new handshakes pick up a swap at once.
