@@ -544,3 +544,69 @@ async fn serve_conn<IO>(
     conn.as_mut().graceful_shutdown();
     let _ = tokio::time::timeout(CLOSE_GRACE, conn).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(ip: &str, opened: Instant, started: u64, in_flight: usize) -> Entry {
+        let a = Activity::default();
+        a.started.store(started, Ordering::Release);
+        a.in_flight.store(in_flight, Ordering::Release);
+        Entry {
+            ip: ip.parse().unwrap(),
+            opened,
+            activity: Arc::new(a),
+            close: Arc::new(Notify::new()),
+        }
+    }
+
+    #[test]
+    fn at_the_cap_a_socket_that_never_sent_a_request_is_closed_before_a_keep_alive_one() {
+        let t0 = Instant::now() - Duration::from_secs(10);
+        let mut r = Registry::default();
+        let keep_alive = r.insert(entry("10.0.0.1", t0, 5, 0));
+        let busy = r.insert(entry("10.0.0.2", t0, 1, 1));
+        let silent = r.insert(entry("10.0.0.3", t0 + Duration::from_secs(5), 0, 0));
+        assert!(matches!(
+            r.admit("10.0.0.9".parse().unwrap(), 3, 3),
+            Admit::Reclaim
+        ));
+        assert!(
+            !r.conns.contains_key(&silent),
+            "the silent socket went first"
+        );
+        assert!(r.conns.contains_key(&keep_alive) && r.conns.contains_key(&busy));
+        assert!(matches!(
+            r.admit("10.0.0.9".parse().unwrap(), 2, 3),
+            Admit::Reclaim
+        ));
+        assert!(
+            !r.conns.contains_key(&keep_alive),
+            "then the quiet keep-alive one"
+        );
+        assert!(
+            matches!(r.admit("10.0.0.9".parse().unwrap(), 1, 3), Admit::No),
+            "a request in flight is never cut"
+        );
+    }
+
+    #[test]
+    fn at_its_own_cap_a_client_closes_only_its_own_connections() {
+        let t0 = Instant::now() - Duration::from_secs(10);
+        let mut r = Registry::default();
+        let other = r.insert(entry("10.0.0.1", t0, 0, 0));
+        let own = r.insert(entry("10.0.0.2", t0 + Duration::from_secs(1), 0, 0));
+        assert!(matches!(
+            r.admit("10.0.0.2".parse().unwrap(), 10, 1),
+            Admit::Reclaim
+        ));
+        assert!(r.conns.contains_key(&other) && !r.conns.contains_key(&own));
+        let _busy = r.insert(entry("10.0.0.2", t0, 1, 1));
+        assert!(matches!(
+            r.admit("10.0.0.2".parse().unwrap(), 10, 1),
+            Admit::No
+        ));
+        assert_eq!(r.per_ip.len(), 2);
+    }
+}

@@ -363,3 +363,112 @@ impl hyper::body::Body for HeldBody {
         hyper::body::SizeHint::with_exact(self.data.len() as u64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::body::Body as _;
+
+    fn gate(mib: usize) -> Gate {
+        Gate::new(Limits {
+            inflight_bytes: mib * 1024 * 1024,
+            workers: 2,
+            wait: Duration::from_millis(50),
+        })
+    }
+
+    #[test]
+    fn a_short_body_with_many_objects_goes_to_the_large_lane() {
+        let few = format!("{{\"a\":[{}]}}", vec!["1"; 1000].join(","));
+        assert_eq!(Lane::of_body(few.as_bytes()), Lane::Ordinary);
+        let many = format!("{{\"a\":[{}]}}", vec!["{}"; LANE_OBJECTS].join(","));
+        assert!(many.len() < 4096);
+        assert_eq!(Lane::of_body(many.as_bytes()), Lane::Large);
+        assert_eq!(Lane::of_body(&vec![b' '; INLINE_BODY + 1]), Lane::Large);
+        assert_eq!(Lane::of_length(None), Lane::Large);
+        assert_eq!(Lane::of_length(Some(INLINE_BODY)), Lane::Ordinary);
+    }
+
+    #[tokio::test]
+    async fn one_client_holds_at_most_half_a_lane_and_another_still_gets_in() {
+        let g = gate(8); // ordinary lane: 2 MiB, 1 MiB per client
+        let (a, b): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let mut first = Held::default();
+        assert!(
+            g.grow(Lane::Ordinary, Some(a), &mut first, 1024, g.limits.wait)
+                .await
+        );
+        assert_eq!(first.kib(), 1024);
+        let mut more = Held::default();
+        assert!(
+            !g.grow(Lane::Ordinary, Some(a), &mut more, 1, g.limits.wait)
+                .await,
+            "past its share"
+        );
+        let mut other = Held::default();
+        assert!(
+            g.grow(Lane::Ordinary, Some(b), &mut other, 1024, g.limits.wait)
+                .await
+        );
+        drop(first);
+        assert!(
+            g.grow(Lane::Ordinary, Some(a), &mut more, 512, g.limits.wait)
+                .await
+        );
+    }
+
+    #[tokio::test]
+    async fn the_answer_holds_its_bytes_until_its_last_piece_is_taken() {
+        let g = gate(8);
+        let mut held = Held::default();
+        assert!(
+            g.grow(Lane::Ordinary, None, &mut held, 2048, g.limits.wait)
+                .await
+        );
+        let mut body = HeldBody::new(vec![b'x'; 3 * ANSWER_CHUNK + 1], held);
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut pieces = 0;
+        loop {
+            let free = g.ordinary.kib.available_permits();
+            match std::pin::Pin::new(&mut body).poll_frame(&mut cx) {
+                std::task::Poll::Ready(Some(Ok(f))) => {
+                    assert!(f.into_data().unwrap().len() <= ANSWER_CHUNK);
+                    pieces += 1;
+                    if pieces < 4 {
+                        assert_eq!(free, 0, "still held before piece {pieces}");
+                    }
+                }
+                _ => break,
+            }
+        }
+        assert_eq!(pieces, 4);
+        assert!(body.is_end_stream());
+        assert_eq!(
+            g.ordinary.kib.available_permits(),
+            2048,
+            "released at the end"
+        );
+    }
+
+    #[tokio::test]
+    async fn moving_to_the_large_lane_gives_back_the_ordinary_bytes() {
+        let g = gate(8);
+        let mut held = Held::default();
+        assert!(
+            g.grow(Lane::Ordinary, None, &mut held, 100, g.limits.wait)
+                .await
+        );
+        assert!(
+            g.grow(Lane::Large, None, &mut held, 300, g.limits.wait)
+                .await
+        );
+        assert_eq!(held.kib(), 300);
+        assert_eq!(g.ordinary.kib.available_permits(), 2048);
+        assert!(
+            g.resize(Lane::Large, None, &mut held, 10, g.limits.wait)
+                .await
+        );
+        assert_eq!(g.large.kib.available_permits(), 6144 - 10);
+    }
+}
