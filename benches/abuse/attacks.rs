@@ -1575,6 +1575,18 @@ pub async fn run(attack: Attack, cfg: &Cfg) -> Report {
             "ms",
         ),
     );
+    if attack == Attack::NeighbourFlood {
+        // The neighbour's reviews run in their own lane: an ordinary review keeps its latency,
+        // not merely the general bound.
+        out.findings.push(Finding::new(
+            format!(
+                "probe review p99 during the neighbour's flood, bound {NEIGHBOUR_P99_MS} ms + the p99 before ({base:.1} ms)"
+            ),
+            stats.p99_ms(),
+            NEIGHBOUR_P99_MS + allowance,
+            "ms",
+        ));
+    }
     if let Some(e) = &stats.warmup_error {
         out.note(format!("probe warm-up: {e}"));
     }
@@ -2773,6 +2785,10 @@ pub async fn metrics_get_within(
         .await
         .map_err(|_| format!("no answer within {} s", limit.as_secs()))?
 }
+
+/// The probe's p99 bound while a neighbour floods (plus the p99 before): measured on two shared
+/// cores with the lanes 8–14 ms; without them 43–108 ms.
+const NEIGHBOUR_P99_MS: f64 = 30.0;
 
 /// For 6 s, from 127.0.0.2: 8 clients sending 98 KB reviews of 4,000 objects and 8 sending
 /// 28 KB reviews whose evaluation is heavy, each one after another on its own connection.
