@@ -87,7 +87,8 @@ pub struct ServeArgs {
     /// the policy's onError while the API server still waits.
     #[arg(long, default_value_t = 4)]
     pub request_timeout: u64,
-    /// Open connections at most, per port; past it new connections are closed at once.
+    /// Open connections at most, per port (a quarter of them from one client address); at it a
+    /// new connection closes the quietest open one, or is closed at once when none is quiet.
     #[arg(long, default_value_t = 512)]
     pub max_connections: usize,
     /// Budget of request bytes in flight (bodies being read and reviews being evaluated), MiB.

@@ -198,3 +198,25 @@ fn benchmark() {
         eprintln!("{}", r.text());
     }
 }
+
+/// 64 HTTP/2 connections × 32 streams, receive window 0, of a 28 KB review whose answer is
+/// many times larger: the answers stay in the byte budget until written, so peak RSS stays
+/// bounded and the probe (another client) is answered.
+#[test]
+fn answers_a_client_never_reads_stay_in_the_byte_budget() {
+    check(Attack::ZeroWindowAnswers);
+}
+
+/// 520 idle TCP sockets on the webhook port and 70 keep-alive ones on the metrics port, from
+/// other addresses: every review on a new connection and every /readyz is still answered.
+#[test]
+fn idle_sockets_on_both_ports_lock_no_one_out() {
+    check(Attack::IdleSocketsBothPorts);
+}
+
+/// A neighbour floods 98 KB / 4,000-object and 28 KB heavy reviews: they run in the large lane,
+/// and the probe's ordinary reviews keep their latency (p99 within 30 ms of the p99 before).
+#[test]
+fn a_neighbour_flooding_just_under_the_bounds_leaves_ordinary_reviews_their_latency() {
+    check(Attack::NeighbourFlood);
+}

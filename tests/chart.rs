@@ -150,29 +150,11 @@ fn lint_and_render_every_mode_schema_valid() {
     }
 }
 
-#[test]
-fn network_policy_when_enabled() {
-    assert!(
-        !render(&[]).iter().any(|d| d["kind"] == "NetworkPolicy"),
-        "off by default"
-    );
-    let docs = render(&["networkPolicy.enabled=true"]);
-    let np = find(&docs, "NetworkPolicy");
-    let ingress = np["spec"]["ingress"].as_array().unwrap();
-    assert_eq!(ingress.len(), 2);
-    assert_eq!(ingress[0]["ports"][0]["port"], 8443);
-    assert!(
-        ingress[0].get("from").is_none(),
-        "the webhook port is open to the API server wherever it is"
-    );
-    assert_eq!(ingress[1]["ports"][0]["port"], 9090);
-    assert_eq!(
-        ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
-        "monitoring"
-    );
+/// Validates one rendered manifest against the Kubernetes 1.28 schema.
+fn validate_manifest(doc: &serde_json::Value) {
     let dir = tempfile::tempdir().unwrap();
-    let f = dir.path().join("np.yaml");
-    std::fs::write(&f, stsguard::yaml::to_string_of(np).unwrap()).unwrap();
+    let f = dir.path().join("doc.yaml");
+    std::fs::write(&f, stsguard::yaml::to_string_of(doc).unwrap()).unwrap();
     let out = Command::new("kubernetes-validate")
         .args(["-k", "1.28.0", "--strict", "--quiet"])
         .arg(&f)
@@ -183,6 +165,50 @@ fn network_policy_when_enabled() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn the_network_policy_is_on_by_default_with_the_webhook_open_and_the_metrics_port_closed() {
+    let docs = render(&[]);
+    let np = find(&docs, "NetworkPolicy");
+    assert_eq!(np["spec"]["policyTypes"][0], "Ingress");
+    let ingress = np["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 1, "only the webhook port: {ingress:?}");
+    assert_eq!(ingress[0]["ports"][0]["port"], 8443);
+    assert!(
+        ingress[0].get("from").is_none(),
+        "the webhook port is open to the API server wherever it is"
+    );
+    validate_manifest(np);
+    assert!(
+        !render(&["networkPolicy.enabled=false"])
+            .iter()
+            .any(|d| d["kind"] == "NetworkPolicy"),
+        "it can be turned off"
+    );
+}
+
+#[test]
+fn the_metrics_port_is_open_only_to_the_sources_listed_in_metrics_from() {
+    let docs = render(&[
+        "networkPolicy.metricsFrom[0].namespaceSelector.matchLabels.kubernetes\\.io/metadata\\.name=monitoring",
+    ]);
+    let np = find(&docs, "NetworkPolicy");
+    let ingress = np["spec"]["ingress"].as_array().unwrap();
+    assert_eq!(ingress.len(), 2);
+    assert!(ingress[0].get("from").is_none());
+    assert_eq!(ingress[1]["ports"][0]["port"], 9090);
+    assert_eq!(
+        ingress[1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "monitoring"
+    );
+    assert_eq!(ingress[1]["from"].as_array().unwrap().len(), 1);
+    validate_manifest(np);
+    // The probes still reach the metrics port: they are the kubelet's, from the node.
+    let d = find(&docs, "Deployment");
+    let c = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "metrics");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "metrics");
 }
 
 #[test]

@@ -74,6 +74,8 @@ pub struct Metrics {
     pub reloads: Family<ReloadLabels, Counter>,
     pub rules: Family<RuleLabels, Counter>,
     pub rejected: Family<RejectLabels, Counter>,
+    /// Quiet connections closed to make room for new ones at a connection cap.
+    pub reclaimed: Counter,
     pub audit: crate::audit::metrics::AuditMetrics,
     pub pod_role_repairs: Family<crate::repair::RepairLabels, Counter>,
 }
@@ -117,6 +119,12 @@ impl Metrics {
             "Connections and requests turned away by a bound (connection cap, byte budget, time budget)",
             rejected.clone(),
         );
+        let reclaimed = Counter::default();
+        registry.register(
+            "connections_reclaimed",
+            "Quiet connections closed to make room for new ones at a connection cap",
+            reclaimed.clone(),
+        );
         let rules = Family::<RuleLabels, Counter>::default();
         registry.register(
             "rule_results",
@@ -138,6 +146,7 @@ impl Metrics {
             reloads,
             rules,
             rejected,
+            reclaimed,
             audit,
             pod_role_repairs,
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -34,9 +34,12 @@ pub mod reload;
 pub mod run;
 pub mod tls;
 
-pub use conn::{Timeouts, serve_plain, serve_tls};
-use gate::Permit;
-pub use gate::{Gate, INLINE_BODY, LARGE_BODY, Limits};
+pub use conn::{ClientAddr, Timeouts, serve_plain, serve_tls};
+use gate::Held;
+pub use gate::{
+    ANSWER_CHUNK, CLIENT_SHARE_DIVISOR, Gate, HeldBody, INLINE_BODY, LANE_OBJECTS, LARGE_BODY,
+    Lane, Limits,
+};
 
 /// Request fields in log lines and 400 reasons are cut to this many bytes.
 pub const LOG_FIELD_MAX: usize = 256;
@@ -104,12 +107,14 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// One review: the byte budget, the body, an evaluation slot, the evaluation off the I/O
-/// workers, all under `budget`. The HTTP layer only decodes, dispatches and encodes.
+/// One review: the byte budget, the body, its lane, the evaluation (ordinary reviews inline,
+/// large ones on the blocking pool), all under `budget`; the answer keeps the budget until it
+/// is written. The HTTP layer only decodes, dispatches and encodes.
 async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Request) -> Response {
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + budget);
     let gate = state.gate.clone();
+    let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     // Refused before anything is read, and so before any `100 Continue`.
     let len = content_length(req.headers());
     if len.is_some_and(|l| l > MAX_BODY) {
@@ -122,9 +127,9 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
     // The byte budget: bytes are counted as they arrive, before they are buffered (a client
     // that sends headers and no body holds nothing), and the review's evaluation (four times
     // the body) once the body is complete.
-    let large = Gate::is_large(len);
+    let mut lane = Lane::of_length(len);
     let wait = gate.limits.wait.min(budget);
-    let mut held: Option<Permit> = None;
+    let mut held = Held::default();
     let busy = |state: &AppState| {
         state.metrics.reject("bytes");
         let mut r = plain(
@@ -135,7 +140,9 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
             .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
         r
     };
-    let mut buf: Vec<u8> = Vec::with_capacity(len.unwrap_or(0).min(LARGE_BODY));
+    // Allocated once the first bytes are in the budget, not before: a request waiting for the
+    // budget holds no buffer.
+    let mut buf: Vec<u8> = Vec::new();
     let mut incoming = req.into_body();
     loop {
         let frame = match timeout_at(deadline, incoming.frame()).await {
@@ -166,61 +173,85 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 format!("the body is over {MAX_BODY} bytes"),
             );
         }
+        if total > INLINE_BODY {
+            lane = Lane::Large;
+        }
         if !gate
-            .grow(large, &mut held, total.div_ceil(1024) as u32, wait)
+            .grow(lane, client, &mut held, total.div_ceil(1024) as u32, wait)
             .await
         {
             return busy(&state);
         }
+        if buf.capacity() == 0 {
+            buf.reserve_exact(len.unwrap_or(0).min(LARGE_BODY).max(data.len()));
+        }
         buf.extend_from_slice(&data);
     }
+    drop(incoming);
     let body = Bytes::from(buf);
+    // A short body with many objects is as much work as a long one: the large lane.
+    if lane == Lane::Ordinary {
+        lane = Lane::of_body(&body);
+    }
     if !gate
-        .grow(large, &mut held, gate.charge(Some(body.len())), wait)
+        .grow(
+            lane,
+            client,
+            &mut held,
+            gate.charge(lane, Some(body.len()), client),
+            wait,
+        )
         .await
     {
         return busy(&state);
     }
-    let bytes = held;
     let policy = state.policy.load_full();
-    let result = if body.len() <= INLINE_BODY {
-        // An ordinary review: its work is bounded by its size to well under a millisecond, less
-        // than handing it to another thread costs (measured: 25% of the throughput on two
-        // cores), so it runs here, guarded against a panic.
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            admission::answer(endpoint, &body, &policy, state.lookups.as_ref())
-        }));
-        drop(bytes);
-        match r {
-            Ok(r) => Some(r),
-            Err(_) => {
-                tracing::error!("a review panicked");
-                Some(unevaluated(body.clone(), policy.clone(), "internal error").await)
+    let result = match lane {
+        Lane::Ordinary => {
+            // An ordinary review: its work is bounded by its size and objects to well under a
+            // millisecond, less than handing it to another thread costs (measured: 25% of the
+            // throughput on two cores), so it runs here, guarded against a panic.
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                admission::answer(endpoint, &body, &policy, state.lookups.as_ref())
+            }));
+            match r {
+                Ok(r) => Some((r, held)),
+                Err(_) => {
+                    tracing::error!("a review panicked");
+                    Some((
+                        unevaluated(body.clone(), policy.clone(), "internal error").await,
+                        held,
+                    ))
+                }
             }
         }
-    } else {
-        match gate.worker(body.len(), deadline).await {
+        Lane::Large => match gate.worker(deadline).await {
             Some(worker) => {
                 let (b, p, l) = (body.clone(), policy.clone(), state.lookups.clone());
                 // The permits go with the work: a review past its budget still holds its slot and
-                // its bytes until it ends (its work is bounded by its input).
+                // its bytes until it ends (its work is bounded by its input); they come back with
+                // the answer, which keeps the bytes until it is written.
                 let task = tokio::task::spawn_blocking(move || {
-                    let _held = (worker, bytes);
-                    admission::answer(endpoint, &b, &p, l.as_ref())
+                    let r = admission::answer(endpoint, &b, &p, l.as_ref());
+                    drop(worker);
+                    (r, held)
                 });
                 match timeout_at(deadline, task).await {
                     Ok(Ok(r)) => Some(r),
                     Ok(Err(panic)) => {
                         tracing::error!(error = %panic, "a review panicked");
-                        Some(unevaluated(body.clone(), policy.clone(), "internal error").await)
+                        Some((
+                            unevaluated(body.clone(), policy.clone(), "internal error").await,
+                            Held::default(),
+                        ))
                     }
                     Err(_) => None,
                 }
             }
             None => None,
-        }
+        },
     };
-    let result = match result {
+    let (result, mut held) = match result {
         Some(r) => r,
         None => {
             state.metrics.reject("time");
@@ -228,9 +259,17 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 "not evaluated within its {} ms time budget",
                 budget.as_millis()
             );
-            unevaluated(body, policy, &why).await
+            (unevaluated(body, policy, &why).await, Held::default())
         }
     };
+    // The answer keeps what it costs until its last byte is handed to the connection, however
+    // slowly the client reads it; an answer the budget cannot hold is not kept waiting.
+    if let Ok(answer) = &result {
+        let want = gate.answer_charge(lane, answer.body.len(), client);
+        if !gate.resize(lane, client, &mut held, want, wait).await {
+            return busy(&state);
+        }
+    }
     let elapsed = start.elapsed();
     match result {
         Ok(answer) => {
@@ -254,7 +293,11 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 latency_us = elapsed.as_micros() as u64,
                 "review"
             );
-            ([(header::CONTENT_TYPE, "application/json")], answer.body).into_response()
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::new(HeldBody::new(answer.body, held)),
+            )
+                .into_response()
         }
         Err(bad) => {
             let s = admission::Summary {

@@ -145,6 +145,9 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         handshake: Duration::from_secs(args.io_timeout.max(1)),
         header_read: Duration::from_secs(args.io_timeout.max(1)),
         idle: Duration::from_secs(args.idle_timeout.max(1)),
+        // A review's answer is ready within its budget; a client that then takes nothing of it
+        // for another I/O timeout has stopped reading.
+        stall: Duration::from_secs(args.request_timeout.max(1) + args.io_timeout.max(1)),
         drain: Duration::from_secs(args.drain_timeout),
         max_connections: args.max_connections.max(1),
         rejected: Some(
@@ -155,6 +158,8 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 })
                 .clone(),
         ),
+        reclaimed: Some(metrics.reclaimed.clone()),
+        ..Default::default()
     };
     if let Some(path) = args.config.clone() {
         let (policy, metrics) = (state.policy.clone(), metrics.clone());
@@ -166,8 +171,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let metrics_listener = server::bind(args.metrics_addr, "metrics").await?;
     let metrics_local = metrics_listener.local_addr()?;
     let metrics_app = server::metrics_router(metrics.clone(), readiness.clone());
+    // Prometheus holds one or two connections; the kubelet's probes open a new one each time
+    // (and, at the cap, close the quietest other one).
     let metrics_timeouts = Timeouts {
         max_connections: 64,
+        max_per_client: 16,
         ..timeouts.clone()
     };
     let metrics_task = tokio::spawn(server::serve_plain(
