@@ -19,17 +19,20 @@ use stsguard::policy::{Mode, RuleId};
 /// The API server's limit on a request body (k8s.io/apiserver, `MaxRequestBodyBytes`).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// One PATCH: namespace, name, body bytes, status.
+type Patched = (String, String, usize, u16);
+
 #[derive(Clone, Default)]
 struct Reports {
     /// (namespace, name) -> stored report.
     stored: Arc<Mutex<BTreeMap<(String, String), Value>>>,
     /// Every PATCH: (namespace, name, body bytes, status).
-    patches: Arc<Mutex<Vec<(String, String, usize, u16)>>>,
+    patches: Arc<Mutex<Vec<Patched>>>,
     deletes: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Reports {
-    fn patches(&self) -> Vec<(String, String, usize, u16)> {
+    fn patches(&self) -> Vec<Patched> {
         self.patches.lock().unwrap().clone()
     }
     fn names(&self, ns: &str) -> Vec<String> {

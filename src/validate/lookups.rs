@@ -333,13 +333,16 @@ impl CachedService {
     }
 }
 
+/// `matchLabels` and `matchExpressions`.
+type HeldSelector = (Option<Labels>, Option<Vec<LabelSelectorRequirement>>);
+
 /// A PodDisruptionBudget as the disruption-budget rule reads it: name, namespace,
 /// `spec.selector` (given to the rule as a PDB with only these set).
 pub struct CachedPdb {
     name: Option<String>,
     namespace: Option<String>,
     /// None: no `spec`; `Some(None)`: no selector.
-    selector: Option<Option<(Option<Labels>, Option<Vec<LabelSelectorRequirement>>)>>,
+    selector: Option<Option<HeldSelector>>,
 }
 
 fn project_pdb(p: PodDisruptionBudget) -> CachedPdb {
@@ -422,13 +425,16 @@ struct Held {
     spec: Option<HeldSpec>,
 }
 
+/// A pod volume's name and claim.
+type HeldVolume = (String, Option<PersistentVolumeClaimVolumeSource>);
+
 struct HeldSpec {
     replicas: Option<i32>,
     ordinals: Option<StatefulSetOrdinals>,
     retention: Option<StatefulSetPersistentVolumeClaimRetentionPolicy>,
     templates: Option<Box<[Option<String>]>>,
     /// None: no pod `spec`; then each volume's name and claim.
-    volumes: Option<Option<Box<[(String, Option<PersistentVolumeClaimVolumeSource>)]>>>,
+    volumes: Option<Option<Box<[HeldVolume]>>>,
 }
 
 impl Held {
