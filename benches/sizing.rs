@@ -24,8 +24,8 @@
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -353,7 +353,9 @@ fn main() -> Result<(), BoxError> {
     let cases = std::env::var("SIZING_CASES").unwrap_or_else(|_| "1000,10000,50000".to_string());
     let exe = std::env::current_exe()?;
     for spec in cases.split(',').filter(|s| !s.trim().is_empty()) {
-        let out = Command::new(&exe).env("SIZING_CASE", spec.trim()).output()?;
+        let out = Command::new(&exe)
+            .env("SIZING_CASE", spec.trim())
+            .output()?;
         print!("{}", String::from_utf8_lossy(&out.stdout));
         if !out.status.success() {
             eprint!("{}", String::from_utf8_lossy(&out.stderr));

@@ -123,7 +123,14 @@ fn a_cached_statefulset_being_deleted_lets_its_namespace_go() {
     let l = WatchLookups::from_objects(vec![], vec![], vec![], vec![s]);
     assert!(denied(&*l, "db", Subject::DeleteNamespace).is_empty());
     assert_eq!(
-        denied(&*l, "db", Subject::DeleteClaim { name: "data-etcd-3" }).len(),
+        denied(
+            &*l,
+            "db",
+            Subject::DeleteClaim {
+                name: "data-etcd-3"
+            }
+        )
+        .len(),
         1,
         "its claims stay kept"
     );
@@ -136,12 +143,18 @@ fn the_cache_keeps_the_whole_spec_for_the_audit_and_drops_what_nothing_reads() {
         panic!("found");
     };
     let mut want = protected("db", "etcd");
-    assert_eq!(whole.spec, want.spec, "the audit and Scale reviews judge the whole spec");
+    assert_eq!(
+        whole.spec, want.spec,
+        "the audit and Scale reviews judge the whole spec"
+    );
     assert!(whole.status.is_none());
     assert!(whole.metadata.managed_fields.is_none());
     assert!(whole.metadata.resource_version.is_none());
     let anns = whole.metadata.annotations.clone().unwrap_or_default();
-    assert_eq!(anns.get("stsguard.io/protect").map(String::as_str), Some("true"));
+    assert_eq!(
+        anns.get("stsguard.io/protect").map(String::as_str),
+        Some("true")
+    );
     assert!(!anns.contains_key("kubectl.kubernetes.io/last-applied-configuration"));
     assert_eq!(whole.metadata.labels, want.metadata.labels.take());
     assert_eq!(whole.metadata.uid.as_deref(), Some("uid-etcd"));
@@ -159,7 +172,10 @@ fn the_cache_keeps_the_whole_spec_for_the_audit_and_drops_what_nothing_reads() {
         Some("Delete")
     );
     let pod = spec.template.spec.unwrap_or_default();
-    assert!(pod.containers.is_empty(), "no containers in the delete view");
+    assert!(
+        pod.containers.is_empty(),
+        "no containers in the delete view"
+    );
     assert_eq!(pod.volumes.map(|v| v.len()), Some(2));
 }
 
@@ -171,7 +187,10 @@ fn look_ups_read_only_their_namespace() {
         .collect();
     let mut s = protected("db", "etcd");
     s.metadata.annotations = None;
-    let services = vec![service("db", "etcd", "etcd"), service("web", "etcd", "etcd")];
+    let services = vec![
+        service("db", "etcd", "etcd"),
+        service("web", "etcd", "etcd"),
+    ];
     let l = WatchLookups::from_objects(services.clone(), vec![], pdbs.clone(), vec![s.clone()]);
     let Lookup::Found(in_db) = l.pdbs("db") else {
         panic!("synced")

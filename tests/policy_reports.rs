@@ -19,17 +19,20 @@ use stsguard::policy::{Mode, RuleId};
 /// The API server's limit on a request body (k8s.io/apiserver, `MaxRequestBodyBytes`).
 const MAX_BODY: usize = 3 * 1024 * 1024;
 
+/// One PATCH: namespace, name, body bytes, status.
+type Patched = (String, String, usize, u16);
+
 #[derive(Clone, Default)]
 struct Reports {
     /// (namespace, name) -> stored report.
     stored: Arc<Mutex<BTreeMap<(String, String), Value>>>,
     /// Every PATCH: (namespace, name, body bytes, status).
-    patches: Arc<Mutex<Vec<(String, String, usize, u16)>>>,
+    patches: Arc<Mutex<Vec<Patched>>>,
     deletes: Arc<Mutex<Vec<(String, String)>>>,
 }
 
 impl Reports {
-    fn patches(&self) -> Vec<(String, String, usize, u16)> {
+    fn patches(&self) -> Vec<Patched> {
         self.patches.lock().unwrap().clone()
     }
     fn names(&self, ns: &str) -> Vec<String> {
@@ -54,8 +57,10 @@ impl Reports {
 fn status(code: StatusCode, reason: &str) -> axum::response::Response {
     (
         code,
-        axum::Json(json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                          "reason": reason, "code": code.as_u16(), "message": reason})),
+        axum::Json(
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                          "reason": reason, "code": code.as_u16(), "message": reason}),
+        ),
     )
         .into_response()
 }
@@ -78,8 +83,10 @@ async fn handler(
                        "metadata": r["metadata"]})
             })
             .collect();
-        return axum::Json(json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
-                                 "metadata": {"resourceVersion": "1"}, "items": items}))
+        return axum::Json(
+            json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList",
+                                 "metadata": {"resourceVersion": "1"}, "items": items}),
+        )
         .into_response();
     }
     let Some(rest) = path.strip_prefix("/apis/wgpolicyk8s.io/v1alpha2/namespaces/") else {
@@ -264,7 +271,9 @@ async fn an_unchanged_report_is_not_sent_again_after_a_restart_and_keeps_its_tim
 
     // web's StatefulSets gone: its report is deleted.
     let r = restarted
-        .write(&audit(first.into_iter().filter(|o| o.namespace == "db").collect()))
+        .write(&audit(
+            first.into_iter().filter(|o| o.namespace == "db").collect(),
+        ))
         .await
         .unwrap()
         .unwrap();

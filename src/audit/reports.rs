@@ -94,7 +94,9 @@ pub fn is_part_name(name: &str) -> bool {
 }
 
 /// The objects of a namespace in report order (by name), each with its results in rule order.
-fn ordered<'a>(results: &NamespaceResults<'a>) -> Vec<(&'a ObjectResult, Vec<&'a super::RuleResult>)> {
+fn ordered<'a>(
+    results: &NamespaceResults<'a>,
+) -> Vec<(&'a ObjectResult, Vec<&'a super::RuleResult>)> {
     let mut objects = results.objects.clone();
     objects.sort_by(|a, b| a.name.cmp(&b.name));
     objects
@@ -425,7 +427,11 @@ impl Writer {
     }
 
     /// Deletes the reports `names` of `ns`; returns those left (not deleted).
-    async fn delete(&mut self, ns: &str, names: impl IntoIterator<Item = String>) -> BTreeSet<String> {
+    async fn delete(
+        &mut self,
+        ns: &str,
+        names: impl IntoIterator<Item = String>,
+    ) -> BTreeSet<String> {
         let api = self.api(ns);
         let mut left = BTreeSet::new();
         for name in names {
@@ -451,7 +457,13 @@ impl Writer {
             self.first_seen.remove(ns);
             let left = self.delete(ns, server.names).await;
             if !left.is_empty() {
-                self.on_server.insert(ns.to_string(), OnServer { names: left, hash: None });
+                self.on_server.insert(
+                    ns.to_string(),
+                    OnServer {
+                        names: left,
+                        hash: None,
+                    },
+                );
             }
             return;
         }
@@ -482,7 +494,11 @@ impl Writer {
         for part in &parts {
             let name = part.name().to_string();
             match api
-                .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(part))
+                .patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(part),
+                )
                 .await
             {
                 Ok(_) => {
@@ -514,7 +530,8 @@ impl Writer {
             names.extend(stale);
         }
         let hash = (ok && !names.is_empty()).then_some(hash);
-        self.on_server.insert(ns.to_string(), OnServer { names, hash });
+        self.on_server
+            .insert(ns.to_string(), OnServer { names, hash });
     }
 
     /// Ends a run: deletes the reports of namespaces the run did not see (no StatefulSet left),
@@ -534,7 +551,13 @@ impl Writer {
                 .unwrap_or_default();
             let left = self.delete(&ns, names).await;
             if !left.is_empty() {
-                self.on_server.insert(ns, OnServer { names: left, hash: None });
+                self.on_server.insert(
+                    ns,
+                    OnServer {
+                        names: left,
+                        hash: None,
+                    },
+                );
             }
         }
         let seen = &self.seen;
@@ -809,6 +832,8 @@ mod tests {
         assert_eq!(names[0], "stsguard");
         assert_eq!(names[1], "stsguard-2");
         assert!(names.iter().all(|n| is_part_name(n)));
-        assert!(!is_part_name("stsguard-x") && !is_part_name("stsguard-") && !is_part_name("other"));
+        assert!(
+            !is_part_name("stsguard-x") && !is_part_name("stsguard-") && !is_part_name("other")
+        );
     }
 }

@@ -147,7 +147,9 @@ async fn run(
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        metrics.audit.record_counts(&totals.violations, seconds, now);
+        metrics
+            .audit
+            .record_counts(&totals.violations, seconds, now);
         let violations: i64 = totals.violations.values().sum();
         tracing::info!(
             statefulsets = totals.objects,

@@ -7,13 +7,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetOrdinals, StatefulSetPersistentVolumeClaimRetentionPolicy,
+    StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
-    PersistentVolumeClaim, PodSpec, PodTemplateSpec, Service, ServiceSpec, Volume,
+    PersistentVolumeClaim, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Service,
+    ServiceSpec, Volume,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::api::storage::v1::StorageClass;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
+};
 use kube::Resource;
 use kube::api::Api;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -280,21 +286,93 @@ fn project_meta(m: ObjectMeta, labels: bool, annotations: bool) -> ObjectMeta {
     }
 }
 
+/// Labels as a boxed slice: a `BTreeMap` takes a node of several hundred bytes even for one
+/// entry, and caches hold tens of thousands of selectors.
+type Labels = Box<[(String, String)]>;
+
+fn labels(m: Option<BTreeMap<String, String>>) -> Option<Labels> {
+    m.map(|m| m.into_iter().collect())
+}
+
+fn label_map(l: &Option<Labels>) -> Option<BTreeMap<String, String>> {
+    l.as_ref().map(|l| l.iter().cloned().collect())
+}
+
 /// A Service as the governing-service rule reads it: name, namespace, `spec.clusterIP`,
-/// `spec.selector`.
-fn project_service(s: Service) -> Service {
-    Service {
-        metadata: ObjectMeta {
-            name: s.metadata.name,
-            namespace: s.metadata.namespace,
-            ..Default::default()
-        },
-        spec: s.spec.map(|sp| ServiceSpec {
-            cluster_ip: sp.cluster_ip,
-            selector: sp.selector,
-            ..Default::default()
+/// `spec.selector` (given to the rule as a Service with only these set).
+pub struct CachedService {
+    name: Option<String>,
+    namespace: Option<String>,
+    /// None: no `spec`.
+    spec: Option<(Option<String>, Option<Labels>)>,
+}
+
+fn project_service(s: Service) -> CachedService {
+    CachedService {
+        name: s.metadata.name,
+        namespace: s.metadata.namespace,
+        spec: s.spec.map(|sp| (sp.cluster_ip, labels(sp.selector))),
+    }
+}
+
+impl CachedService {
+    fn service(&self) -> Service {
+        Service {
+            metadata: ObjectMeta {
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+                ..Default::default()
+            },
+            spec: self.spec.as_ref().map(|(ip, sel)| ServiceSpec {
+                cluster_ip: ip.clone(),
+                selector: label_map(sel),
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+}
+
+/// `matchLabels` and `matchExpressions`.
+type HeldSelector = (Option<Labels>, Option<Vec<LabelSelectorRequirement>>);
+
+/// A PodDisruptionBudget as the disruption-budget rule reads it: name, namespace,
+/// `spec.selector` (given to the rule as a PDB with only these set).
+pub struct CachedPdb {
+    name: Option<String>,
+    namespace: Option<String>,
+    /// None: no `spec`; `Some(None)`: no selector.
+    selector: Option<Option<HeldSelector>>,
+}
+
+fn project_pdb(p: PodDisruptionBudget) -> CachedPdb {
+    CachedPdb {
+        name: p.metadata.name,
+        namespace: p.metadata.namespace,
+        selector: p.spec.map(|s| {
+            s.selector
+                .map(|sel| (labels(sel.match_labels), sel.match_expressions))
         }),
-        status: None,
+    }
+}
+
+impl CachedPdb {
+    fn pdb(&self) -> PodDisruptionBudget {
+        PodDisruptionBudget {
+            metadata: ObjectMeta {
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+                ..Default::default()
+            },
+            spec: self.selector.as_ref().map(|sel| PodDisruptionBudgetSpec {
+                selector: sel.as_ref().map(|(l, e)| LabelSelector {
+                    match_labels: label_map(l),
+                    match_expressions: e.clone(),
+                }),
+                ..Default::default()
+            }),
+            status: None,
+        }
     }
 }
 
@@ -319,36 +397,130 @@ fn project_class(c: StorageClass) -> StorageClass {
     }
 }
 
-/// A PodDisruptionBudget as the disruption-budget rule reads it: name, namespace,
-/// `spec.selector`.
-fn project_pdb(p: PodDisruptionBudget) -> PodDisruptionBudget {
-    PodDisruptionBudget {
-        metadata: ObjectMeta {
-            name: p.metadata.name,
-            namespace: p.metadata.namespace,
-            ..Default::default()
-        },
-        spec: p.spec.map(|s| PodDisruptionBudgetSpec {
-            selector: s.selector,
-            ..Default::default()
-        }),
-        status: None,
-    }
-}
-
 /// A cached StatefulSet, in two forms:
-/// - `held`: what namespace and claim DELETEs read of every StatefulSet of the namespace, typed:
-///   name, namespace, uid, annotations (`stsguard.io/protect`, the rule overrides),
-///   `deletionTimestamp`, `spec.replicas`, `spec.ordinals`,
-///   `spec.persistentVolumeClaimRetentionPolicy`, the names of its `volumeClaimTemplates` and
-///   its pod volumes' names and `persistentVolumeClaim` (in their order: messages name indexes);
+/// - `held`: what namespace and claim DELETEs read of every StatefulSet of the namespace, in a
+///   small struct of its own ([`Held`]; a typed StatefulSet, even nearly empty, takes kilobytes:
+///   every nested struct of the pod spec is inline);
 /// - `json`: the whole object but `status` and the metadata nothing reads ([`project_meta`]),
 ///   as compact JSON, decoded one object at a time where it is judged whole: the background
 ///   audit (every rule; quorum detection reads the containers' images, command, args and env)
 ///   and Scale reviews. A decoded StatefulSet takes three to four times the bytes of its JSON.
 pub struct CachedStatefulSet {
-    pub held: Arc<StatefulSet>,
+    held: Held,
     json: Box<[u8]>,
+}
+
+/// What delete protection reads of a StatefulSet: name, namespace, uid, its `stsguard.io/`
+/// annotations (`stsguard.io/protect`, the rule overrides), `deletionTimestamp`,
+/// `spec.replicas`, `spec.ordinals`, `spec.persistentVolumeClaimRetentionPolicy`, the names of
+/// its `volumeClaimTemplates` and its pod volumes' names and `persistentVolumeClaim`, in their
+/// order (messages name indexes).
+struct Held {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    annotations: Option<BTreeMap<String, String>>,
+    deletion_timestamp: Option<Time>,
+    /// None: no `spec`.
+    spec: Option<HeldSpec>,
+}
+
+/// A pod volume's name and claim.
+type HeldVolume = (String, Option<PersistentVolumeClaimVolumeSource>);
+
+struct HeldSpec {
+    replicas: Option<i32>,
+    ordinals: Option<StatefulSetOrdinals>,
+    retention: Option<StatefulSetPersistentVolumeClaimRetentionPolicy>,
+    templates: Option<Box<[Option<String>]>>,
+    /// None: no pod `spec`; then each volume's name and claim.
+    volumes: Option<Option<Box<[HeldVolume]>>>,
+}
+
+impl Held {
+    fn of(s: &StatefulSet) -> Held {
+        let m = &s.metadata;
+        Held {
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            uid: m.uid.clone(),
+            annotations: m
+                .annotations
+                .as_ref()
+                .map(|a| {
+                    a.iter()
+                        .filter(|(k, _)| k.starts_with(crate::k8s::annotations::keys::PREFIX))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect::<BTreeMap<_, _>>()
+                })
+                .filter(|a| !a.is_empty()),
+            deletion_timestamp: m.deletion_timestamp.clone(),
+            spec: s.spec.as_ref().map(|sp| HeldSpec {
+                replicas: sp.replicas,
+                ordinals: sp.ordinals.clone(),
+                retention: sp.persistent_volume_claim_retention_policy.clone(),
+                templates: sp
+                    .volume_claim_templates
+                    .as_ref()
+                    .map(|ts| ts.iter().map(|t| t.metadata.name.clone()).collect()),
+                volumes: sp.template.spec.as_ref().map(|p| {
+                    p.volumes.as_ref().map(|vs| {
+                        vs.iter()
+                            .map(|v| (v.name.clone(), v.persistent_volume_claim.clone()))
+                            .collect()
+                    })
+                }),
+            }),
+        }
+    }
+
+    /// The StatefulSet delete protection judges: only these fields set.
+    fn statefulset(&self) -> StatefulSet {
+        let spec = self.spec.as_ref().map(|sp| StatefulSetSpec {
+            replicas: sp.replicas,
+            ordinals: sp.ordinals.clone(),
+            persistent_volume_claim_retention_policy: sp.retention.clone(),
+            volume_claim_templates: sp.templates.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|name| PersistentVolumeClaim {
+                        metadata: ObjectMeta {
+                            name: name.clone(),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    })
+                    .collect()
+            }),
+            template: PodTemplateSpec {
+                metadata: None,
+                spec: sp.volumes.as_ref().map(|vs| PodSpec {
+                    volumes: vs.as_ref().map(|vs| {
+                        vs.iter()
+                            .map(|(name, claim)| Volume {
+                                name: name.clone(),
+                                persistent_volume_claim: claim.clone(),
+                                ..Default::default()
+                            })
+                            .collect()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        });
+        StatefulSet {
+            metadata: ObjectMeta {
+                name: self.name.clone(),
+                namespace: self.namespace.clone(),
+                uid: self.uid.clone(),
+                annotations: self.annotations.clone(),
+                deletion_timestamp: self.deletion_timestamp.clone(),
+                ..Default::default()
+            },
+            spec,
+            status: None,
+        }
+    }
 }
 
 impl CachedStatefulSet {
@@ -356,48 +528,10 @@ impl CachedStatefulSet {
         serde_json::from_slice(&self.json)
             .map_err(|e| format!("cached StatefulSet not decoded: {e}"))
     }
-}
 
-/// What delete protection reads of a StatefulSet (see [`CachedStatefulSet`]).
-pub fn held_view(s: &StatefulSet) -> StatefulSet {
-    let spec = s.spec.as_ref().map(|sp| StatefulSetSpec {
-        replicas: sp.replicas,
-        ordinals: sp.ordinals.clone(),
-        persistent_volume_claim_retention_policy: sp
-            .persistent_volume_claim_retention_policy
-            .clone(),
-        volume_claim_templates: sp.volume_claim_templates.as_ref().map(|ts| {
-            ts.iter()
-                .map(|t| PersistentVolumeClaim {
-                    metadata: ObjectMeta {
-                        name: t.metadata.name.clone(),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                })
-                .collect()
-        }),
-        template: PodTemplateSpec {
-            metadata: None,
-            spec: sp.template.spec.as_ref().map(|p| PodSpec {
-                volumes: p.volumes.as_ref().map(|vs| {
-                    vs.iter()
-                        .map(|v| Volume {
-                            name: v.name.clone(),
-                            persistent_volume_claim: v.persistent_volume_claim.clone(),
-                            ..Default::default()
-                        })
-                        .collect()
-                }),
-                ..Default::default()
-            }),
-        },
-        ..Default::default()
-    });
-    StatefulSet {
-        metadata: project_meta(s.metadata.clone(), false, true),
-        spec,
-        status: None,
+    /// What delete protection reads of it, as a StatefulSet with only those fields set.
+    pub fn held(&self) -> StatefulSet {
+        self.held.statefulset()
     }
 }
 
@@ -408,17 +542,19 @@ fn project_sts(s: StatefulSet) -> CachedStatefulSet {
         status: None,
     };
     CachedStatefulSet {
-        held: Arc::new(held_view(&whole)),
+        held: Held::of(&whole),
         // Serialising a typed object does not fail.
-        json: serde_json::to_vec(&whole).unwrap_or_default().into_boxed_slice(),
+        json: serde_json::to_vec(&whole)
+            .unwrap_or_default()
+            .into_boxed_slice(),
     }
 }
 
 /// The server's look-ups: four cluster-wide watch caches, indexed by namespace.
 pub struct WatchLookups {
-    services: Arc<Cache<Service>>,
+    services: Arc<Cache<Service, CachedService>>,
     classes: Arc<Cache<StorageClass>>,
-    pdbs: Arc<Cache<PodDisruptionBudget>>,
+    pdbs: Arc<Cache<PodDisruptionBudget, CachedPdb>>,
     statefulsets: Arc<Cache<StatefulSet, CachedStatefulSet>>,
 }
 
@@ -503,7 +639,11 @@ pub fn is_default_class(c: &StorageClass) -> bool {
 
 impl Lookups for WatchLookups {
     fn service(&self, namespace: &str, name: &str) -> Lookup<Arc<Service>> {
-        self.services.get(namespace, name)
+        match self.services.get(namespace, name) {
+            Lookup::Found(s) => Lookup::Found(Arc::new(s.service())),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown(e) => Lookup::Unknown(e),
+        }
     }
     fn storage_class(&self, name: Option<&str>) -> Lookup<Arc<StorageClass>> {
         match name {
@@ -517,7 +657,11 @@ impl Lookups for WatchLookups {
     }
     /// The PDBs of `namespace` only: one map look-up, not a scan of the cluster's.
     fn pdbs(&self, namespace: &str) -> Lookup<Vec<Arc<PodDisruptionBudget>>> {
-        self.pdbs.in_ns(namespace)
+        match self.pdbs.in_ns(namespace) {
+            Lookup::Found(v) => Lookup::Found(v.iter().map(|p| Arc::new(p.pdb())).collect()),
+            Lookup::Missing => Lookup::Missing,
+            Lookup::Unknown(e) => Lookup::Unknown(e),
+        }
     }
     /// The whole StatefulSet, decoded.
     fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>> {
@@ -530,10 +674,10 @@ impl Lookups for WatchLookups {
             Lookup::Unknown(e) => Lookup::Unknown(e),
         }
     }
-    /// What delete protection reads of the namespace's StatefulSets ([`held_view`]).
+    /// What delete protection reads of the namespace's StatefulSets ([`CachedStatefulSet`]).
     fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
         match self.statefulsets.in_ns(namespace) {
-            Lookup::Found(v) => Lookup::Found(v.iter().map(|c| c.held.clone()).collect()),
+            Lookup::Found(v) => Lookup::Found(v.iter().map(|c| Arc::new(c.held())).collect()),
             Lookup::Missing => Lookup::Missing,
             Lookup::Unknown(e) => Lookup::Unknown(e),
         }
