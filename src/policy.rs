@@ -456,6 +456,7 @@ mod tests {
         Ok(())
     }
 
+    #[test]
     fn an_empty_file_is_refused_and_an_empty_map_is_the_defaults()
     -> Result<(), Box<dyn std::error::Error>> {
         for empty in ["", "  \n", "# only a comment\n\n"] {
