@@ -491,9 +491,15 @@ fn a_statefulset_past_a_bound_is_a_failing_finding() {
     let (code, out, err) = check(&["-f", "-"], Some(&statefulset_with_containers(300)));
     assert_eq!(code, 1, "{out}{err}");
     assert!(out.contains("StatefulSet ns/big: DENIED"), "{out}");
-    assert!(out.contains("mutation: not mutated (past a bound)"), "{out}");
+    assert!(
+        out.contains("mutation: not mutated (past a bound)"),
+        "{out}"
+    );
     assert!(out.contains("DENY [bounds] not evaluated: "), "{out}");
-    assert!(out.contains("300 containers, over stsguard's bound of 256"), "{out}");
+    assert!(
+        out.contains("300 containers, over stsguard's bound of 256"),
+        "{out}"
+    );
     // 5,000 containers: past the JSON object bound, not read into a type at all.
     let (code, out, _) = check(
         &["-f", "-", "-o", "json"],
@@ -538,7 +544,10 @@ fn input_past_the_document_bound_is_refused() {
     let docs = "---\n{}\n".repeat(10_001);
     let (code, _, err) = check(&["-f", "-"], Some(&docs));
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("-: over 10000 objects (stsguard's bound"), "{err}");
+    assert!(
+        err.contains("-: over 10000 objects (stsguard's bound"),
+        "{err}"
+    );
     let list = format!(
         r#"{{"apiVersion":"v1","kind":"List","items":[{}{{}}]}}"#,
         r#"{"apiVersion":"v1","kind":"ConfigMap"},"#.repeat(10_000)

@@ -390,7 +390,11 @@ mod tests {
             "spec": {"selector": {}, "template": {"spec": {"containers": []}}}
         }))
         .unwrap();
-        let spec = sts.spec.as_mut().and_then(|s| s.template.spec.as_mut()).unwrap();
+        let spec = sts
+            .spec
+            .as_mut()
+            .and_then(|s| s.template.spec.as_mut())
+            .unwrap();
         spec.containers = (0..15_000)
             .map(|i| k8s_openapi::api::core::v1::Container {
                 name: format!("c{i}"),
