@@ -488,14 +488,22 @@ fn validate_delete_of(
         }
     };
     // The rules judge every StatefulSet of the namespace: each within the bounds, as a request's.
-    if let Lookup::Found(sets) = lookups.statefulsets_in(namespace) {
-        for sts in &sets {
+    // One look-up serves the check and the rules.
+    let sets = lookups.statefulsets_in(namespace);
+    if let Lookup::Found(sets) = &sets {
+        for sts in sets {
             if let Err(why) = crate::bounds::check_statefulset(sts) {
                 return Err(cached_past_bound(namespace, sts, why));
             }
         }
     }
-    let findings = validate::validate(&Review { namespace, subject }, policy, lookups);
+    let fetched = Fetched {
+        inner: lookups,
+        namespace,
+        sets: Some(sets),
+        one: None,
+    };
+    let findings = validate::validate(&Review { namespace, subject }, policy, &fetched);
     let not_evaluated = findings
         .warnings
         .iter()
@@ -509,6 +517,49 @@ fn validate_delete_of(
         name: (!named_by_request).then_some(name),
         ..Default::default()
     })
+}
+
+/// Look-ups with the StatefulSets already fetched for the bounds check answered again from what
+/// was fetched (the same answer, no second look-up); the rest from `inner`.
+struct Fetched<'a> {
+    inner: &'a dyn Lookups,
+    namespace: &'a str,
+    sets: Option<Lookup<Vec<std::sync::Arc<StatefulSet>>>>,
+    one: Option<(&'a str, Lookup<std::sync::Arc<StatefulSet>>)>,
+}
+
+impl Lookups for Fetched<'_> {
+    fn service(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<std::sync::Arc<k8s_openapi::api::core::v1::Service>> {
+        self.inner.service(namespace, name)
+    }
+    fn storage_class(
+        &self,
+        name: Option<&str>,
+    ) -> Lookup<std::sync::Arc<k8s_openapi::api::storage::v1::StorageClass>> {
+        self.inner.storage_class(name)
+    }
+    fn pdbs(
+        &self,
+        namespace: &str,
+    ) -> Lookup<Vec<std::sync::Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>>> {
+        self.inner.pdbs(namespace)
+    }
+    fn statefulset(&self, namespace: &str, name: &str) -> Lookup<std::sync::Arc<StatefulSet>> {
+        match &self.one {
+            Some((n, l)) if namespace == self.namespace && name == *n => l.clone(),
+            _ => self.inner.statefulset(namespace, name),
+        }
+    }
+    fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<std::sync::Arc<StatefulSet>>> {
+        match &self.sets {
+            Some(l) if namespace == self.namespace => l.clone(),
+            _ => self.inner.statefulsets_in(namespace),
+        }
+    }
 }
 
 /// A cached StatefulSet past a bound, named in the reason (the request names another object).
@@ -548,9 +599,17 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                 })
             };
             // The rules judge the cached StatefulSet: within the bounds, as a request's object.
-            if let Lookup::Found(sts) = lookups.statefulset(namespace, &req.name) {
-                crate::bounds::check_statefulset(&sts).map_err(Error::PastBound)?;
+            // One look-up serves the check and the rules.
+            let cached = lookups.statefulset(namespace, &req.name);
+            if let Lookup::Found(sts) = &cached {
+                crate::bounds::check_statefulset(sts).map_err(Error::PastBound)?;
             }
+            let fetched = Fetched {
+                inner: lookups,
+                namespace,
+                sets: None,
+                one: Some((req.name.as_str(), cached)),
+            };
             let Some(n) = replicas(req.object, "request.object")? else {
                 return Err(Error::NotEvaluated(
                     "the Scale request has no object".into(),
@@ -561,7 +620,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                 replicas: n,
                 old_replicas: replicas(req.old_object, "request.oldObject")?,
             };
-            validate::validate(&Review { namespace, subject }, policy, lookups)
+            validate::validate(&Review { namespace, subject }, policy, &fetched)
         }
         (None, Operation::Delete) => {
             let old = statefulset(req.old_object, false, "request.oldObject")?;
