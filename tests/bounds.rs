@@ -216,9 +216,10 @@ async fn a_scale_of_a_cached_statefulset_past_a_bound_is_denied() {
 }
 
 #[tokio::test]
-async fn a_namespace_delete_judging_a_cached_statefulset_past_a_bound_is_denied() {
+async fn a_namespace_delete_judging_a_protected_cached_statefulset_past_a_bound_is_denied() {
     let mut sts = cached_statefulset(300);
     sts["metadata"]["namespace"] = "cap".into();
+    sts["metadata"]["annotations"] = serde_json::json!({"stsguard.io/protect": "true"});
     let app = router(cache_with(sts), Duration::from_secs(5));
     let del = read_json(&local_fixture("admission/namespace-DELETE.validating.json"));
     let (status, v) = post(&app, "/validate", serde_json::to_vec(&del).unwrap()).await;
@@ -229,6 +230,24 @@ async fn a_namespace_delete_judging_a_cached_statefulset_past_a_bound_is_denied(
         m.contains("[bounds] Namespace cap: StatefulSet cap/web (in the watch cache): the pod template has 300 containers"),
         "{m}"
     );
+}
+
+/// Delete protection passes an unprotected StatefulSet over on its annotation alone: one past a
+/// bound (created before stsguard) holds neither its namespace nor a claim.
+#[tokio::test]
+async fn an_unprotected_cached_statefulset_past_a_bound_holds_no_namespace_or_claim() {
+    let mut sts = cached_statefulset(300);
+    sts["metadata"]["namespace"] = "cap".into();
+    let app = router(cache_with(sts), Duration::from_secs(5));
+    for fixture in [
+        "admission/namespace-DELETE.validating.json",
+        "admission/persistentvolumeclaim-DELETE.validating.json",
+    ] {
+        let del = read_json(&local_fixture(fixture));
+        let (status, v) = post(&app, "/validate", serde_json::to_vec(&del).unwrap()).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["response"]["allowed"], true, "{fixture}: {v}");
+    }
 }
 
 #[tokio::test]

@@ -487,11 +487,16 @@ fn validate_delete_of(
             (ns.unwrap_or(""), Subject::DeleteClaim { name: &name })
         }
     };
-    // The rules judge every StatefulSet of the namespace: each within the bounds, as a request's.
+    // Delete protection reads the protected StatefulSets of the namespace beyond their
+    // annotation: each of those within the bounds, as a request's object. An unprotected one is
+    // passed over on its annotation alone, so one past a bound holds no namespace or claim.
     // One look-up serves the check and the rules.
     let sets = lookups.statefulsets_in(namespace);
     if let Lookup::Found(sets) = &sets {
-        for sts in sets {
+        for sts in sets
+            .iter()
+            .filter(|s| validate::rules::protection(s).is_on())
+        {
             if let Err(why) = crate::bounds::check_statefulset(sts) {
                 return Err(cached_past_bound(namespace, sts, why));
             }
