@@ -2,6 +2,7 @@
 //! `stsguard webhooks` prints these; the Helm chart renders the same rules, and a test checks
 //! that they agree with each other and with what the server routes.
 
+use crate::admission::routes;
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
@@ -40,60 +41,19 @@ fn rule(group: &str, resource: &str, ops: &[&str]) -> RuleWithOperations {
     }
 }
 
-/// What each endpoint handles: (API group, resource[/subresource], operations). The webhook
-/// configurations are built from these tables and the server dispatches by them, so the two
-/// cannot drift apart.
-pub const MUTATE_ROUTES: &[(&str, &str, &[&str])] = &[
-    ("apps", "statefulsets", &["CREATE", "UPDATE"]),
-    ("", "pods", &["CREATE"]),
-];
-pub const VALIDATE_ROUTES: &[(&str, &str, &[&str])] = &[
-    ("apps", "statefulsets", &["CREATE", "UPDATE", "DELETE"]),
-    ("apps", "statefulsets/scale", &["UPDATE"]),
-];
-/// Deletes of what a protected StatefulSet keeps: its namespace and its claims. Served at
-/// `/validate` too, registered as a webhook of its own ([`PROTECT_WEBHOOK`]) with its own
-/// failure policy.
-pub const PROTECT_ROUTES: &[(&str, &str, &[&str])] = &[
-    ("", "namespaces", &["DELETE"]),
-    ("", "persistentvolumeclaims", &["DELETE"]),
-];
+/// The delete-protection webhook's name.
 pub const PROTECT_WEBHOOK: &str = "delete-protection.validate.stsguard.io";
-
-/// Does the endpoint handle this request? Anything else is allowed unexamined.
-pub fn handles(
-    mutating: bool,
-    group: &str,
-    resource: &str,
-    sub_resource: Option<&str>,
-    operation: &str,
-) -> bool {
-    let routes: &[&[(&str, &str, &[&str])]] = if mutating {
-        &[MUTATE_ROUTES]
-    } else {
-        &[VALIDATE_ROUTES, PROTECT_ROUTES]
-    };
-    routes.iter().copied().flatten().any(|(g, r, ops)| {
-        *g == group
-            && match (r.split_once('/'), sub_resource) {
-                (Some((res, sub)), Some(s)) => res == resource && sub == s,
-                (None, None) => *r == resource,
-                _ => false,
-            }
-            && ops.contains(&operation)
-    })
-}
 
 /// The mutating webhooks: (name prefix, rules, pods-only objectSelector).
 pub fn mutating_rules() -> Vec<(&'static str, Vec<RuleWithOperations>, bool)> {
-    MUTATE_ROUTES
+    routes::MUTATE
         .iter()
         .map(|(g, r, ops)| (*r, vec![rule(g, r, ops)], *r == "pods"))
         .collect()
 }
 
 pub fn validating_rules() -> Vec<RuleWithOperations> {
-    VALIDATE_ROUTES
+    routes::VALIDATE
         .iter()
         .map(|(g, r, ops)| rule(g, r, ops))
         .collect()
@@ -101,7 +61,7 @@ pub fn validating_rules() -> Vec<RuleWithOperations> {
 
 /// The rules of the delete-protection webhook.
 pub fn protect_rules() -> Vec<RuleWithOperations> {
-    PROTECT_ROUTES
+    routes::PROTECT
         .iter()
         .map(|(g, r, ops)| rule(g, r, ops))
         .collect()

@@ -10,6 +10,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use common::*;
+use stsguard::admission::Endpoint;
 
 fn tool(name: &str) -> PathBuf {
     let local = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -514,11 +515,17 @@ fn the_delete_protection_webhook_registers_namespace_and_claim_deletes() {
         ("persistentvolumeclaims", "UPDATE", false),
     ] {
         assert_eq!(
-            stsguard::webhooks::handles(false, "", resource, None, op),
+            stsguard::admission::routes::handles(Endpoint::Validate, "", resource, None, op),
             served,
             "/validate {resource} {op}"
         );
-        assert!(!stsguard::webhooks::handles(true, "", resource, None, op));
+        assert!(!stsguard::admission::routes::handles(
+            Endpoint::Mutate,
+            "",
+            resource,
+            None,
+            op
+        ));
     }
     // Its failure policy is its own value; the StatefulSet webhook keeps webhook.failurePolicy.
     let ignore = render(&["webhook.deleteProtection.failurePolicy=Ignore"]);
@@ -616,9 +623,9 @@ async fn chart_webhooks_cli_and_server_agree() {
         );
     }
     // Every registered rule is one the server dispatches on.
-    for (kind, mutating) in [
-        ("MutatingWebhookConfiguration", true),
-        ("ValidatingWebhookConfiguration", false),
+    for (kind, endpoint) in [
+        ("MutatingWebhookConfiguration", Endpoint::Mutate),
+        ("ValidatingWebhookConfiguration", Endpoint::Validate),
     ] {
         for w in find(&docs, kind)["webhooks"].as_array().unwrap() {
             for r in w["rules"].as_array().unwrap() {
@@ -631,8 +638,8 @@ async fn chart_webhooks_cli_and_server_agree() {
                     for op in r["operations"].as_array().unwrap() {
                         let g = r["apiGroups"][0].as_str().unwrap();
                         assert!(
-                            stsguard::webhooks::handles(
-                                mutating,
+                            stsguard::admission::routes::handles(
+                                endpoint,
                                 g,
                                 resource,
                                 sub,

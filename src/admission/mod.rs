@@ -6,6 +6,7 @@
 //! of what it can change) → [`wire::encode`].
 
 mod decode;
+pub mod routes;
 pub mod wire;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -124,7 +125,7 @@ pub fn answer(
     if let Err(why) = crate::bounds::check_body(body) {
         return past_bound_unread(endpoint, body, policy, &why);
     }
-    let review = match wire::read(body, endpoint == Endpoint::Mutate) {
+    let review = match wire::read(body, endpoint) {
         Ok(r) => r,
         Err(e) if e.is_syntax() || e.is_eof() => {
             return Err(Error::BadReview(format!(
@@ -156,8 +157,8 @@ pub fn answer(
         dry_run: req.dry_run,
         ..Default::default()
     };
-    let handled = crate::webhooks::handles(
-        endpoint == Endpoint::Mutate,
+    let handled = routes::handles(
+        endpoint,
         &req.resource.group,
         &req.resource.resource,
         req.sub_resource.as_deref(),
@@ -283,7 +284,7 @@ fn past_bound_unread(
             one_line(why)
         )));
     };
-    let judged = r.handled(endpoint == Endpoint::Mutate) && !policy.is_excluded(r.scope());
+    let judged = r.handled(endpoint) && !policy.is_excluded(r.scope());
     let response = match judged {
         true => past_bound(endpoint, response_for(&r.uid), &r.object(), why),
         false => response_for(&r.uid),

@@ -78,10 +78,11 @@ impl Slot<'_> {
     }
 }
 
-/// Reads a review, `object` and `oldObject` (an UPDATE's `/mutate` compares the two); `for_patch`:
-/// the object will be patched (`/mutate`).
-pub fn read(body: &[u8], for_patch: bool) -> serde_json::Result<Review<'_>> {
+/// Reads a review for `endpoint`, `object` and `oldObject` (an UPDATE's `/mutate` compares the
+/// two); at `/mutate` the object is read for a patch.
+pub fn read(body: &[u8], endpoint: super::Endpoint) -> serde_json::Result<Review<'_>> {
     let mut de = serde_json::Deserializer::from_slice(body);
+    let for_patch = endpoint == super::Endpoint::Mutate;
     let review = ReviewSeed { for_patch }.deserialize(&mut de)?;
     de.end()?;
     Ok(review)
@@ -267,12 +268,12 @@ impl UidOnlyRequest {
         crate::text::object(kind, ns.unwrap_or(""), name.unwrap_or(""))
     }
 
-    /// Whether the webhook at `mutating` or not judges this request at all (as
-    /// [`crate::webhooks::handles`] says), before the namespace exclusion.
-    pub fn handled(&self, mutating: bool) -> bool {
+    /// Whether `endpoint` judges this request at all (as [`super::routes::handles`] says),
+    /// before the namespace exclusion.
+    pub fn handled(&self, endpoint: super::Endpoint) -> bool {
         let r = self.resource.as_ref();
-        crate::webhooks::handles(
-            mutating,
+        super::routes::handles(
+            endpoint,
             r.and_then(|r| r.group.as_deref()).unwrap_or(""),
             r.and_then(|r| r.resource.as_deref()).unwrap_or(""),
             self.sub_resource.as_deref(),
