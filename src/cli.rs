@@ -251,15 +251,13 @@ pub struct ProbeArgs {
 /// `stsguard probe`; returns the exit code (0 answered, 1 not within the timeout, 2 bad input).
 pub fn probe(args: ProbeArgs) -> i32 {
     let ca = match (&args.ca_file, &args.ca_pem) {
-        (Some(p), _) => {
-            match crate::server::reload::read_file(p, crate::bounds::MAX_MOUNTED_FILE) {
-                Ok(b) => b,
-                Err(e) => {
-                    eprintln!("stsguard probe: cannot read --ca-file {}: {e}", p.display());
-                    return 2;
-                }
+        (Some(p), _) => match crate::files::read_file(p, crate::bounds::MAX_MOUNTED_FILE) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("stsguard probe: cannot read --ca-file {}: {e}", p.display());
+                return 2;
             }
-        }
+        },
         (None, Some(pem)) => pem.clone().into_bytes(),
         (None, None) => {
             eprintln!("stsguard probe: give --ca-file or STSGUARD_CA_PEM");
@@ -407,17 +405,14 @@ pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
 /// `stsguard webhooks`.
 pub fn webhooks(args: WebhooksArgs) -> anyhow::Result<()> {
     let policy = crate::server::run::load_policy(args.config.as_ref())?;
-    let ca_bundle = crate::server::reload::read_file(
-        &args.ca_file,
-        crate::bounds::MAX_MOUNTED_FILE,
-    )
-    .map_err(|e| {
-        anyhow::anyhow!(
-            "cannot read --ca-file {}: {e} (the CA that signed the serving certificate: ca.crt \
+    let ca_bundle = crate::files::read_file(&args.ca_file, crate::bounds::MAX_MOUNTED_FILE)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot read --ca-file {}: {e} (the CA that signed the serving certificate: ca.crt \
              of `stsguard certs`)",
-            args.ca_file.display()
-        )
-    })?;
+                args.ca_file.display()
+            )
+        })?;
     if !String::from_utf8_lossy(&ca_bundle).contains("-----BEGIN CERTIFICATE-----") {
         anyhow::bail!(
             "--ca-file {} holds no PEM certificate: give the CA's certificate (ca.crt of `stsguard certs`)",

@@ -49,6 +49,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod error;
+pub mod files;
 pub mod k8s;
 pub mod mutate;
 pub mod policy;

@@ -362,12 +362,14 @@ impl Policy {
         Ok(policy)
     }
 
-    /// Reads a policy file (a regular file, capped: `reload::read_file`). Blocking.
+    /// Reads a policy file (a regular file, capped: `crate::files::read_file`). Blocking.
     pub fn load(path: &Path) -> Result<Policy, PolicyError> {
-        let bytes = crate::server::reload::read_file(path, crate::bounds::MAX_MOUNTED_FILE)
-            .map_err(|source| PolicyError::Read {
-                path: path.display().to_string(),
-                source,
+        let bytes =
+            crate::files::read_file(path, crate::bounds::MAX_MOUNTED_FILE).map_err(|source| {
+                PolicyError::Read {
+                    path: path.display().to_string(),
+                    source,
+                }
             })?;
         Self::from_file_bytes(&bytes, &path.display().to_string())
     }

@@ -50,10 +50,10 @@ pub fn load_pem(cert_pem: &[u8], key_pem: &[u8]) -> anyhow::Result<Loaded> {
     })
 }
 
-/// Reads a certificate and key (regular files only, capped: `reload::read_file`). Blocking.
+/// Reads a certificate and key (regular files only, capped: `crate::files::read_file`). Blocking.
 pub fn load_files(cert: &Path, key: &Path) -> anyhow::Result<Loaded> {
     let read = |p: &Path| {
-        crate::server::reload::read_file(p, crate::bounds::MAX_MOUNTED_FILE)
+        crate::files::read_file(p, crate::bounds::MAX_MOUNTED_FILE)
             .map_err(|e| anyhow::anyhow!("read {}: {e}", p.display()))
     };
     load_pem(&read(cert)?, &read(key)?)
