@@ -12,8 +12,8 @@ use arc_swap::ArcSwap;
 
 use super::lease::{self, Leadership};
 use super::reports::Writer;
+use crate::audit::metrics::AuditMetrics;
 use crate::policy::Policy;
-use crate::server::metrics::Metrics;
 use crate::validate::lookups::WatchLookups;
 
 /// How often a paused audit (`interval: 0s`) looks at the policy again.
@@ -34,7 +34,7 @@ pub fn spawn(
     client: kube::Client,
     lookups: Arc<WatchLookups>,
     policy: Arc<ArcSwap<Policy>>,
-    metrics: Arc<Metrics>,
+    metrics: AuditMetrics,
     options: Options,
     stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -65,7 +65,7 @@ async fn run(
     client: kube::Client,
     lookups: Arc<WatchLookups>,
     policy: Arc<ArcSwap<Policy>>,
-    metrics: Arc<Metrics>,
+    metrics: AuditMetrics,
     options: Options,
     stop: tokio::sync::watch::Receiver<bool>,
     election: &mut Option<tokio::task::JoinHandle<()>>,
@@ -147,9 +147,7 @@ async fn run(
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs_f64();
-        metrics
-            .audit
-            .record_counts(&totals.violations, seconds, now);
+        metrics.record_counts(&totals.violations, seconds, now);
         let violations: i64 = totals.violations.values().sum();
         tracing::info!(
             statefulsets = totals.objects,

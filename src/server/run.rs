@@ -131,12 +131,11 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             state.policy.clone(),
             metrics.pod_role_repairs.clone(),
         );
-        let (policy, metrics) = (state.policy.clone(), metrics.clone());
         audit_task = Some(crate::audit::task::spawn(
             client,
             watch,
-            policy,
-            metrics,
+            state.policy.clone(),
+            metrics.audit.clone(),
             options,
             audit_stop_rx,
         ));
