@@ -1,7 +1,6 @@
 //! The `stsguard` command line (clap): the commands, their flags, and the small adapters that
 //! hand each command to its module (`serve` runs in [`crate::server::run`]).
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -46,72 +45,7 @@ pub enum Command {
     Probe(ProbeArgs),
 }
 
-#[derive(Args, Debug, Clone)]
-pub struct ServeArgs {
-    /// Policy file (YAML); built-in defaults without it. Reloaded when it changes.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Serving certificate (PEM). Reloaded when it changes.
-    #[arg(long, requires = "tls_key", conflicts_with = "dev")]
-    pub tls_cert: Option<PathBuf>,
-    /// Serving key (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, requires = "tls_cert", conflicts_with = "dev")]
-    pub tls_key: Option<PathBuf>,
-    /// Development mode: generate a CA and a certificate for 127.0.0.1/localhost in memory.
-    #[arg(long)]
-    pub dev: bool,
-    /// Where `--dev` writes its CA certificate.
-    #[arg(long, default_value = "stsguard-dev-ca.pem")]
-    pub dev_ca_file: PathBuf,
-    /// HTTPS address of the webhook.
-    #[arg(long, default_value = "0.0.0.0:8443")]
-    pub addr: SocketAddr,
-    /// Plain-HTTP address of /metrics, /healthz, /readyz.
-    #[arg(long, default_value = "0.0.0.0:9090")]
-    pub metrics_addr: SocketAddr,
-    /// No Kubernetes API look-ups (automatic with --dev when no cluster config is found).
-    #[arg(long)]
-    pub no_cluster: bool,
-    /// How often to re-read certificate and policy files besides the file watch (seconds).
-    #[arg(long, default_value_t = 10)]
-    pub reload_interval: u64,
-    /// TLS handshake, HTTP header-read and first-request (HTTP/2 preface) timeout, on both
-    /// ports (seconds).
-    #[arg(long, default_value_t = 5)]
-    pub io_timeout: u64,
-    /// A connection with no request in flight for this long is closed (seconds).
-    #[arg(long, default_value_t = 60)]
-    pub idle_timeout: u64,
-    /// Time budget of one review, from its first byte to its answer (seconds). Keep it below the
-    /// webhooks' timeoutSeconds (the chart's default is 5): past it the review is answered per
-    /// the policy's onError while the API server still waits.
-    #[arg(long, default_value_t = 4)]
-    pub request_timeout: u64,
-    /// Open connections at most, per port (a quarter of them from one client address); at it a
-    /// new connection closes the quietest open one, or is closed at once when none is quiet.
-    #[arg(long, default_value_t = 512)]
-    pub max_connections: usize,
-    /// Budget of request bytes in flight (bodies being read and reviews being evaluated), MiB.
-    /// Past it a request waits up to a second, then gets 503.
-    #[arg(long, default_value_t = 32)]
-    pub max_inflight_mib: usize,
-    /// Reviews evaluated at once (default: the number of CPUs).
-    #[arg(long)]
-    pub review_workers: Option<usize>,
-    /// On SIGTERM, wait this long (not ready, still serving) before closing the listener (seconds).
-    #[arg(long, default_value_t = 0)]
-    pub shutdown_delay: u64,
-    /// Then let in-flight requests finish for at most this long (seconds).
-    #[arg(long, default_value_t = 20)]
-    pub drain_timeout: u64,
-    /// Namespace of the Lease that elects the one replica writing PolicyReports (default:
-    /// POD_NAMESPACE, else the namespace of the kubeconfig context or the in-cluster one).
-    #[arg(long, env = "POD_NAMESPACE")]
-    pub lease_namespace: Option<String>,
-    /// How long the audit Lease holds without renewal before another replica takes over (seconds).
-    #[arg(long, default_value_t = 15)]
-    pub lease_duration: u64,
-}
+pub use crate::server::run::ServeArgs;
 
 #[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
 pub enum Output {
