@@ -12,7 +12,8 @@ use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
 use axum::response::IntoResponse;
 use serde_json::{Value, json};
-use stsguard::audit::reports::{HASH_ANNOTATION, Writer};
+use stsguard::audit::reports::HASH_ANNOTATION;
+use stsguard::audit::writer::Writer;
 use stsguard::audit::{Audit, ObjectResult, Outcome, RuleResult};
 use stsguard::policy::{Mode, RuleId};
 

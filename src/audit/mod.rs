@@ -11,6 +11,7 @@ pub mod lease;
 pub mod metrics;
 pub mod reports;
 pub mod task;
+pub mod writer;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 
 use super::lease::{self, Leadership};
-use super::reports::Writer;
+use super::writer::Writer;
 use crate::audit::metrics::AuditMetrics;
 use crate::policy::Policy;
 use crate::validate::lookups::WatchLookups;
