@@ -107,39 +107,68 @@ fn content_length(headers: &HeaderMap) -> Option<usize> {
         .ok()
 }
 
-/// One review: the byte budget, the body, its lane, the evaluation (ordinary reviews inline,
-/// large ones on the blocking pool), all under `budget`; the answer keeps the budget until it
-/// is written. The HTTP layer only decodes, dispatches and encodes.
+/// One review, under `budget`: [`read_body`] (the body under the byte budget, and its lane),
+/// [`evaluate`] (inline or on the blocking pool), then [`respond`] (the answer keeps its share of
+/// the budget until it is written, the metrics and the log line).
 async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Request) -> Response {
     let start = Instant::now();
     let deadline = tokio::time::Instant::from_std(start + budget);
-    let gate = state.gate.clone();
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
-    // Refused before anything is read, and so before any `100 Continue`.
-    let len = content_length(req.headers());
-    if len.is_some_and(|l| l > MAX_BODY) {
+    let wait = state.gate.limits.wait.min(budget);
+    let (body, lane, held) = match read_body(&state, req, client, deadline, wait).await {
+        Ok(read) => read,
+        Err(refused) => return refused,
+    };
+    let (result, mut held) = evaluate(endpoint, &state, lane, body, held, deadline, budget).await;
+    // The answer keeps what it costs until its last byte is handed to the connection, however
+    // slowly the client reads it; an answer the budget cannot hold is not kept waiting.
+    if let Ok(answer) = &result {
+        let want = state.gate.answer_charge(lane, answer.body.len(), client);
+        if !state.gate.resize(lane, client, &mut held, want, wait).await {
+            return busy(&state);
+        }
+    }
+    respond(endpoint, &state, result, held, start.elapsed())
+}
+
+/// 503 with `Retry-After`: the byte budget is full.
+fn busy(state: &AppState) -> Response {
+    state.metrics.reject("bytes");
+    let mut r = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "stsguard is at its bound on request bytes in flight; retry".into(),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    r
+}
+
+/// Reads the body under the byte budget: bytes are counted as they arrive, before they are
+/// buffered (a client that sends headers and no body holds nothing), and the review's evaluation
+/// (four times the body) once the body is complete. Returns the body, its lane and what it holds
+/// of the budget, or the answer that refuses it (413 before anything is read, and so before any
+/// `100 Continue`; 408, 400, 503).
+async fn read_body(
+    state: &AppState,
+    req: Request,
+    client: Option<std::net::IpAddr>,
+    deadline: tokio::time::Instant,
+    wait: Duration,
+) -> Result<(Bytes, Lane, Held), Response> {
+    let gate = &state.gate;
+    let too_large = |state: &AppState| {
         state.metrics.reject("size");
-        return plain(
+        plain(
             StatusCode::PAYLOAD_TOO_LARGE,
             format!("the body is over {MAX_BODY} bytes"),
-        );
-    }
-    // The byte budget: bytes are counted as they arrive, before they are buffered (a client
-    // that sends headers and no body holds nothing), and the review's evaluation (four times
-    // the body) once the body is complete.
-    let mut lane = Lane::of_length(len);
-    let wait = gate.limits.wait.min(budget);
-    let mut held = Held::default();
-    let busy = |state: &AppState| {
-        state.metrics.reject("bytes");
-        let mut r = plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "stsguard is at its bound on request bytes in flight; retry".into(),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-        r
+        )
     };
+    let len = content_length(req.headers());
+    if len.is_some_and(|l| l > MAX_BODY) {
+        return Err(too_large(state));
+    }
+    let mut lane = Lane::of_length(len);
+    let mut held = Held::default();
     // Allocated once the first bytes are in the budget, not before: a request waiting for the
     // budget holds no buffer.
     let mut buf: Vec<u8> = Vec::new();
@@ -148,17 +177,17 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
         let frame = match timeout_at(deadline, incoming.frame()).await {
             Err(_) => {
                 state.metrics.reject("time");
-                return plain(
+                return Err(plain(
                     StatusCode::REQUEST_TIMEOUT,
                     "the body did not arrive within the review's time budget".into(),
-                );
+                ));
             }
             Ok(None) => break,
             Ok(Some(Err(e))) => {
-                return plain(
+                return Err(plain(
                     StatusCode::BAD_REQUEST,
                     format!("the body could not be read: {}", cut(&e.to_string(), 200)),
-                );
+                ));
             }
             Ok(Some(Ok(frame))) => frame,
         };
@@ -167,11 +196,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
         };
         let total = buf.len() + data.len();
         if total > MAX_BODY {
-            state.metrics.reject("size");
-            return plain(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("the body is over {MAX_BODY} bytes"),
-            );
+            return Err(too_large(state));
         }
         if total > INLINE_BODY {
             lane = Lane::Large;
@@ -180,7 +205,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
             .grow(lane, client, &mut held, total.div_ceil(1024) as u32, wait)
             .await
         {
-            return busy(&state);
+            return Err(busy(state));
         }
         if buf.capacity() == 0 {
             buf.reserve_exact(len.unwrap_or(0).min(LARGE_BODY).max(data.len()));
@@ -193,18 +218,25 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
     if lane == Lane::Ordinary {
         lane = Lane::of_body(&body);
     }
-    if !gate
-        .grow(
-            lane,
-            client,
-            &mut held,
-            gate.charge(lane, Some(body.len()), client),
-            wait,
-        )
-        .await
-    {
-        return busy(&state);
+    let charge = gate.charge(lane, Some(body.len()), client);
+    if !gate.grow(lane, client, &mut held, charge, wait).await {
+        return Err(busy(state));
     }
+    Ok((body, lane, held))
+}
+
+/// The answer to a read review: inline for an ordinary one, on the blocking pool for a large
+/// one; past the time budget (or after a panic), the answer per `onError`. What the review holds
+/// of the budget comes back with the answer.
+async fn evaluate(
+    endpoint: Endpoint,
+    state: &AppState,
+    lane: Lane,
+    body: Bytes,
+    held: Held,
+    deadline: tokio::time::Instant,
+    budget: Duration,
+) -> (crate::error::Result<admission::Answer>, Held) {
     let policy = state.policy.load_full();
     let result = match lane {
         Lane::Ordinary => {
@@ -218,14 +250,12 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                 Ok(r) => Some((r, held)),
                 Err(_) => {
                     tracing::error!("a review panicked");
-                    Some((
-                        unevaluated(body.clone(), policy.clone(), "internal error").await,
-                        held,
-                    ))
+                    let r = unevaluated(body.clone(), policy.clone(), "internal error").await;
+                    Some((r, held))
                 }
             }
         }
-        Lane::Large => match gate.worker(deadline).await {
+        Lane::Large => match state.gate.worker(deadline).await {
             Some(worker) => {
                 let (b, p, l) = (body.clone(), policy.clone(), state.lookups.clone());
                 // The permits go with the work: a review past its budget still holds its slot and
@@ -240,10 +270,8 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
                     Ok(Ok(r)) => Some(r),
                     Ok(Err(panic)) => {
                         tracing::error!(error = %panic, "a review panicked");
-                        Some((
-                            unevaluated(body.clone(), policy.clone(), "internal error").await,
-                            Held::default(),
-                        ))
+                        let r = unevaluated(body.clone(), policy.clone(), "internal error").await;
+                        Some((r, Held::default()))
                     }
                     Err(_) => None,
                 }
@@ -251,7 +279,7 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
             None => None,
         },
     };
-    let (result, mut held) = match result {
+    match result {
         Some(r) => r,
         None => {
             state.metrics.reject("time");
@@ -261,16 +289,18 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
             );
             (unevaluated(body, policy, &why).await, Held::default())
         }
-    };
-    // The answer keeps what it costs until its last byte is handed to the connection, however
-    // slowly the client reads it; an answer the budget cannot hold is not kept waiting.
-    if let Ok(answer) = &result {
-        let want = gate.answer_charge(lane, answer.body.len(), client);
-        if !gate.resize(lane, client, &mut held, want, wait).await {
-            return busy(&state);
-        }
     }
-    let elapsed = start.elapsed();
+}
+
+/// Writes the answer (its body keeps `held` until it is sent), or 400 for a body that is not a
+/// review; records the metrics and logs one line either way.
+fn respond(
+    endpoint: Endpoint,
+    state: &AppState,
+    result: crate::error::Result<admission::Answer>,
+    held: Held,
+    elapsed: Duration,
+) -> Response {
     match result {
         Ok(answer) => {
             let s = &answer.summary;
