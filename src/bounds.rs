@@ -93,7 +93,17 @@ pub const SETTLE_TRIES: u32 = 10;
 
 /// The first limit `body` breaks.
 pub fn check_body(body: &[u8]) -> Result<(), PastBound> {
-    let n = count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1);
+    check_counts(count_review(body))
+}
+
+/// A review body's counts, as far as [`check_counts`] needs them (one pass, stopping past a
+/// bound).
+pub fn count_review(body: &[u8]) -> Nodes {
+    count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1)
+}
+
+/// The first limit a review body's counts ([`count_review`]) break.
+pub fn check_counts(n: Nodes) -> Result<(), PastBound> {
     if n.objects > MAX_OBJECTS {
         return Err(PastBound {
             what: format!(

@@ -121,8 +121,26 @@ pub fn answer(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Answer> {
+    answer_counted(
+        endpoint,
+        body,
+        crate::bounds::count_review(body),
+        policy,
+        lookups,
+    )
+}
+
+/// [`answer`] for a body whose JSON counts ([`crate::bounds::count_review`]) the caller has
+/// already taken (the server does, to choose the review's lane).
+pub fn answer_counted(
+    endpoint: Endpoint,
+    body: &[u8],
+    counts: crate::bounds::Nodes,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Result<Answer> {
     // A body past the bounds on work is not read: denied at /validate, unpatched at /mutate.
-    if let Err(why) = crate::bounds::check_body(body) {
+    if let Err(why) = crate::bounds::check_counts(counts) {
         return past_bound_unread(endpoint, body, policy, &why);
     }
     let review = match wire::read(body, endpoint) {

@@ -89,11 +89,11 @@ impl Lane {
         }
     }
 
-    /// The lane of a whole body: large past [`INLINE_BODY`] bytes or [`LANE_OBJECTS`] objects.
-    pub fn of_body(body: &[u8]) -> Lane {
-        if body.len() > INLINE_BODY
-            || crate::bounds::count_objects(body, LANE_OBJECTS + 1) > LANE_OBJECTS
-        {
+    /// The lane of a whole body of `len` bytes with these counts
+    /// ([`crate::bounds::count_review`], which the evaluation reuses): large past
+    /// [`INLINE_BODY`] bytes or [`LANE_OBJECTS`] objects.
+    pub fn of_body(len: usize, counts: crate::bounds::Nodes) -> Lane {
+        if len > INLINE_BODY || counts.objects > LANE_OBJECTS {
             Lane::Large
         } else {
             Lane::Ordinary
@@ -377,14 +377,25 @@ mod tests {
         })
     }
 
+    fn count(body: &[u8]) -> crate::bounds::Nodes {
+        crate::bounds::count_review(body)
+    }
+
     #[test]
     fn a_short_body_with_many_objects_goes_to_the_large_lane() {
         let few = format!("{{\"a\":[{}]}}", vec!["1"; 1000].join(","));
-        assert_eq!(Lane::of_body(few.as_bytes()), Lane::Ordinary);
+        assert_eq!(
+            Lane::of_body(few.len(), count(few.as_bytes())),
+            Lane::Ordinary
+        );
         let many = format!("{{\"a\":[{}]}}", vec!["{}"; LANE_OBJECTS].join(","));
         assert!(many.len() < 4096);
-        assert_eq!(Lane::of_body(many.as_bytes()), Lane::Large);
-        assert_eq!(Lane::of_body(&vec![b' '; INLINE_BODY + 1]), Lane::Large);
+        assert_eq!(
+            Lane::of_body(many.len(), count(many.as_bytes())),
+            Lane::Large
+        );
+        let spaces = vec![b' '; INLINE_BODY + 1];
+        assert_eq!(Lane::of_body(spaces.len(), count(&spaces)), Lane::Large);
         assert_eq!(Lane::of_length(None), Lane::Large);
         assert_eq!(Lane::of_length(Some(INLINE_BODY)), Lane::Ordinary);
     }

@@ -115,11 +115,12 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
     let deadline = tokio::time::Instant::from_std(start + budget);
     let client = req.extensions().get::<ClientAddr>().map(|c| c.0);
     let wait = state.gate.limits.wait.min(budget);
-    let (body, lane, held) = match read_body(&state, req, client, deadline, wait).await {
+    let read = match read_body(&state, req, client, deadline, wait).await {
         Ok(read) => read,
         Err(refused) => return refused,
     };
-    let (result, mut held) = evaluate(endpoint, &state, lane, body, held, deadline, budget).await;
+    let lane = read.lane;
+    let (result, mut held) = evaluate(endpoint, &state, read, deadline, budget).await;
     // The answer keeps what it costs until its last byte is handed to the connection, however
     // slowly the client reads it; an answer the budget cannot hold is not kept waiting.
     if let Ok(answer) = &result {
@@ -143,18 +144,28 @@ fn busy(state: &AppState) -> Response {
     r
 }
 
+/// A body read under the byte budget.
+struct ReadBody {
+    body: Bytes,
+    /// Its JSON counts, taken once for its lane and its bounds; `None` for a body large by its
+    /// size alone (counted on the pool).
+    counts: Option<crate::bounds::Nodes>,
+    lane: Lane,
+    /// What it holds of the budget.
+    held: Held,
+}
+
 /// Reads the body under the byte budget: bytes are counted as they arrive, before they are
 /// buffered (a client that sends headers and no body holds nothing), and the review's evaluation
-/// (four times the body) once the body is complete. Returns the body, its lane and what it holds
-/// of the budget, or the answer that refuses it (413 before anything is read, and so before any
-/// `100 Continue`; 408, 400, 503).
+/// (four times the body) once the body is complete. Returns it, or the answer that refuses it
+/// (413 before anything is read, and so before any `100 Continue`; 408, 400, 503).
 async fn read_body(
     state: &AppState,
     req: Request,
     client: Option<std::net::IpAddr>,
     deadline: tokio::time::Instant,
     wait: Duration,
-) -> Result<(Bytes, Lane, Held), Response> {
+) -> Result<ReadBody, Response> {
     let gate = &state.gate;
     let too_large = |state: &AppState| {
         state.metrics.reject("size");
@@ -215,14 +226,22 @@ async fn read_body(
     drop(incoming);
     let body = Bytes::from(buf);
     // A short body with many objects is as much work as a long one: the large lane.
+    let mut counts = None;
     if lane == Lane::Ordinary {
-        lane = Lane::of_body(&body);
+        let n = crate::bounds::count_review(&body);
+        lane = Lane::of_body(body.len(), n);
+        counts = Some(n);
     }
     let charge = gate.charge(lane, Some(body.len()), client);
     if !gate.grow(lane, client, &mut held, charge, wait).await {
         return Err(busy(state));
     }
-    Ok((body, lane, held))
+    Ok(ReadBody {
+        body,
+        counts,
+        lane,
+        held,
+    })
 }
 
 /// The answer to a read review: inline for an ordinary one, on the blocking pool for a large
@@ -231,20 +250,24 @@ async fn read_body(
 async fn evaluate(
     endpoint: Endpoint,
     state: &AppState,
-    lane: Lane,
-    body: Bytes,
-    held: Held,
+    read: ReadBody,
     deadline: tokio::time::Instant,
     budget: Duration,
 ) -> (crate::error::Result<admission::Answer>, Held) {
+    let ReadBody {
+        body,
+        counts,
+        lane,
+        held,
+    } = read;
     let policy = state.policy.load_full();
-    let result = match lane {
-        Lane::Ordinary => {
+    let result = match (lane, counts) {
+        (Lane::Ordinary, Some(counts)) => {
             // An ordinary review: its work is bounded by its size and objects to well under a
             // millisecond, less than handing it to another thread costs (measured: 25% of the
             // throughput on two cores), so it runs here, guarded against a panic.
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                admission::answer(endpoint, &body, &policy, state.lookups.as_ref())
+                admission::answer_counted(endpoint, &body, counts, &policy, state.lookups.as_ref())
             }));
             match r {
                 Ok(r) => Some((r, held)),
@@ -255,7 +278,7 @@ async fn evaluate(
                 }
             }
         }
-        Lane::Large => match state.gate.worker(deadline).await {
+        _ => match state.gate.worker(deadline).await {
             Some(worker) => {
                 let (b, p, l) = (body.clone(), policy.clone(), state.lookups.clone());
                 // The permits go with the work: a review past its budget still holds its slot and
