@@ -247,10 +247,9 @@ pub fn answer_counted(
     })
 }
 
-/// The answer to a review that is not evaluated (it does not decode, it is past a bound, or its
-/// time budget ran out): per the policy's `onError`, with `why` as a warning or the denial. Only
-/// the envelope and the uid are read. `Err`: not even that reads (HTTP 400).
-pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
+/// Only the envelope of a review that is not read whole: its uid and what the request is about.
+/// `Err` (HTTP 400): not even that reads; `why` the review was not read goes in the message.
+fn read_envelope(body: &[u8], why: &dyn std::fmt::Display) -> Result<wire::UidOnlyRequest> {
     let u: wire::UidOnly = serde_json::from_slice(body).map_err(|e| {
         Error::BadReview(if e.is_syntax() || e.is_eof() {
             format!("body is not JSON: {}", one_line(e))
@@ -259,12 +258,19 @@ pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
         })
     })?;
     check_envelope(&u.api_version, &u.kind)?;
-    let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
-        return Err(Error::BadReview(format!(
+    u.request.filter(|r| !r.uid.is_empty()).ok_or_else(|| {
+        Error::BadReview(format!(
             "AdmissionReview has no usable request ({})",
             one_line(why)
-        )));
-    };
+        ))
+    })
+}
+
+/// The answer to a review that is not evaluated (it does not decode, an internal error, or its
+/// time budget ran out): per the policy's `onError`, with `why` as a warning or the denial. Only
+/// the envelope and the uid are read ([`read_envelope`]). `Err`: not even that reads (HTTP 400).
+pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
+    let r = read_envelope(body, &why)?;
     let response = failure(response_for(&r.uid), &r.object(), why, policy);
     let summary = Summary {
         uid: r.uid,
@@ -288,20 +294,7 @@ fn past_bound_unread(
     policy: &Policy,
     why: &crate::bounds::PastBound,
 ) -> Result<Answer> {
-    let u: wire::UidOnly = serde_json::from_slice(body).map_err(|e| {
-        Error::BadReview(if e.is_syntax() || e.is_eof() {
-            format!("body is not JSON: {}", one_line(e))
-        } else {
-            format!("body is not an AdmissionReview: {}", one_line(e))
-        })
-    })?;
-    check_envelope(&u.api_version, &u.kind)?;
-    let Some(r) = u.request.filter(|r| !r.uid.is_empty()) else {
-        return Err(Error::BadReview(format!(
-            "AdmissionReview has no usable request ({})",
-            one_line(why)
-        )));
-    };
+    let r = read_envelope(body, why)?;
     let judged = r.handled(endpoint) && !policy.is_excluded(r.scope());
     let response = match judged {
         true => past_bound(endpoint, response_for(&r.uid), &r.object(), why),
