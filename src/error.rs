@@ -1,5 +1,5 @@
 //! The request path's errors: why a review was not answered with a decision. Each maps to an
-//! outcome label (`admission::Outcome::from`).
+//! outcome label (`admission::ReviewOutcome::from`).
 
 /// Why a review was not decided.
 #[derive(Debug, thiserror::Error)]

@@ -14,8 +14,9 @@ use axum::response::IntoResponse;
 use serde_json::{Value, json};
 use stsguard::audit::reports::HASH_ANNOTATION;
 use stsguard::audit::writer::Writer;
-use stsguard::audit::{Audit, ObjectResult, Outcome, RuleResult};
+use stsguard::audit::{Audit, ObjectResult};
 use stsguard::policy::{Mode, RuleId};
+use stsguard::validate::{Finding, Outcome};
 
 /// The API server's limit on a request body (k8s.io/apiserver, `MaxRequestBodyBytes`).
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -165,7 +166,7 @@ fn objects(ns: &str, n: usize) -> Vec<ObjectResult> {
             passed: 5,
             results: rules
                 .iter()
-                .map(|&rule| RuleResult {
+                .map(|&rule| Finding {
                     rule,
                     mode: Mode::Warn,
                     outcome: Outcome::Warn,

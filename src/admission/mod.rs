@@ -40,7 +40,7 @@ impl Endpoint {
 
 /// What became of a review (the `outcome` label).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ReviewOutcome {
     #[default]
     Allowed,
     Denied,
@@ -51,31 +51,31 @@ pub enum Outcome {
     BadRequest,
 }
 
-impl Outcome {
+impl ReviewOutcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Outcome::Allowed => "allowed",
-            Outcome::Denied => "denied",
-            Outcome::Patched => "patched",
-            Outcome::Error => "error",
-            Outcome::BadRequest => "bad_request",
+            ReviewOutcome::Allowed => "allowed",
+            ReviewOutcome::Denied => "denied",
+            ReviewOutcome::Patched => "patched",
+            ReviewOutcome::Error => "error",
+            ReviewOutcome::BadRequest => "bad_request",
         }
     }
 }
 
-impl From<&Error> for Outcome {
-    fn from(e: &Error) -> Outcome {
+impl From<&Error> for ReviewOutcome {
+    fn from(e: &Error) -> ReviewOutcome {
         match e {
-            Error::BadReview(_) => Outcome::BadRequest,
-            Error::NotEvaluated(_) | Error::Patch(_) => Outcome::Error,
-            Error::PastBound(_) => Outcome::Denied,
+            Error::BadReview(_) => ReviewOutcome::BadRequest,
+            Error::NotEvaluated(_) | Error::Patch(_) => ReviewOutcome::Error,
+            Error::PastBound(_) => ReviewOutcome::Denied,
         }
     }
 }
 
 /// What happened, for the log line and metrics.
 #[derive(Clone, Debug, Default)]
-pub struct Summary {
+pub struct ReviewSummary {
     pub uid: String,
     pub kind: String,
     pub namespace: String,
@@ -86,7 +86,7 @@ pub struct Summary {
     pub allowed: bool,
     pub patched: bool,
     pub warnings: usize,
-    pub outcome: Outcome,
+    pub outcome: ReviewOutcome,
     /// Every rule evaluated, for metrics.
     pub rule_results: Vec<(RuleId, Mode, RuleResult)>,
 }
@@ -95,7 +95,7 @@ pub struct Summary {
 #[derive(Clone, Debug)]
 pub struct Answer {
     pub body: Vec<u8>,
-    pub summary: Summary,
+    pub summary: ReviewSummary,
 }
 
 /// What the dispatch decided.
@@ -165,7 +165,7 @@ pub fn answer_counted(
     if req.uid.is_empty() {
         return Err(Error::BadReview("request.uid is empty".into()));
     }
-    let mut summary = Summary {
+    let mut summary = ReviewSummary {
         uid: req.uid.clone(),
         kind: req.kind.kind.clone(),
         namespace: req.namespace.clone().unwrap_or_default(),
@@ -205,8 +205,8 @@ pub fn answer_counted(
             let response = past_bound(endpoint, response, &object, &why);
             summary.allowed = response.allowed;
             summary.outcome = match response.allowed {
-                true => Outcome::Allowed,
-                false => Outcome::Denied,
+                true => ReviewOutcome::Allowed,
+                false => ReviewOutcome::Denied,
             };
             summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
             return Ok(Answer {
@@ -216,7 +216,7 @@ pub fn answer_counted(
         }
         Err(e) => {
             let response = failure(response, &object, &e.to_string(), policy);
-            summary.outcome = Outcome::Error;
+            summary.outcome = ReviewOutcome::Error;
             summary.allowed = response.allowed;
             summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
             return Ok(Answer {
@@ -237,9 +237,9 @@ pub fn answer_counted(
     summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
     summary.rule_results = d.rules;
     summary.outcome = match (response.allowed, summary.patched) {
-        (false, _) => Outcome::Denied,
-        (true, true) => Outcome::Patched,
-        (true, false) => Outcome::Allowed,
+        (false, _) => ReviewOutcome::Denied,
+        (true, true) => ReviewOutcome::Patched,
+        (true, false) => ReviewOutcome::Allowed,
     };
     Ok(Answer {
         body: encode(&response, d.patch.as_ref()),
@@ -272,10 +272,10 @@ fn read_envelope(body: &[u8], why: &dyn std::fmt::Display) -> Result<wire::UidOn
 pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
     let r = read_envelope(body, &why)?;
     let response = failure(response_for(&r.uid), &r.object(), why, policy);
-    let summary = Summary {
+    let summary = ReviewSummary {
         uid: r.uid,
         allowed: response.allowed,
-        outcome: Outcome::Error,
+        outcome: ReviewOutcome::Error,
         ..Default::default()
     };
     Ok(Answer {
@@ -300,11 +300,11 @@ fn past_bound_unread(
         true => past_bound(endpoint, response_for(&r.uid), &r.object(), why),
         false => response_for(&r.uid),
     };
-    let summary = Summary {
+    let summary = ReviewSummary {
         allowed: response.allowed,
         outcome: match response.allowed {
-            true => Outcome::Allowed,
-            false => Outcome::Denied,
+            true => ReviewOutcome::Allowed,
+            false => ReviewOutcome::Denied,
         },
         warnings: response.warnings.as_ref().map_or(0, Vec::len),
         kind: r
@@ -524,7 +524,7 @@ fn validate_delete_of(
     let not_evaluated = findings
         .warnings
         .iter()
-        .find(|f| f.result == RuleResult::Unknown)
+        .find(|f| f.outcome == validate::Outcome::NotChecked)
         .map(|f| Error::NotEvaluated(format!("[{}] not checked: {}", f.rule, f.message)));
     Ok(Decision {
         not_evaluated,

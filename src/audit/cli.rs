@@ -415,7 +415,7 @@ mod tests {
         let c = &run.checked[0];
         assert!(!c.allowed);
         assert_eq!(c.findings.len(), 1);
-        assert_eq!(c.findings[0].rule, "bounds");
+        assert_eq!(c.findings[0].rule.as_str(), "bounds");
         assert!(
             c.findings[0]
                 .message

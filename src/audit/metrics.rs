@@ -102,7 +102,8 @@ impl AuditMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{ObjectResult, Outcome, RuleResult};
+    use crate::audit::ObjectResult;
+    use crate::validate::{Finding, Outcome};
 
     fn object(ns: &str, outcome: Outcome) -> ObjectResult {
         ObjectResult {
@@ -110,7 +111,7 @@ mod tests {
             name: "x".into(),
             uid: None,
             passed: 1,
-            results: vec![RuleResult {
+            results: vec![Finding {
                 rule: RuleId::SharedClaim,
                 mode: Mode::Enforce,
                 outcome,
@@ -135,7 +136,7 @@ mod tests {
             objects: vec![
                 object("a", Outcome::Fail),
                 object("a", Outcome::Fail),
-                object("b", Outcome::Skip),
+                object("b", Outcome::NotChecked),
             ],
             excluded: 0,
         };
@@ -149,7 +150,7 @@ mod tests {
         );
         assert!(
             !t.contains(r#"namespace="b""#),
-            "a skip is no violation: {t}"
+            "not checked is no violation: {t}"
         );
         // Fixed: the series goes.
         m.record(&Audit::default(), 0.1, 1001.0);

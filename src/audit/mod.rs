@@ -1,7 +1,9 @@
-//! The audit: the same mutation and validation as the webhook, over StatefulSets that already run.
+//! The audit: the webhook's validation, over StatefulSets that already run, each judged as it is
+//! stored (the judge `stsguard check` uses for an object that exists already).
 //!
 //! This module is pure: [`audit`] judges a set of StatefulSets with any [`Lookups`] and gives
-//! per-object results; [`reports`] turns them into PolicyReports, [`metrics`] into gauges.
+//! per-object results, each a list of [`Finding`]s (the model `check` reports too);
+//! [`reports`] turns them into PolicyReports, [`metrics`] into gauges.
 //! [`task`] is `stsguard serve`'s background audit over its watch caches, [`cli`] the
 //! `stsguard audit` command over a live cluster, [`lease`] the election of the one replica that
 //! writes reports.
@@ -20,39 +22,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 
 use crate::policy::{Mode, Policy, RuleId};
 use crate::validate::lookups::WatchLookups;
-use crate::validate::{self, Finding, Findings, Lookups, Review, Subject};
-
-/// What a rule said about an object, when it did not pass.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Outcome {
-    /// An enforced rule failed: the webhook would deny this object.
-    Fail,
-    /// A warned rule failed: the webhook would allow it with a warning.
-    Warn,
-    /// The rule could not be checked (a look-up could not answer).
-    Skip,
-}
-
-impl Outcome {
-    /// The PolicyReport `result`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Fail => "fail",
-            Outcome::Warn => "warn",
-            Outcome::Skip => "skip",
-        }
-    }
-}
-
-/// One rule's result for one object that is not a pass.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RuleResult {
-    pub rule: RuleId,
-    /// The mode the rule was judged at (for a skip: the rule's mode, not the warning's).
-    pub mode: Mode,
-    pub outcome: Outcome,
-    pub message: String,
-}
+use crate::validate::{self, Finding, Findings, Lookups, Outcome};
 
 /// The audit of one StatefulSet.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,8 +32,9 @@ pub struct ObjectResult {
     pub uid: Option<String>,
     /// Rules that passed.
     pub passed: usize,
-    /// Rules that did not pass, in the order the rules ran.
-    pub results: Vec<RuleResult>,
+    /// Rules that did not pass: failed enforced rules, then warned rules and rules not checked,
+    /// each in the order the rules ran.
+    pub results: Vec<Finding>,
 }
 
 /// The audit of a set of StatefulSets.
@@ -75,63 +46,11 @@ pub struct Audit {
     pub excluded: usize,
 }
 
-/// Is this finding a "not checked" result?
-fn is_not_checked(f: &Finding) -> bool {
-    f.result == crate::validate::RuleResult::Unknown
-}
-
-/// Validation of one StatefulSet as it is stored and runs: as the webhook judges a write that
-/// leaves its pod template alone (only a template change gets the mutation, see
-/// [`crate::mutate::changes_template`]). No mutation, no patch.
-pub fn judge(
-    sts: &StatefulSet,
-    namespace: &str,
-    policy: &Policy,
-    lookups: &dyn Lookups,
-) -> Findings {
-    validate::validate(
-        &Review {
-            namespace,
-            subject: Subject::Write {
-                object: sts,
-                old: None,
-            },
-        },
-        policy,
-        lookups,
-    )
-}
-
 /// The per-object result from validation's findings.
-pub fn object_result(sts: &StatefulSet, namespace: &str, findings: Findings) -> ObjectResult {
-    let passed = findings
-        .results
-        .iter()
-        .filter(|r| r.2 == crate::validate::RuleResult::Pass)
-        .count();
-    let mut results = Vec::with_capacity(findings.violations.len() + findings.warnings.len());
-    for f in findings.violations {
-        results.push(RuleResult {
-            rule: f.rule,
-            mode: f.mode,
-            outcome: Outcome::Fail,
-            message: f.message,
-        });
-    }
-    for f in findings.warnings {
-        let outcome = if is_not_checked(&f) {
-            Outcome::Skip
-        } else {
-            Outcome::Warn
-        };
-        let mode = f.mode;
-        results.push(RuleResult {
-            rule: f.rule,
-            mode,
-            outcome,
-            message: f.message,
-        });
-    }
+fn object_result(sts: &StatefulSet, namespace: &str, findings: Findings) -> ObjectResult {
+    let passed = findings.passed();
+    let mut results = findings.violations;
+    results.extend(findings.warnings);
     ObjectResult {
         namespace: namespace.to_string(),
         name: sts.metadata.name.clone().unwrap_or_default(),
@@ -142,16 +61,12 @@ pub fn object_result(sts: &StatefulSet, namespace: &str, findings: Findings) -> 
 }
 
 /// Judges one StatefulSet; `None` when its namespace is excluded by the policy.
-pub fn audit_one(
-    sts: &StatefulSet,
-    policy: &Policy,
-    lookups: &dyn Lookups,
-) -> Option<ObjectResult> {
+fn audit_one(sts: &StatefulSet, policy: &Policy, lookups: &dyn Lookups) -> Option<ObjectResult> {
     let namespace = sts.metadata.namespace.as_deref().unwrap_or("default");
     if policy.is_excluded(Some(namespace)) {
         return None;
     }
-    let findings = judge(sts, namespace, policy, lookups);
+    let findings = validate::judge_object(sts, namespace, policy, lookups);
     Some(object_result(sts, namespace, findings))
 }
 
@@ -194,7 +109,7 @@ pub async fn audit_yielding(
 /// What the metrics keep of successive namespaces' audits (the background audit judges one
 /// namespace at a time and drops its results).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Totals {
+pub(crate) struct Totals {
     pub objects: usize,
     pub excluded: usize,
     /// Violations (fail and warn results) per (rule, mode, namespace).
@@ -239,21 +154,10 @@ pub async fn audit_namespace(
     Ok(out)
 }
 
-/// A PolicyReport's `summary`: rule results per outcome in one namespace.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
-    pub pass: usize,
-    pub fail: usize,
-    pub warn: usize,
-    pub error: usize,
-    pub skip: usize,
-}
-
-/// The objects of one namespace, and their summary.
+/// The objects of one namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NamespaceResults<'a> {
     pub objects: Vec<&'a ObjectResult>,
-    pub summary: Summary,
 }
 
 impl NamespaceResults<'_> {
@@ -264,20 +168,11 @@ impl NamespaceResults<'_> {
 }
 
 impl Audit {
-    /// The results grouped by namespace (sorted), each with its summary counts.
+    /// The results grouped by namespace (sorted).
     pub fn by_namespace(&self) -> BTreeMap<&str, NamespaceResults<'_>> {
         let mut out: BTreeMap<&str, NamespaceResults<'_>> = BTreeMap::new();
         for o in &self.objects {
-            let ns = out.entry(o.namespace.as_str()).or_default();
-            ns.summary.pass += o.passed;
-            for r in &o.results {
-                match r.outcome {
-                    Outcome::Fail => ns.summary.fail += 1,
-                    Outcome::Warn => ns.summary.warn += 1,
-                    Outcome::Skip => ns.summary.skip += 1,
-                }
-            }
-            ns.objects.push(o);
+            out.entry(o.namespace.as_str()).or_default().objects.push(o);
         }
         out
     }
@@ -287,7 +182,7 @@ impl Audit {
         let mut out = BTreeMap::new();
         for o in &self.objects {
             for r in &o.results {
-                if r.outcome != Outcome::Skip {
+                if r.outcome != Outcome::NotChecked {
                     *out.entry((r.rule, r.mode, o.namespace.as_str()))
                         .or_insert(0) += 1;
                 }
@@ -406,7 +301,7 @@ mod tests {
     }
 
     #[test]
-    fn not_checked_is_skip_at_the_rules_mode() -> Result<(), Box<dyn std::error::Error>> {
+    fn not_checked_is_at_the_rules_mode() -> Result<(), Box<dyn std::error::Error>> {
         let s = sts(
             "a",
             "web",
@@ -414,15 +309,15 @@ mod tests {
         )?;
         let unknown = crate::validate::NoLookups("cache not synced".into());
         let a = audit(&[s], &Policy::default(), &unknown);
-        let skips: Vec<(&str, Mode)> = a.objects[0]
+        let not_checked: Vec<(&str, Mode)> = a.objects[0]
             .results
             .iter()
-            .filter(|r| r.outcome == Outcome::Skip)
+            .filter(|r| r.outcome == Outcome::NotChecked)
             .map(|r| (r.rule.as_str(), r.mode))
             .collect();
         assert!(
-            skips.contains(&("governing-service", Mode::Warn)),
-            "{skips:?}"
+            not_checked.contains(&("governing-service", Mode::Warn)),
+            "{not_checked:?}"
         );
         let mut policy = Policy::default();
         policy
@@ -443,14 +338,14 @@ mod tests {
             .iter()
             .find(|r| r.rule == RuleId::GoverningService)
             .ok_or("a governing-service result")?;
-        assert_eq!((gs.outcome, gs.mode), (Outcome::Skip, Mode::Enforce));
-        assert!(a.violations().is_empty(), "a skip is no violation");
+        assert_eq!((gs.outcome, gs.mode), (Outcome::NotChecked, Mode::Enforce));
+        assert!(a.violations().is_empty(), "not checked is no violation");
         Ok(())
     }
 
     #[test]
     fn summary_and_violation_counts() -> Result<(), Box<dyn std::error::Error>> {
-        let r = |rule, mode, outcome| RuleResult {
+        let r = |rule, mode, outcome| Finding {
             rule,
             mode,
             outcome,
@@ -475,7 +370,7 @@ mod tests {
                     passed: 11,
                     results: vec![
                         r(RuleId::SharedClaim, Mode::Enforce, Outcome::Fail),
-                        r(RuleId::DisruptionBudget, Mode::Warn, Outcome::Skip),
+                        r(RuleId::DisruptionBudget, Mode::Warn, Outcome::NotChecked),
                     ],
                 },
                 ObjectResult {
@@ -490,8 +385,8 @@ mod tests {
         };
         let ns = a.by_namespace();
         assert_eq!(
-            ns["a"].summary,
-            Summary {
+            reports::ReportSummary::of(&ns["a"]),
+            reports::ReportSummary {
                 pass: 21,
                 fail: 2,
                 warn: 1,
@@ -501,7 +396,7 @@ mod tests {
         );
         assert!(ns["a"].has_results());
         assert!(!ns["b"].has_results());
-        assert_eq!(ns["b"].summary.pass, 12);
+        assert_eq!(reports::ReportSummary::of(&ns["b"]).pass, 12);
         let v = a.violations();
         assert_eq!(v.get(&(RuleId::SharedClaim, Mode::Enforce, "a")), Some(&2));
         assert_eq!(

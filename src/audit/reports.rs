@@ -17,8 +17,9 @@ use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
-use super::{NamespaceResults, ObjectResult, Outcome, Summary};
+use super::{NamespaceResults, ObjectResult};
 use crate::policy::Mode;
+use crate::validate::{Finding, Outcome};
 
 /// The report's name in every namespace (the first part; the next ones add `-2`, `-3`...).
 pub const NAME: &str = "stsguard";
@@ -44,6 +45,47 @@ pub fn api_resource() -> ApiResource {
         &GroupVersionKind::gvk("wgpolicyk8s.io", "v1alpha2", "PolicyReport"),
         "policyreports",
     )
+}
+
+/// A PolicyReport's `summary`: rule results per PolicyReport `result`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReportSummary {
+    pub pass: usize,
+    pub fail: usize,
+    pub warn: usize,
+    pub error: usize,
+    pub skip: usize,
+}
+
+impl ReportSummary {
+    /// The counts of a namespace's results.
+    pub fn of(results: &NamespaceResults<'_>) -> ReportSummary {
+        let mut s = ReportSummary::default();
+        for o in &results.objects {
+            s.pass += o.passed;
+            for r in &o.results {
+                s.count(r.outcome);
+            }
+        }
+        s
+    }
+
+    fn count(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Fail => self.fail += 1,
+            Outcome::Warn => self.warn += 1,
+            Outcome::NotChecked => self.skip += 1,
+        }
+    }
+}
+
+/// A finding's PolicyReport `result`: "not checked" is `skip` there.
+fn report_result(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Fail => "fail",
+        Outcome::Warn => "warn",
+        Outcome::NotChecked => "skip",
+    }
 }
 
 /// A result's `severity`, from the mode the rule was judged at.
@@ -91,9 +133,7 @@ pub fn is_part_name(name: &str) -> bool {
 }
 
 /// The objects of a namespace in report order (by name), each with its results in rule order.
-fn ordered<'a>(
-    results: &NamespaceResults<'a>,
-) -> Vec<(&'a ObjectResult, Vec<&'a super::RuleResult>)> {
+fn ordered<'a>(results: &NamespaceResults<'a>) -> Vec<(&'a ObjectResult, Vec<&'a Finding>)> {
     let mut objects = results.objects.clone();
     objects.sort_by(|a, b| a.name.cmp(&b.name));
     objects
@@ -116,7 +156,7 @@ pub fn results_hash(namespace: &str, results: &NamespaceResults<'_>) -> String {
     };
     field(FORMAT);
     field(namespace);
-    let s = results.summary;
+    let s = ReportSummary::of(results);
     for n in [s.pass, s.fail, s.warn, s.error, s.skip] {
         field(&n.to_string());
     }
@@ -125,7 +165,7 @@ pub fn results_hash(namespace: &str, results: &NamespaceResults<'_>) -> String {
         field(o.uid.as_deref().unwrap_or(""));
         for r in rs {
             field(r.rule.as_str());
-            field(r.outcome.as_str());
+            field(report_result(r.outcome));
             field(r.mode.as_str());
             field(&r.message);
         }
@@ -142,7 +182,7 @@ pub struct Report {
     pub api_version: &'static str,
     pub kind: &'static str,
     pub metadata: Value,
-    pub summary: Summary,
+    pub summary: ReportSummary,
     pub results: Vec<Box<RawValue>>,
 }
 
@@ -165,9 +205,9 @@ pub fn build(
 ) -> Vec<Report> {
     let hash = results_hash(namespace, results);
     let mut live = std::collections::HashSet::new();
-    let mut parts: Vec<(Summary, Vec<Box<RawValue>>, usize)> = vec![(
-        Summary {
-            pass: results.summary.pass,
+    let mut parts: Vec<(ReportSummary, Vec<Box<RawValue>>, usize)> = vec![(
+        ReportSummary {
+            pass: ReportSummary::of(results).pass,
             ..Default::default()
         },
         Vec::new(),
@@ -190,10 +230,10 @@ pub fn build(
             let item = json!({
                 "policy": "stsguard",
                 "rule": r.rule.as_str(),
-                "result": r.outcome.as_str(),
+                "result": report_result(r.outcome),
                 "source": "stsguard",
                 "severity": severity(r.mode),
-                "scored": r.outcome != Outcome::Skip,
+                "scored": r.outcome != Outcome::NotChecked,
                 "message": r.message,
                 "properties": {"mode": r.mode.as_str()},
                 "resources": [resource],
@@ -207,14 +247,10 @@ pub fn build(
                 .last()
                 .is_some_and(|p| !p.1.is_empty() && p.2 + size > budget)
             {
-                parts.push((Summary::default(), Vec::new(), 0));
+                parts.push((ReportSummary::default(), Vec::new(), 0));
             }
             if let Some(p) = parts.last_mut() {
-                match r.outcome {
-                    Outcome::Fail => p.0.fail += 1,
-                    Outcome::Warn => p.0.warn += 1,
-                    Outcome::Skip => p.0.skip += 1,
-                }
+                p.0.count(r.outcome);
                 p.2 += size;
                 p.1.push(raw);
             }
@@ -267,7 +303,7 @@ pub fn first_seen_of(report: &Value, into: &mut FirstSeen) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::{Audit, ObjectResult, RuleResult};
+    use crate::audit::{Audit, ObjectResult};
     use crate::policy::RuleId;
 
     fn audit() -> Audit {
@@ -279,16 +315,16 @@ mod tests {
                     uid: Some("u-1".into()),
                     passed: 9,
                     results: vec![
-                        RuleResult {
+                        Finding {
                             rule: RuleId::QuorumOdd,
                             mode: Mode::Enforce,
                             outcome: Outcome::Fail,
                             message: "4 members".into(),
                         },
-                        RuleResult {
+                        Finding {
                             rule: RuleId::DisruptionBudget,
                             mode: Mode::Warn,
-                            outcome: Outcome::Skip,
+                            outcome: Outcome::NotChecked,
                             message: "not checked: x".into(),
                         },
                     ],
@@ -298,7 +334,7 @@ mod tests {
                     name: "cache".into(),
                     uid: Some("u-2".into()),
                     passed: 10,
-                    results: vec![RuleResult {
+                    results: vec![Finding {
                         rule: RuleId::GoverningService,
                         mode: Mode::Warn,
                         outcome: Outcome::Warn,
@@ -466,7 +502,7 @@ mod tests {
                     passed: 5,
                     results: rules
                         .iter()
-                        .map(|&rule| RuleResult {
+                        .map(|&rule| Finding {
                             rule,
                             mode: Mode::Warn,
                             outcome: Outcome::Warn,
@@ -484,7 +520,7 @@ mod tests {
         let built = build("big", &by_ns["big"], &mut seen, UNIX_EPOCH, REPORT_BUDGET);
         assert!(built.len() > 3, "{} parts", built.len());
         let mut names = Vec::new();
-        let mut total = Summary::default();
+        let mut total = ReportSummary::default();
         let mut results = 0;
         for p in &built {
             let bytes = serde_json::to_vec(p).unwrap_or_default().len();

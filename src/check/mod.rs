@@ -15,13 +15,13 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use read::{Input, read_documents, yaml_documents};
-pub use report::{Summary, render as report};
+pub use report::{SummaryLine, render as report};
 
 use crate::k8s::roles::role_node_selector;
-use crate::mutate;
-use crate::policy::{Mode, Policy};
+use crate::mutate::{self, WarningId};
+use crate::policy::{Mode, Policy, RuleId};
 use crate::validate::lookups::StaticLookups;
-use crate::validate::{self, Lookups, Review, Subject};
+use crate::validate::{self, Finding, Lookups, Outcome};
 
 /// Exit code: every StatefulSet allowed.
 pub const EXIT_ALLOWED: i32 = 0;
@@ -76,19 +76,6 @@ impl std::fmt::Display for Source {
     }
 }
 
-/// What a finding says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// An enforced rule failed: the object is denied.
-    Fail,
-    /// Allowed with a warning: a rule at mode `warn` failed, or the mutation skipped or kept
-    /// something.
-    Warn,
-    /// A rule could not be evaluated (a look-up the input or the cluster cannot answer).
-    NotChecked,
-}
-
 /// Which step said it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -97,16 +84,70 @@ pub enum Stage {
     Validation,
 }
 
-/// One finding of one object: a rule that did not pass, or a mutation warning.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    /// A rule id (`shared-claim`, …) or a mutation warning id (`env-kept`, …).
-    pub rule: String,
-    /// The rule's mode for this object; `warn` for mutation warnings.
-    pub mode: Mode,
-    pub result: Outcome,
-    pub message: String,
-    pub stage: Stage,
+/// What a `check` finding is about: a validation rule, a mutation warning, or the bound on one
+/// object's work. Written as its id: `shared-claim`, `env-kept`, `bounds`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Rule {
+    Validation(RuleId),
+    Mutation(WarningId),
+    /// Past a bound ([`crate::bounds`]): neither mutated nor judged by the rules.
+    Bound,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Validation(id) => id.as_str(),
+            Rule::Mutation(id) => id.as_str(),
+            Rule::Bound => crate::bounds::RULE,
+        }
+    }
+
+    /// The step that says it.
+    pub fn stage(self) -> Stage {
+        match self {
+            Rule::Mutation(_) => Stage::Mutation,
+            Rule::Validation(_) | Rule::Bound => Stage::Validation,
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Rule {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl From<Finding<RuleId>> for Finding<Rule> {
+    fn from(f: Finding<RuleId>) -> Self {
+        Finding {
+            rule: Rule::Validation(f.rule),
+            mode: f.mode,
+            outcome: f.outcome,
+            message: f.message,
+        }
+    }
+}
+
+/// A finding as `--output json` writes it: the finding, then its stage.
+#[derive(Serialize)]
+struct Staged<'a> {
+    #[serde(flatten)]
+    finding: &'a Finding<Rule>,
+    stage: Stage,
+}
+
+fn staged<S: serde::Serializer>(findings: &[Finding<Rule>], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(findings.iter().map(|finding| Staged {
+        finding,
+        stage: finding.rule.stage(),
+    }))
 }
 
 /// The result for one StatefulSet (the `--output json` element).
@@ -117,14 +158,17 @@ pub struct Checked {
     pub name: String,
     pub namespace: String,
     pub allowed: bool,
-    pub findings: Vec<Finding>,
+    /// Failed enforced rules, mutation warnings, then the other rule findings (warned rules, and
+    /// rules not checked), each with its [`Stage`] in the JSON.
+    #[serde(serialize_with = "staged")]
+    pub findings: Vec<Finding<Rule>>,
     /// The JSONPatch the server would answer.
     pub patch: json_patch::Patch,
     /// The object after the mutation.
     pub mutated: StatefulSet,
     /// Enforced rules that failed.
     #[serde(skip)]
-    pub violations: Vec<validate::Finding>,
+    pub violations: Vec<Finding<RuleId>>,
     /// The warnings the server would answer, as it words them.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -143,9 +187,12 @@ pub struct Checked {
 }
 
 impl Checked {
-    /// The findings with this result.
-    pub fn count(&self, result: Outcome) -> usize {
-        self.findings.iter().filter(|f| f.result == result).count()
+    /// The findings with this outcome.
+    pub fn count(&self, outcome: Outcome) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.outcome == outcome)
+            .count()
     }
 }
 
@@ -369,50 +416,22 @@ pub fn check_object(
     let existing = matches!(source, Source::Cluster { .. }) || sts.metadata.uid.is_some();
     let m = mutate::mutate(&sts, policy);
     let patch = mutate::patch::statefulset(&sts, &m.object).map_err(|e| BadInput(e.to_string()))?;
-    let found = validate::validate(
-        &Review {
-            namespace: &namespace,
-            subject: Subject::Write {
-                object: if existing { &sts } else { &m.object },
-                old: None,
-            },
-        },
+    let found = validate::judge_object(
+        if existing { &sts } else { &m.object },
+        &namespace,
         policy,
         lookups,
     );
-    let mut findings: Vec<Finding> = found
-        .violations
-        .iter()
-        .map(|f| Finding {
-            rule: f.rule.as_str().to_string(),
-            mode: f.mode,
-            result: Outcome::Fail,
-            message: f.message.clone(),
-            stage: Stage::Validation,
-        })
-        .collect();
+    let mut findings: Vec<Finding<Rule>> =
+        Vec::with_capacity(found.violations.len() + m.report.notes.len() + found.warnings.len());
+    findings.extend(found.violations.iter().cloned().map(Finding::from));
     findings.extend(m.report.notes.iter().map(|w| Finding {
-        rule: w.id.as_str().to_string(),
+        rule: Rule::Mutation(w.id),
         mode: Mode::Warn,
-        result: Outcome::Warn,
+        outcome: Outcome::Warn,
         message: w.message.clone(),
-        stage: Stage::Mutation,
     }));
-    for f in &found.warnings {
-        let (result, message, mode) = match f.result {
-            crate::validate::RuleResult::Unknown => {
-                (Outcome::NotChecked, f.message.clone(), f.mode)
-            }
-            _ => (Outcome::Warn, f.message.clone(), f.mode),
-        };
-        findings.push(Finding {
-            rule: f.rule.as_str().to_string(),
-            mode,
-            result,
-            message,
-            stage: Stage::Validation,
-        });
-    }
+    findings.extend(found.warnings.iter().cloned().map(Finding::from));
     // As the server words them: each names its object.
     let object = crate::text::object(
         "StatefulSet",
@@ -442,8 +461,7 @@ pub fn check_object(
 }
 
 /// A StatefulSet past a bound on work ([`crate::bounds`]): neither mutated nor judged by the
-/// rules, and denied as the server denies it: one failing finding, rule id
-/// [`crate::bounds::RULE`].
+/// rules, and denied as the server denies it: one failing finding, [`Rule::Bound`].
 fn past_bound(source: Source, sts: StatefulSet, why: crate::bounds::PastBound) -> Checked {
     let namespace = sts
         .metadata
@@ -460,11 +478,10 @@ fn past_bound(source: Source, sts: StatefulSet, why: crate::bounds::PastBound) -
         namespace,
         allowed: false,
         findings: vec![Finding {
-            rule: crate::bounds::RULE.to_string(),
+            rule: Rule::Bound,
             mode: Mode::Enforce,
-            result: Outcome::Fail,
+            outcome: Outcome::Fail,
             message: message.clone(),
-            stage: Stage::Validation,
         }],
         patch: json_patch::Patch(Vec::new()),
         mutated: sts,

@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use super::{Checked, Outcome};
+use super::{Checked, Rule};
+use crate::validate::Outcome;
 
-/// The counts of the summary line.
+/// The counts of the report's last line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Summary {
+pub struct SummaryLine {
     pub checked: usize,
     pub allowed: usize,
     pub denied: usize,
@@ -18,10 +19,10 @@ pub struct Summary {
     pub not_checked: usize,
 }
 
-impl Summary {
-    pub fn of(results: &[Checked]) -> Summary {
+impl SummaryLine {
+    pub fn of(results: &[Checked]) -> SummaryLine {
         let allowed = results.iter().filter(|c| c.allowed).count();
-        Summary {
+        SummaryLine {
             checked: results.len(),
             allowed,
             denied: results.len() - allowed,
@@ -31,7 +32,7 @@ impl Summary {
     }
 }
 
-impl std::fmt::Display for Summary {
+impl std::fmt::Display for SummaryLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let plural =
             |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
@@ -81,7 +82,7 @@ pub fn render(results: &[Checked]) -> String {
             "{} {}/{}: {verdict} ({})",
             c.kind, c.namespace, c.name, c.source
         );
-        if c.findings.iter().any(|f| f.rule == crate::bounds::RULE) {
+        if c.findings.iter().any(|f| f.rule == Rule::Bound) {
             s.push_str("  mutation: not mutated (past a bound)\n");
         } else if c.added.is_empty() && c.removed.is_empty() {
             s.push_str("  mutation: nothing to add\n");
@@ -108,7 +109,7 @@ pub fn render(results: &[Checked]) -> String {
             }
         }
         for f in &c.findings {
-            match f.result {
+            match f.outcome {
                 Outcome::Fail => {
                     let _ = writeln!(s, "  DENY [{}] {}", f.rule, f.message);
                 }
@@ -118,7 +119,7 @@ pub fn render(results: &[Checked]) -> String {
                 Outcome::NotChecked => {
                     let (what, why) = what_why(&f.message);
                     unchecked
-                        .entry((f.rule.clone(), why.to_string()))
+                        .entry((f.rule.to_string(), why.to_string()))
                         .or_default()
                         .push((format!("{}/{}", c.namespace, c.name), what.to_string()));
                 }
@@ -154,7 +155,7 @@ pub fn render(results: &[Checked]) -> String {
             let _ = writeln!(s, "  [{rule}] {head}: {}", listed.join(", "));
         }
     }
-    let _ = writeln!(s, "{}", Summary::of(results));
+    let _ = writeln!(s, "{}", SummaryLine::of(results));
     s
 }
 
@@ -186,7 +187,9 @@ pub fn patches(results: &[Checked]) -> Result<String, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::check::{Finding, Source, Stage};
+    use crate::check::Source;
+    use crate::policy::RuleId;
+    use crate::validate::Finding;
 
     fn not_checked(source: Source) -> Checked {
         Checked {
@@ -196,11 +199,10 @@ mod tests {
             namespace: "ns".into(),
             allowed: true,
             findings: vec![Finding {
-                rule: "governing-service".into(),
+                rule: Rule::Validation(RuleId::GoverningService),
                 mode: crate::policy::Mode::Warn,
-                result: Outcome::NotChecked,
+                outcome: Outcome::NotChecked,
                 message: "Service ns/db (no Service in the input)".into(),
-                stage: Stage::Validation,
             }],
             patch: json_patch::Patch(vec![]),
             mutated: Default::default(),

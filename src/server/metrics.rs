@@ -171,7 +171,12 @@ impl Metrics {
         self.rejected.get_or_create(&RejectLabels { bound }).inc();
     }
 
-    pub fn record(&self, endpoint: &'static str, s: &crate::admission::Summary, seconds: f64) {
+    pub fn record(
+        &self,
+        endpoint: &'static str,
+        s: &crate::admission::ReviewSummary,
+        seconds: f64,
+    ) {
         self.requests
             .get_or_create(&RequestLabels {
                 endpoint,

@@ -353,8 +353,8 @@ fn respond(
                 .into_response()
         }
         Err(bad) => {
-            let s = admission::Summary {
-                outcome: admission::Outcome::from(&bad),
+            let s = admission::ReviewSummary {
+                outcome: admission::ReviewOutcome::from(&bad),
                 ..Default::default()
             };
             state

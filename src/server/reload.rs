@@ -112,7 +112,7 @@ fn watch_dir(p: &Path) -> PathBuf {
 }
 
 /// One check of the watched files, decided on a blocking thread.
-enum Outcome {
+enum Reread {
     /// The contents in force: nothing to do.
     Same,
     /// New contents, loaded; a line for the log.
@@ -182,28 +182,28 @@ pub fn spawn(
             let outcome = off_runtime(names(&paths), SLOW_READ, move || {
                 // The files in force, read once: no need to wait for them to settle.
                 if read_all(&paths2).is_ok_and(|c| fingerprint(&c) == in_force) {
-                    return Outcome::Same;
+                    return Reread::Same;
                 }
                 match read_settled(&paths2) {
-                    Err(why) => Outcome::Refused(fingerprint(&why), why),
-                    Ok(c) if fingerprint(&c) == in_force => Outcome::Same,
+                    Err(why) => Reread::Refused(fingerprint(&why), why),
+                    Ok(c) if fingerprint(&c) == in_force => Reread::Same,
                     Ok(c) => match apply(&c) {
-                        Ok(line) => Outcome::Loaded(fingerprint(&c), line),
-                        Err(why) => Outcome::Refused(fingerprint(&(&c, &why)), why),
+                        Ok(line) => Reread::Loaded(fingerprint(&c), line),
+                        Err(why) => Reread::Refused(fingerprint(&(&c, &why)), why),
                     },
                 }
             })
             .await
-            .unwrap_or_else(|e| Outcome::Refused(0, e));
+            .unwrap_or_else(|e| Reread::Refused(0, e));
             match outcome {
-                Outcome::Same => reported = None,
-                Outcome::Loaded(fp, line) => {
+                Reread::Same => reported = None,
+                Reread::Loaded(fp, line) => {
                     in_force = fp;
                     reported = None;
                     tracing::info!(what, files = %names(&paths), detail = %line, "{noun} reloaded");
                     metrics.reload(what, true);
                 }
-                Outcome::Refused(key, why) => {
+                Reread::Refused(key, why) => {
                     if reported != Some(key) {
                         reported = Some(key);
                         tracing::error!(what, files = %names(&paths), error = %why, "new {noun} refused; keeping the old one");

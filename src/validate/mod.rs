@@ -44,22 +44,42 @@ pub struct Review<'a> {
     pub subject: Subject<'a>,
 }
 
-/// One rule's result that is not a pass.
+/// What a finding says. `stsguard check --output json` writes it as the finding's `result`
+/// (`fail`, `warn`, `not-checked`); a PolicyReport writes "not checked" as `skip`
+/// ([`crate::audit::reports`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// An enforced rule failed: the object is denied.
+    Fail,
+    /// Allowed with a warning: a rule at mode `warn` failed (in `check`, also a mutation
+    /// warning).
+    Warn,
+    /// The rule could not be evaluated: a look-up could not say. Never a denial.
+    NotChecked,
+}
+
+/// One finding about one object: a rule that did not pass. The one model of the webhook's
+/// validation, `stsguard check`, `stsguard audit` and the background audit. `R` is what the
+/// finding is about: a validation rule ([`RuleId`]), or in `check` also a mutation warning or
+/// the bound on work ([`crate::check::Rule`]).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct Finding {
-    pub rule: RuleId,
-    /// The rule's mode for this object.
+pub struct Finding<R = RuleId> {
+    pub rule: R,
+    /// The rule's mode for this object (for a "not checked" finding too; `warn` for a mutation
+    /// warning).
     pub mode: Mode,
-    /// `Fail`, or `Unknown` ("not checked": a look-up could not say; never a denial).
-    pub result: RuleResult,
+    #[serde(rename = "result")]
+    pub outcome: Outcome,
     pub message: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Findings {
-    /// Enforced rules that failed: the request is denied.
+    /// Enforced rules that failed (outcome `Fail`): the request is denied.
     pub violations: Vec<Finding>,
-    /// Warned rules that failed, and "unknown" (not checked) results of any rule.
+    /// Warned rules that failed (`Warn`), and the rules of any mode that could not be checked
+    /// (`NotChecked`).
     pub warnings: Vec<Finding>,
     /// Every rule evaluated, with its result, for metrics.
     pub results: Vec<(RuleId, Mode, RuleResult)>,
@@ -68,6 +88,13 @@ pub struct Findings {
 impl Findings {
     pub fn allowed(&self) -> bool {
         self.violations.is_empty()
+    }
+
+    /// The rules that passed.
+    pub fn passed(&self) -> usize {
+        (self.results.iter())
+            .filter(|r| r.2 == RuleResult::Pass)
+            .count()
     }
 
     /// The denial message: every violation, each naming its rule.
@@ -85,8 +112,8 @@ impl Findings {
         self.warnings
             .iter()
             .map(|f| {
-                let not_checked = match f.result {
-                    RuleResult::Unknown => "not checked: ",
+                let not_checked = match f.outcome {
+                    Outcome::NotChecked => "not checked: ",
                     _ => "",
                 };
                 crate::text::warning(&format!("[{}] {not_checked}{}", f.rule, f.message))
@@ -101,26 +128,27 @@ pub enum Verdict {
     Pass,
     Fail(String),
     /// A look-up could not say: never a denial.
-    Unknown(String),
+    NotChecked(String),
     /// The rule does not apply to this request (e.g. a scale-down rule on a CREATE).
-    Skip,
+    NotApplicable,
 }
 
-/// A rule's result, as counted (the `result` label).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+/// A rule's result, as counted (the `result` label of the review metrics: a failure at any
+/// mode is `fail`; "not checked" is `unknown` there).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RuleResult {
     Pass,
     Fail,
-    Unknown,
+    NotChecked,
 }
 
 impl RuleResult {
+    /// The metrics label.
     pub fn as_str(self) -> &'static str {
         match self {
             RuleResult::Pass => "pass",
             RuleResult::Fail => "fail",
-            RuleResult::Unknown => "unknown",
+            RuleResult::NotChecked => "unknown",
         }
     }
 }
@@ -177,21 +205,26 @@ impl Acc<'_> {
 
     /// Records a verdict of `rule` at `mode` (not `Off`).
     fn record(&mut self, rule: RuleId, mode: Mode, verdict: Verdict) {
-        let (result, message) = match verdict {
-            Verdict::Skip => return,
+        let (result, said) = match verdict {
+            Verdict::NotApplicable => return,
             Verdict::Pass => (RuleResult::Pass, None),
-            Verdict::Fail(message) => (RuleResult::Fail, Some(message)),
-            Verdict::Unknown(message) => (RuleResult::Unknown, Some(message)),
+            Verdict::Fail(message) if mode == Mode::Enforce => {
+                (RuleResult::Fail, Some((Outcome::Fail, message)))
+            }
+            Verdict::Fail(message) => (RuleResult::Fail, Some((Outcome::Warn, message))),
+            Verdict::NotChecked(message) => {
+                (RuleResult::NotChecked, Some((Outcome::NotChecked, message)))
+            }
         };
         self.findings.results.push((rule, mode, result));
-        if let Some(message) = message {
+        if let Some((outcome, message)) = said {
             let finding = Finding {
                 rule,
                 mode,
-                result,
+                outcome,
                 message,
             };
-            if mode == Mode::Enforce && result == RuleResult::Fail {
+            if outcome == Outcome::Fail {
                 self.findings.violations.push(finding);
             } else {
                 self.findings.warnings.push(finding);
@@ -263,7 +296,7 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
                         ),
                     };
                     for rule in RULES.iter().filter(|r| r.runs == Runs::OnWriteAndScale) {
-                        acc.run(rule.id, None, None, || Verdict::Unknown(why.clone()));
+                        acc.run(rule.id, None, None, || Verdict::NotChecked(why.clone()));
                     }
                     return acc.findings;
                 }
@@ -282,6 +315,31 @@ pub fn validate(review: &Review, policy: &Policy, lookups: &dyn Lookups) -> Find
     };
     run_rules(&mut acc, &input, own, runs);
     acc.findings
+}
+
+/// One StatefulSet judged as it is (or would be) stored: a write of it with no old object. The
+/// one judge of the background audit, `stsguard audit` and `stsguard check`: an object that
+/// exists already is judged as it runs, as the API server judges a write that leaves its pod
+/// template alone (only a template change gets the mutation, see
+/// [`crate::mutate::changes_template`]); `check` judges a new object after its mutation, as at
+/// its creation.
+pub(crate) fn judge_object(
+    sts: &StatefulSet,
+    namespace: &str,
+    policy: &Policy,
+    lookups: &dyn Lookups,
+) -> Findings {
+    validate(
+        &Review {
+            namespace,
+            subject: Subject::Write {
+                object: sts,
+                old: None,
+            },
+        },
+        policy,
+        lookups,
+    )
 }
 
 fn run_rules(acc: &mut Acc, input: &rules::Input, own: Option<&StatefulSet>, runs: &[Runs]) {
@@ -307,7 +365,9 @@ fn judge_holders(acc: &mut Acc, namespace: &str, deleted: Deleted, lookups: &dyn
         Lookup::Unknown(why) => {
             for rule in on_delete() {
                 acc.run(rule.id, None, None, || {
-                    Verdict::Unknown(format!("the StatefulSets of namespace {namespace} ({why})"))
+                    Verdict::NotChecked(format!(
+                        "the StatefulSets of namespace {namespace} ({why})"
+                    ))
                 });
             }
             return;

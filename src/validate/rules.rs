@@ -103,7 +103,7 @@ rules! {
     HostpathSpread   = "hostpath-spread",        Enforce, OnWriteAndScale, false, |i| hostpath_spread(i.object);
     QuorumOdd        = "quorum-odd",             Enforce, OnWriteAndScale, true,  |i| quorum_odd(i.object, i.quorum);
     QuorumScaleDown  = "quorum-scale-down",      Enforce, OnWriteAndScale, true,
-        |i| i.old_replicas.map_or(Verdict::Skip, |old| quorum_scale_down(i.object, old, i.quorum));
+        |i| i.old_replicas.map_or(Verdict::NotApplicable, |old| quorum_scale_down(i.object, old, i.quorum));
     LocalStorageBinding = "local-storage-binding", Warn,  OnWrite,         false, |i| local_storage_binding(i.object, i.lookups);
     ClaimAccessMode  = "claim-access-mode",      Warn,    OnWrite,         false, |i| claim_access_mode(i.object);
     ClaimRetention   = "claim-retention",        Warn,    OnWrite,         false, |i| claim_retention(i.object);
@@ -167,7 +167,7 @@ pub fn governing_service(sts: &StatefulSet, ns: &str, lookups: &dyn Lookups) -> 
         );
     };
     match lookups.service(ns, svc) {
-        Lookup::Unknown(why) => Verdict::Unknown(format!("Service {ns}/{svc} ({why})")),
+        Lookup::Unknown(why) => Verdict::NotChecked(format!("Service {ns}/{svc} ({why})")),
         Lookup::Missing => Verdict::Fail(format!(
             "spec.serviceName: no Service \"{svc}\" in {ns}; create one with clusterIP: None selecting the pods"
         )),
@@ -392,7 +392,7 @@ pub fn local_storage_binding(sts: &StatefulSet, lookups: &dyn Lookups) -> Verdic
         let shown = class.unwrap_or("(default)");
         match lookups.storage_class(class) {
             Lookup::Unknown(why) => {
-                return Verdict::Unknown(format!("StorageClass {shown} ({why})"));
+                return Verdict::NotChecked(format!("StorageClass {shown} ({why})"));
             }
             Lookup::Missing => {}
             Lookup::Found(sc) => {
@@ -561,7 +561,7 @@ pub fn disruption_budget(sts: &StatefulSet, ns: &str, lookups: &dyn Lookups) -> 
     }
     let labels = pod_labels(sts);
     match lookups.pdbs(ns) {
-        Lookup::Unknown(why) => Verdict::Unknown(format!("PodDisruptionBudgets ({why})")),
+        Lookup::Unknown(why) => Verdict::NotChecked(format!("PodDisruptionBudgets ({why})")),
         Lookup::Missing => Verdict::Fail(no_pdb(sts)),
         Lookup::Found(pdbs) => {
             let selected = pdbs.iter().any(|p| {
