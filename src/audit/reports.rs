@@ -59,7 +59,7 @@ pub struct ReportSummary {
 
 impl ReportSummary {
     /// The counts of a namespace's results.
-    pub fn of(results: &NamespaceResults<'_>) -> ReportSummary {
+    pub(crate) fn of(results: &NamespaceResults<'_>) -> ReportSummary {
         let mut s = ReportSummary::default();
         for o in &results.objects {
             s.pass += o.passed;

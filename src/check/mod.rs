@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 pub use read::{Input, read_documents, yaml_documents};
-pub use report::{SummaryLine, render as report};
+pub use report::render as report;
 
 use crate::k8s::roles::role_node_selector;
 use crate::mutate::{self, WarningId};

@@ -9,18 +9,18 @@ use crate::validate::Outcome;
 
 /// The counts of the report's last line.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SummaryLine {
-    pub checked: usize,
-    pub allowed: usize,
-    pub denied: usize,
+pub(crate) struct SummaryLine {
+    checked: usize,
+    allowed: usize,
+    denied: usize,
     /// Findings that allow with a warning (rules at mode `warn`, mutation warnings).
-    pub warnings: usize,
+    warnings: usize,
     /// Rules that could not be evaluated.
-    pub not_checked: usize,
+    not_checked: usize,
 }
 
 impl SummaryLine {
-    pub fn of(results: &[Checked]) -> SummaryLine {
+    fn of(results: &[Checked]) -> SummaryLine {
         let allowed = results.iter().filter(|c| c.allowed).count();
         SummaryLine {
             checked: results.len(),

@@ -91,7 +91,7 @@ impl Findings {
     }
 
     /// The rules that passed.
-    pub fn passed(&self) -> usize {
+    pub(crate) fn passed(&self) -> usize {
         (self.results.iter())
             .filter(|r| r.2 == RuleResult::Pass)
             .count()
