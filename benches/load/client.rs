@@ -14,7 +14,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-// The tests' TLS client configurations (rustls only, no dev-dependency).
+// The tests' TLS client configurations (rustls only, no dev-dependency). The fault test loads
+// this file beside `tests/common`, so there it is in the crate twice, which is harmless.
+#[allow(clippy::duplicate_mod)]
 #[path = "../../tests/common/tls.rs"]
 mod tls;
 

@@ -109,7 +109,7 @@ impl Launch {
 
     /// The environment as the caller has it, minus a log filter (the server logs at info by
     /// default; the "serving" line is read from it): the server as a user starts it.
-    pub fn as_a_user(mut self) -> Launch {
+    pub fn user_environment(mut self) -> Launch {
         self.env.clear();
         self.env_remove("RUST_LOG")
     }

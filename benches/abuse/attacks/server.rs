@@ -94,7 +94,7 @@ impl Server {
         // As a user starts it: the caller's environment, minus a log filter.
         let proc = Launch::serve()
             .bin(&cfg.bin)
-            .as_a_user()
+            .user_environment()
             .dev(&ca_file)
             .args(extra)
             .keep_log(LOG_KEEP)
