@@ -1,6 +1,6 @@
 //! The server under hostile input: the stsguard binary as a process, over real TLS on 127.0.0.1.
 //!
-//! One test per attack (the attacks are in `benches/abuse/attacks.rs`, shared with the bounds
+//! One test per attack (the attacks are in `benches/abuse/attacks/`, shared with the bounds
 //! benchmark `benches/abuse/run.sh`). Each test starts its own server, runs the attack while a
 //! probe sends an ordinary review every 20 ms, and asserts the bounds of docs/operations.md "Bounds":
 //! the server's peak RSS (VmHWM) ≤ 128 MiB, the probe's p99 ≤ 100 ms (a failed probe counts as
@@ -17,8 +17,10 @@
 //! `benchmark` (ignored) runs every attack against the binary in `STSGUARD_ABUSE_BIN` and prints
 //! the figures; `benches/abuse/run.sh` drives it.
 
-#[path = "../benches/abuse/attacks.rs"]
+// The attack client (shared with benches/abuse/run.sh); it starts the server with `common`.
+#[path = "../benches/abuse/attacks/mod.rs"]
 mod attacks;
+mod common;
 
 use std::path::PathBuf;
 use std::sync::Mutex;

@@ -862,18 +862,7 @@ async fn serve_on_the_output_of_stsguard_certs_is_trusted() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, "the key is private");
-    let p = Proc::spawn(&[
-        "serve",
-        "--tls-cert",
-        out.join("tls.crt").to_str().unwrap(),
-        "--tls-key",
-        out.join("tls.key").to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--no-cluster",
-    ]);
+    let p = Launch::serve().tls_in(&out).no_cluster().spawn();
     let addr = p.wait_serving();
     let ca = std::fs::read(out.join("ca.crt")).unwrap();
     let host = "stsguard.stsguard.svc";

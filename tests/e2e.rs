@@ -11,13 +11,17 @@
 //! the tests without it must also show is carried by the in-process tests (the captured reviews
 //! in `tests/fixtures/admission`, the watch stand-in of `tests/watch_lookups.rs`).
 //!
-//! One cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler on 127.0.0.1) for
-//! the whole binary, stopped at the end however the test ends: a guard on unwinding, a hook on
-//! SIGINT/SIGTERM, and the next run stops what a killed run left behind. stsguard runs as a
+//! Each scenario is its own test, runnable by name (`cargo test --test e2e adoption`). One
+//! cluster (etcd, kube-apiserver, kube-controller-manager, kube-scheduler on 127.0.0.1) is
+//! shared by the scenarios of the process (`e2e/shared.rs`): the first to run starts it, and it
+//! is stopped when the process exits (a hook at exit, which fails the run if anything of it is
+//! left running), on SIGINT/SIGTERM (a hook), or by the next run when this one was killed. stsguard runs as a
 //! process (`stsguard serve`) with a certificate from `stsguard certs --san 127.0.0.1`, the
 //! webhook configurations, ClusterRole and policy rendered from the chart (`helm template`), and
 //! the token of a ServiceAccount bound to that ClusterRole (so a missing RBAC verb fails here).
-//! The scenarios run concurrently, each in its own namespaces:
+//! After each scenario, the checks that hold whichever ran: no watch refused for lack of a
+//! permission, both webhooks called, no review from an excluded namespace or unreadable. The
+//! scenarios run as concurrently as the test harness runs tests, each in its own namespaces:
 //!
 //! 1. `fixtures`: every fixture is created with kubectl, admitted and stored with stsguard's
 //!    mutations; re-applying it (client-side and server-side) causes no rollout.
@@ -60,24 +64,14 @@ mod roles;
 mod scale;
 #[path = "e2e/setup.rs"]
 mod setup;
+#[path = "e2e/shared.rs"]
+mod shared;
+
+mod common;
 
 use std::process::Command;
-use std::time::Instant;
 
-use harness::Cluster;
-
-/// The cluster cannot start here although `K8S_BIN_DIR` asks for it: under CI, fail;
-/// otherwise say why and pass.
-fn unavailable(why: &str) {
-    if harness::in_ci() {
-        panic!("CI=true: K8S_BIN_DIR is set, so the end-to-end tests must run, but {why}");
-    }
-    harness::say(format!("e2e: DID NOT RUN (not under CI=true): {why}"));
-}
-
-/// The clusters of this binary's tests run one at a time (two control planes and a node at once
-/// would starve a small machine).
-static ONE_CLUSTER_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+use shared::scenario;
 
 /// `helm install --wait` on a real node, and the first StatefulSet write right after it (and
 /// after an upgrade) is admitted, with no retry ([`install`]).
@@ -100,134 +94,49 @@ fn the_first_write_after_helm_install_on_a_real_node_is_admitted() {
         ));
         return;
     }
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _alone = shared::without_the_shared_cluster();
     let summary = install::run();
     harness::say(format!("e2e install: PASSED: {summary}"));
 }
 
 #[test]
-fn stsguard_against_a_real_api_server() {
-    let started = Instant::now();
-    let bins = match harness::k8s_bin_dir() {
-        Ok(b) => b,
-        Err(why) => {
-            harness::say(format!(
-                "e2e: DID NOT RUN: no Kubernetes binaries here: {why}. The end-to-end tests \
-                 against a real API server were skipped; every other test ran."
-            ));
-            return;
-        }
-    };
-    let missing = harness::missing_prerequisites();
-    if !missing.is_empty() {
-        return unavailable(&format!("the cluster cannot start: {}", missing.join("; ")));
-    }
-    let _one = ONE_CLUSTER_AT_A_TIME
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
-    stsguard::install_crypto_provider();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    // Ctrl-C or a TERM from CI: stop the cluster and stsguard before going.
-    rt.spawn(async {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return;
-        };
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-        harness::say("e2e: signal: stopping the cluster and stsguard");
-        harness::stop_everything();
-        std::process::exit(130);
-    });
-    let cluster = match Cluster::start() {
-        Ok(c) => c,
-        Err(e) => return unavailable(&e),
-    };
-    harness::say(format!(
-        "e2e: Kubernetes v{} control plane from {} up in {:.1} s ({})",
-        harness::K8S_VERSION,
-        bins.display(),
-        cluster.started_in.as_secs_f64(),
-        cluster.dir.display()
-    ));
-    rt.block_on(run_all(&cluster));
-    rt.shutdown_timeout(std::time::Duration::from_secs(2));
-    let left = cluster.stop();
-    assert!(
-        left.is_empty(),
-        "still running after cluster.sh stop: {left:?}"
-    );
-    let dir = cluster.dir.clone();
-    drop(cluster);
-    let survivors = harness::processes_mentioning(&dir);
-    assert!(
-        survivors.is_empty(),
-        "processes of the cluster in {} left behind: {survivors:?}",
-        dir.display()
-    );
-    harness::say(format!(
-        "e2e: cluster stopped, no etcd/apiserver process left; wall time {:.1} s",
-        started.elapsed().as_secs_f64()
-    ));
+fn fixtures() {
+    scenario("fixtures", fixtures::run);
 }
 
-async fn run_all(cluster: &Cluster) {
-    let ctx = setup::setup(cluster).await;
-    let t = Instant::now();
-    let scenarios: Vec<(&str, tokio::task::JoinHandle<String>)> = vec![
-        ("fixtures", tokio::spawn(fixtures::run(ctx.clone()))),
-        ("roles", tokio::spawn(roles::run(ctx.clone()))),
-        ("scale", tokio::spawn(scale::run(ctx.clone()))),
-        ("caches", tokio::spawn(caches::run(ctx.clone()))),
-        ("audit", tokio::spawn(audit::run(ctx.clone()))),
-        ("outage", tokio::spawn(outage::run(ctx.clone()))),
-        ("protect", tokio::spawn(protect::run(ctx.clone()))),
-        ("adoption", tokio::spawn(adoption::run(ctx.clone()))),
-    ];
-    let mut failed = Vec::new();
-    let mut summaries = Vec::new();
-    for (name, handle) in scenarios {
-        match handle.await {
-            Ok(summary) => summaries.push(format!("e2e {name}: PASSED: {summary}")),
-            Err(e) => {
-                let why = match e.try_into_panic() {
-                    Ok(p) => p
-                        .downcast_ref::<String>()
-                        .cloned()
-                        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                        .unwrap_or_else(|| "panic".into()),
-                    Err(e) => e.to_string(),
-                };
-                failed.push(format!("e2e {name}: FAILED: {why}"));
-            }
-        }
-    }
-    harness::say(format!(
-        "e2e: scenarios finished in {:.1} s",
-        t.elapsed().as_secs_f64()
-    ));
-    for s in &summaries {
-        harness::say(s);
-    }
-    setup::final_checks(&ctx).await;
-    if !failed.is_empty() {
-        harness::say(format!(
-            "e2e: stsguard's log (end):\n{}",
-            harness::tail(&ctx.stsguard.log(), 40)
-        ));
-        panic!("{}", failed.join("\n"));
-    }
+#[test]
+fn roles() {
+    scenario("roles", roles::run);
+}
+
+#[test]
+fn scale() {
+    scenario("scale", scale::run);
+}
+
+#[test]
+fn caches() {
+    scenario("caches", caches::run);
+}
+
+#[test]
+fn audit() {
+    scenario("audit", audit::run);
+}
+
+#[test]
+fn outage() {
+    scenario("outage", outage::run);
+}
+
+#[test]
+fn protect() {
+    scenario("protect", protect::run);
+}
+
+#[test]
+fn adoption() {
+    scenario("adoption", adoption::run);
 }
 
 /// `stsguard certs --san`: the certificate is valid for the extra IP address and DNS name (the

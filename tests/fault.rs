@@ -33,20 +33,11 @@ async fn rotation_and_sigterm_under_load_fail_no_request() {
     for f in ["tls.crt", "tls.key"] {
         std::os::unix::fs::symlink(format!("..data/{f}"), dir.join(f)).unwrap();
     }
-    let mut p = Proc::spawn(&[
-        "serve",
-        "--tls-cert",
-        dir.join("tls.crt").to_str().unwrap(),
-        "--tls-key",
-        dir.join("tls.key").to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--no-cluster",
-        "--shutdown-delay",
-        "1",
-    ]);
+    let mut p = Launch::serve()
+        .tls_in(dir)
+        .no_cluster()
+        .args(["--shutdown-delay", "1"])
+        .spawn();
     let addr = p.wait_serving();
     let maddr = p.metrics_addr();
     let roots: Vec<CertificateDer<'static>> =

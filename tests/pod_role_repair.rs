@@ -5,9 +5,10 @@
 //! watch) and applies merge patches, checking the resourceVersion they carry. A real API server
 //! is the judge in the end-to-end outage scenario (tests/e2e/outage.rs).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -18,6 +19,13 @@ use prometheus_client::metrics::family::Family;
 use stsguard::policy::Policy;
 use stsguard::repair::RepairLabels;
 use tokio::sync::broadcast;
+
+use common::eventually;
+
+/// `Some` as ready, `None` as not yet, for [`eventually`].
+fn ready<T>(v: Option<T>) -> std::future::Ready<Result<T, String>> {
+    std::future::ready(v.ok_or_else(|| "not yet".to_string()))
+}
 
 #[derive(Clone, Default)]
 struct Pods {
@@ -147,17 +155,6 @@ async fn handler(
     .into_response()
 }
 
-async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test]
 async fn pods_created_without_stsguard_get_their_role_label_once_it_runs() {
     let pods = Pods::default();
@@ -198,8 +195,8 @@ async fn pods_created_without_stsguard_get_their_role_label_once_it_runs() {
 
     // The pod left without its label during the outage is labelled with its ordinal's role,
     // carrying the resourceVersion it was read at.
-    let first = eventually("the patch of db/db-0", || {
-        pods.patches.lock().unwrap().first().cloned()
+    let first = eventually("the patch of db/db-0", 20, || {
+        ready(pods.patches.lock().unwrap().first().cloned())
     })
     .await;
     assert_eq!(first.0, "db/db-0");
@@ -214,23 +211,27 @@ async fn pods_created_without_stsguard_get_their_role_label_once_it_runs() {
         serde_json::json!({"stsguard.io/managed": "true"}),
         15,
     ));
-    eventually("the patch of db/db-2", || {
-        pods.patches
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(p, b)| {
-                p == "db/db-2" && b["metadata"]["labels"]["stsguard.io/role"] == "replica"
-            })
-            .then_some(())
+    eventually("the patch of db/db-2", 20, || {
+        ready(
+            pods.patches
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|(p, b)| {
+                    p == "db/db-2" && b["metadata"]["labels"]["stsguard.io/role"] == "replica"
+                })
+                .then_some(()),
+        )
     })
     .await;
-    eventually("two repairs counted", || {
-        (counts
-            .get_or_create(&RepairLabels { result: "labelled" })
-            .get()
-            == 2)
-            .then_some(())
+    eventually("two repairs counted", 20, || {
+        ready(
+            (counts
+                .get_or_create(&RepairLabels { result: "labelled" })
+                .get()
+                == 2)
+                .then_some(()),
+        )
     })
     .await;
     // Nothing else was touched: the excluded namespace, the labelled pod, the unmanaged one.

@@ -38,22 +38,11 @@ fn a_bad_policy_file_fails_start_up_naming_the_key() {
     ] {
         let p = dir.path().join("policy.yaml");
         std::fs::write(&p, text).unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_stsguard"))
-            .args([
-                "serve",
-                "--dev",
-                "--no-cluster",
-                "--addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
-            .arg("--dev-ca-file")
-            .arg(dir.path().join("ca.pem"))
+        let out = Launch::serve()
+            .dev(&dir.path().join("ca.pem"))
             .arg("--config")
             .arg(&p)
-            .output()
-            .unwrap();
+            .output();
         assert_eq!(out.status.code(), Some(1), "{text}");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(key), "expected {key} in: {err}");
@@ -67,21 +56,11 @@ async fn reload_on_change_and_keep_the_old_policy_on_a_bad_one() {
     let policy = dir.path().join("policy.yaml");
     std::fs::write(&policy, "validation:\n  rules: {quorum-odd: off}\n").unwrap();
     let ca = dir.path().join("ca.pem");
-    let p = Proc::spawn(&[
-        "serve",
-        "--dev",
-        "--no-cluster",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--reload-interval",
-        "300",
-        "--dev-ca-file",
-        ca.to_str().unwrap(),
-        "--config",
-        policy.to_str().unwrap(),
-    ]);
+    let p = Launch::serve()
+        .dev(&ca)
+        .args(["--reload-interval", "300", "--config"])
+        .arg(&policy)
+        .spawn();
     let addr = p.wait_serving();
     let c = client(&std::fs::read_to_string(&ca).unwrap(), true);
     let url = format!("https://localhost:{}/validate", addr.port());
@@ -153,21 +132,11 @@ fn serve_with(dir: &std::path::Path, text: &str) -> (Proc, reqwest::Client, Stri
     let policy = dir.join("policy.yaml");
     std::fs::write(&policy, text).unwrap();
     let ca = dir.join("ca.pem");
-    let p = Proc::spawn(&[
-        "serve",
-        "--dev",
-        "--no-cluster",
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--reload-interval",
-        "1",
-        "--dev-ca-file",
-        ca.to_str().unwrap(),
-        "--config",
-        policy.to_str().unwrap(),
-    ]);
+    let p = Launch::serve()
+        .dev(&ca)
+        .args(["--reload-interval", "1", "--config"])
+        .arg(&policy)
+        .spawn();
     let addr = p.wait_serving();
     let c = client(&std::fs::read_to_string(&ca).unwrap(), true);
     (p, c, format!("https://localhost:{}/validate", addr.port()))
@@ -189,25 +158,13 @@ async fn on_error_allows(c: &reqwest::Client, url: &str) -> bool {
     r["allowed"].as_bool().unwrap()
 }
 
-async fn wait_for_log(p: &Proc, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !p.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} in the log after 15 s:\n{}",
-            p.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn an_emptied_policy_file_or_a_fifo_keeps_on_error_deny() {
     let dir = tempfile::tempdir().unwrap();
     let (p, c, url) = serve_with(dir.path(), "onError: deny\n");
     assert!(!on_error_allows(&c, &url).await, "onError: deny at start");
     std::fs::write(dir.path().join("policy.yaml"), "").unwrap();
-    wait_for_log(&p, "is empty").await;
+    p.wait_log("is empty").await;
     let refused = p
         .log()
         .lines()
@@ -230,7 +187,7 @@ async fn an_emptied_policy_file_or_a_fifo_keeps_on_error_deny() {
         .status()
         .unwrap();
     assert!(made.success());
-    wait_for_log(&p, "a FIFO (named pipe), not a regular file").await;
+    p.wait_log("a FIFO (named pipe), not a regular file").await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(!on_error_allows(&c, &url).await, "onError: deny is kept");
     assert!(!p.log().contains("policy reloaded"), "{}", p.log());
@@ -268,7 +225,7 @@ async fn a_policy_file_caught_half_written_is_not_loaded() {
     assert!(!p.log().contains("policy reloaded"), "{}", p.log());
     assert!(p.log().contains("kept changing"), "{}", p.log());
     // Once written, the whole file is loaded, once.
-    wait_for_log(&p, "policy reloaded").await;
+    p.wait_log("policy reloaded").await;
     assert!(!on_error_allows(&c, &url).await);
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert_eq!(p.log().matches("policy reloaded").count(), 1, "{}", p.log());

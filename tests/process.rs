@@ -30,13 +30,6 @@ fn kubelet_write(dir: &Path, generation: u32, cert: &str, key: &str) {
     }
 }
 
-fn serial_of(pem: &str) -> String {
-    use rustls::pki_types::pem::PemObject;
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-    let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
-    c.raw_serial_as_string().replace(':', "")
-}
-
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
 async fn h1(stream: tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> Sender {
@@ -68,23 +61,12 @@ async fn certificate_rotation_the_kubelet_way() {
     let a = stsguard::certs::generate("localhost", &["localhost".into()], 1).unwrap();
     let b = stsguard::certs::generate("localhost", &["localhost".into()], 1).unwrap();
     kubelet_write(dir.path(), 1, &a.cert_pem, &a.key_pem);
-    let cert = dir.path().join("tls.crt");
-    let key = dir.path().join("tls.key");
     // A long poll interval: the directory watch must see the swap.
-    let p = Proc::spawn(&[
-        "serve",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--no-cluster",
-        "--reload-interval",
-        "300",
-    ]);
+    let p = Launch::serve()
+        .tls_in(dir.path())
+        .no_cluster()
+        .args(["--reload-interval", "300"])
+        .spawn();
     let addr = p.wait_serving();
     let both = format!("{}{}", a.ca_pem, b.ca_pem);
     let cfg = rustls_client(&both, &[b"http/1.1"]);
@@ -147,17 +129,7 @@ async fn readyz(addr: std::net::SocketAddr) -> u16 {
 async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca.pem");
-    let mut p = Proc::spawn(&[
-        "serve",
-        "--dev",
-        "--dev-ca-file",
-        ca.to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--no-cluster",
-    ]);
+    let mut p = Launch::serve().dev(&ca).spawn();
     let addr = p.wait_serving();
     let maddr = p.metrics_addr();
     assert_eq!(readyz(maddr).await, 200);
@@ -257,17 +229,7 @@ async fn sigterm_lets_the_request_in_flight_finish_and_exits_zero() {
 
 #[tokio::test]
 async fn startup_errors_are_clear() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_stsguard"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--no-cluster",
-        ])
-        .output()
-        .unwrap();
+    let out = Launch::serve().no_cluster().output();
     assert_eq!(out.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),

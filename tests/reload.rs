@@ -17,33 +17,17 @@ fn names() -> Vec<String> {
     vec!["localhost".into(), "127.0.0.1".into()]
 }
 
-fn serial_of(pem: &str) -> String {
-    use rustls::pki_types::pem::PemObject;
-    let der = rustls::pki_types::CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
-    let (_, c) = x509_parser::parse_x509_certificate(der.as_ref()).unwrap();
-    c.raw_serial_as_string().replace(':', "")
-}
-
 fn write_pair(dir: &Path, b: &stsguard::certs::Bundle) {
     std::fs::write(dir.join("tls.key"), &b.key_pem).unwrap();
     std::fs::write(dir.join("tls.crt"), &b.cert_pem).unwrap();
 }
 
 fn serve(dir: &Path) -> Proc {
-    Proc::spawn(&[
-        "serve",
-        "--tls-cert",
-        dir.join("tls.crt").to_str().unwrap(),
-        "--tls-key",
-        dir.join("tls.key").to_str().unwrap(),
-        "--addr",
-        "127.0.0.1:0",
-        "--metrics-addr",
-        "127.0.0.1:0",
-        "--no-cluster",
-        "--reload-interval",
-        "1",
-    ])
+    Launch::serve()
+        .tls_in(dir)
+        .no_cluster()
+        .args(["--reload-interval", "1"])
+        .spawn()
 }
 
 /// A plain HTTP GET on the metrics port: status and body, or None if no answer in 3 s.
@@ -89,18 +73,6 @@ async fn review(c: &reqwest::Client, addr: SocketAddr) -> Option<bool> {
     v["response"]["allowed"].as_bool()
 }
 
-async fn wait_for_log(p: &Proc, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !p.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no {text:?} in the log after 15 s:\n{}",
-            p.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn a_fifo_in_place_of_the_certificate_is_refused_and_the_server_keeps_answering() {
     let dir = tempfile::tempdir().unwrap();
@@ -141,7 +113,7 @@ async fn a_fifo_in_place_of_the_certificate_is_refused_and_the_server_keeps_answ
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    wait_for_log(&p, "keeping the old one").await;
+    p.wait_log("keeping the old one").await;
     assert!(
         p.log().contains("a FIFO (named pipe), not a regular file"),
         "{}",
@@ -181,11 +153,11 @@ async fn an_expired_or_not_yet_valid_certificate_on_reload_keeps_the_old_one_ser
     let expired =
         stsguard::certs::generate_valid("localhost", &names(), now - 2 * DAY, now - DAY).unwrap();
     write_pair(dir.path(), &expired);
-    wait_for_log(&p, "expired at").await;
+    p.wait_log("expired at").await;
     let early =
         stsguard::certs::generate_valid("localhost", &names(), now + DAY, now + 2 * DAY).unwrap();
     write_pair(dir.path(), &early);
-    wait_for_log(&p, "not valid before").await;
+    p.wait_log("not valid before").await;
     let all = format!("{}{}{}", a.ca_pem, expired.ca_pem, early.ca_pem);
     assert_eq!(
         served_serial(addr, &all).await,
@@ -247,51 +219,9 @@ async fn an_expired_certificate_at_start_is_served_with_an_error_logged() {
 
 /// The served certificate's serial without checking it (an expired certificate fails the check).
 async fn served_serial_unverified(addr: SocketAddr) -> Option<String> {
-    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-    #[derive(Debug)]
-    struct Any;
-    impl ServerCertVerifier for Any {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-        fn verify_tls12_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn verify_tls13_signature(
-            &self,
-            _: &[u8],
-            _: &CertificateDer<'_>,
-            _: &rustls::DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            Ok(HandshakeSignatureValid::assertion())
-        }
-        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-            rustls::crypto::ring::default_provider()
-                .signature_verification_algorithms
-                .supported_schemes()
-        }
-    }
-    stsguard::install_crypto_provider();
-    let cfg = rustls::ClientConfig::builder()
-        .dangerous()
-        .with_custom_certificate_verifier(std::sync::Arc::new(Any))
-        .with_no_client_auth();
     let tls = tokio::time::timeout(
         Duration::from_secs(3),
-        tls_connect(addr, "localhost", std::sync::Arc::new(cfg)),
+        tls_connect(addr, "localhost", tls::config_trusting_anything()),
     )
     .await
     .ok()?

@@ -192,18 +192,8 @@ async fn tls11_only_client_is_refused() {
     );
 
     // While a TLS 1.2 client is served.
-    stsguard::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    use rustls::pki_types::pem::PemObject;
-    for c in rustls::pki_types::CertificateDer::pem_slice_iter(s.ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_protocol_versions(&[&rustls::version::TLS12])
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tls = tls_connect(s.addr, "localhost", std::sync::Arc::new(cfg))
-        .await
-        .unwrap();
+    let cfg = tls::config_for(tls::pem_certs(&s.ca_pem), &[], &[&rustls::version::TLS12]).unwrap();
+    let tls = tls_connect(s.addr, "localhost", cfg).await.unwrap();
     assert_eq!(
         tls.get_ref().1.protocol_version(),
         Some(rustls::ProtocolVersion::TLSv1_2)

@@ -4,6 +4,8 @@
 //! statefulsets the way the API server does). Also: not yet synced, unreachable, and Scale
 //! requests judged from the cache.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -174,11 +176,14 @@ fn sts(name: &str, replicas: i32, quorum: bool, shared_claim: bool) -> serde_jso
 }
 
 async fn wait_synced(l: &WatchLookups) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !l.synced() {
-        assert!(Instant::now() < deadline, "caches did not sync");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    common::eventually("the caches to sync", 10, || {
+        std::future::ready(if l.synced() {
+            Ok(())
+        } else {
+            Err("not synced".to_string())
+        })
+    })
+    .await
 }
 
 /// The captured `kubectl scale` review, retargeted.

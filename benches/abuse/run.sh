@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Bounds benchmark: every hostile-input attack of tests/abuse.rs (the code is in
-# benches/abuse/attacks.rs) against one stsguard binary, each on a fresh server process started
+# benches/abuse/attacks/) against one stsguard binary, each on a fresh server process started
 # as a user would (`serve --dev --no-cluster`, no environment tweaks, only flags every stsguard
 # version has), while a probe sends an ordinary review every 20 ms. Prints, per attack, the
 # server's peak RSS (VmHWM), the probe's p99 (a failed probe counts as slowest) and the attack's

@@ -14,6 +14,12 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+// The tests' TLS client configurations (rustls only, no dev-dependency). The fault test loads
+// this file beside `tests/common`, so there it is in the crate twice, which is harmless.
+#[allow(clippy::duplicate_mod)]
+#[path = "../../tests/common/tls.rs"]
+mod tls;
+
 #[derive(Clone, Debug)]
 pub struct Options {
     pub addr: SocketAddr,
@@ -82,28 +88,14 @@ enum Sender {
 }
 
 async fn connect(o: &Options) -> Result<Sender, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for r in &o.roots {
-        roots.add(r.clone()).map_err(|e| e.to_string())?;
-    }
-    let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    cfg.alpn_protocols = vec![if o.h2 {
-        b"h2".to_vec()
-    } else {
-        b"http/1.1".to_vec()
-    }];
+    let alpn: &[u8] = if o.h2 { b"h2" } else { b"http/1.1" };
+    let cfg = tls::config_for(o.roots.iter().cloned(), &[alpn], rustls::DEFAULT_VERSIONS)?;
     let tcp = tokio::net::TcpStream::connect(o.addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = tcp.set_nodelay(true);
     let name = ServerName::try_from(o.server_name.clone()).map_err(|e| e.to_string())?;
-    let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg))
+    let tls = tokio_rustls::TlsConnector::from(cfg)
         .connect(name, tcp)
         .await
         .map_err(|e| format!("tls: {e}"))?;

@@ -1,18 +1,34 @@
-//! Helpers shared by the integration tests.
+//! Test support shared by the integration tests, the end-to-end tests and the attack client
+//! (`benches/abuse/attacks`): `mod common;` in a test, then `use common::*;`.
+//!
+//! - [`process`]: the `stsguard` binary as a process ([`Launch`] builds the command line,
+//!   [`Proc`] waits for it to serve, reads its log and kills it on drop);
+//! - [`client`]: the HTTPS client that posts reviews with the test CA, raw TLS connections;
+//! - [`tls`]: every `rustls::ClientConfig` (shared with the load generator);
+//! - [`wait`]: [`eventually`], the one poll-until-true-with-a-deadline;
+//! - here: fixtures, JSON comparison ([`contains`]), patches, and a server in this process.
 #![allow(dead_code)]
+
+pub mod client;
+pub mod process;
+pub mod tls;
+pub mod wait;
+
+#[allow(unused_imports)]
+pub use client::*;
+#[allow(unused_imports)]
+pub use process::{Launch, Proc, Serving, tail};
+#[allow(unused_imports)]
+pub use wait::eventually;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use stsguard::policy::Policy;
 use stsguard::server::{self, AppState, Timeouts};
 use stsguard::validate::{Lookups, NoLookups};
-use tokio::net::TcpStream;
 
 /// `tests/fixtures`: the captured AdmissionReviews and the real-world StatefulSets
 /// (`tests/fixtures/README.md` says where each came from).
@@ -83,57 +99,6 @@ pub async fn start_default() -> TestServer {
     .await
 }
 
-/// A reqwest client that trusts `ca_pem`, HTTP/2 only or HTTP/1.1 only.
-pub fn client(ca_pem: &str, h2: bool) -> reqwest::Client {
-    stsguard::install_crypto_provider();
-    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).unwrap();
-    let b = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(ca)
-        .timeout(Duration::from_secs(20));
-    let b = if h2 {
-        b.http2_prior_knowledge()
-    } else {
-        b.http1_only()
-    };
-    b.build().unwrap()
-}
-
-/// A rustls client config trusting `ca_pem`, with ALPN.
-pub fn rustls_client(ca_pem: &str, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
-    stsguard::install_crypto_provider();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let mut cfg = rustls::ClientConfig::builder()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
-    Arc::new(cfg)
-}
-
-/// Opens a TLS connection to `addr` as `name` (resolved to `addr`).
-pub async fn tls_connect(
-    addr: SocketAddr,
-    name: &str,
-    cfg: Arc<rustls::ClientConfig>,
-) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let tcp = TcpStream::connect(addr).await?;
-    let connector = tokio_rustls::TlsConnector::from(cfg);
-    connector
-        .connect(ServerName::try_from(name.to_string()).unwrap(), tcp)
-        .await
-}
-
-/// The serial (hex) of the certificate a TLS connection was served.
-pub fn peer_serial(s: &tokio_rustls::client::TlsStream<TcpStream>) -> String {
-    let certs = s.get_ref().1.peer_certificates().unwrap();
-    let (_, c) = x509_parser::parse_x509_certificate(certs[0].as_ref()).unwrap();
-    c.raw_serial_as_string().replace(':', "")
-}
-
 /// Decodes a response review's base64 patch.
 pub fn patch_of(review: &serde_json::Value) -> Option<json_patch::Patch> {
     use base64::Engine as _;
@@ -149,92 +114,9 @@ pub fn patch_of(review: &serde_json::Value) -> Option<json_patch::Patch> {
     Some(serde_json::from_slice(&bytes).expect("patch is a JSONPatch"))
 }
 
-/// The `stsguard` binary running as a process; stderr is collected.
-pub struct Proc {
-    pub child: Child,
-    pub stderr: Arc<std::sync::Mutex<String>>,
-}
-
-impl Proc {
-    pub fn spawn(args: &[&str]) -> Proc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stsguard"))
-            .args(args)
-            .env("RUST_LOG", "info")
-            .env_remove("KUBECONFIG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn stsguard");
-        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = stderr.clone();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        Proc { child, stderr }
-    }
-
-    pub fn log(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// Waits for the JSON log line `"message":"serving"` and returns one of its address fields.
-    pub fn serving_field(&self, field: &str) -> SocketAddr {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            for line in self.log().lines() {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if v["message"] == "serving" {
-                        return v[field].as_str().unwrap().parse().unwrap();
-                    }
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stsguard did not start:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The webhook address, once serving.
-    pub fn wait_serving(&self) -> SocketAddr {
-        self.serving_field("addr")
-    }
-
-    /// The metrics address, once serving.
-    pub fn metrics_addr(&self) -> SocketAddr {
-        self.serving_field("metrics_addr")
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success());
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Every field of `orig` is in `result` unchanged: objects by key, arrays as an ordered
-/// subsequence (stsguard may insert elements, never drop or change one).
+/// subsequence (stsguard may insert elements, and the API server defaults; neither may drop or
+/// change one).
 pub fn contains(orig: &serde_json::Value, result: &serde_json::Value) -> bool {
     use serde_json::Value::*;
     match (orig, result) {
@@ -306,19 +188,6 @@ pub fn annotate(raw: &mut serde_json::Value, pairs: &[(&str, &str)]) {
     for (k, v) in pairs {
         anns[*k] = (*v).into();
     }
-}
-
-/// An HTTPS client that trusts only `ca_pem` and resolves `host` to `addr` (a Service name
-/// served on 127.0.0.1).
-pub fn client_resolving(ca_pem: &[u8], host: &str, addr: SocketAddr) -> reqwest::Client {
-    stsguard::install_crypto_provider();
-    reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(ca_pem).unwrap())
-        .resolve(host, addr)
-        .build()
-        .unwrap()
 }
 
 /// The full JSON diff of two objects: the tests' yardstick for "mutating again changes nothing".

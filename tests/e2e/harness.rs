@@ -3,9 +3,12 @@
 //! `.tools/bin`, and small helpers.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use crate::common::{Launch, Proc};
+pub use crate::common::{contains, eventually, tail};
 
 /// The repository.
 pub fn repo() -> &'static Path {
@@ -135,6 +138,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub started_in: Duration,
+    /// Keep the folder (its logs) when stopped.
+    keep: bool,
 }
 
 /// `target/tmp/e2e`: one `run-<pid>` folder per test process, and the unpacked binaries.
@@ -217,6 +222,7 @@ impl Cluster {
             dir: dir.clone(),
             kubeconfig: PathBuf::new(),
             started_in: Duration::ZERO,
+            keep: false,
         };
         let t = Instant::now();
         let out = cluster_sh("start", &dir);
@@ -251,6 +257,11 @@ impl Cluster {
             }
         }
         Ok(cluster)
+    }
+
+    /// Stops the cluster; its folder is kept (with the logs) if `keep_logs`, else removed.
+    pub fn finish(mut self, keep_logs: bool) {
+        self.keep = keep_logs;
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -294,7 +305,7 @@ impl Drop for Cluster {
                 "e2e: still running after cluster.sh stop: {left:?}"
             ));
         }
-        if std::thread::panicking() {
+        if self.keep || std::thread::panicking() {
             say(format!(
                 "e2e: the cluster's logs are kept in {}",
                 self.logs().display()
@@ -305,15 +316,10 @@ impl Drop for Cluster {
     }
 }
 
-pub fn tail(text: &str, n: usize) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
-}
-
-/// `stsguard serve` as a child process; stderr (JSON log lines) is collected. Killed on drop.
+/// `stsguard serve` as a child process ([`Launch`], with the cluster's kubeconfig), serving;
+/// its log is collected. Killed on drop.
 pub struct Stsguard {
-    child: Child,
-    log: Arc<Mutex<String>>,
+    proc: Proc,
     pub addr: std::net::SocketAddr,
     pub metrics_addr: std::net::SocketAddr,
 }
@@ -321,86 +327,63 @@ pub struct Stsguard {
 impl Stsguard {
     /// Starts `stsguard <args>`; its pid goes to `pidfile` (for the clean-up after a killed run).
     pub fn spawn(args: &[&str], kubeconfig: &Path, pidfile: &Path) -> Stsguard {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_stsguard"))
+        let proc = Launch::new()
             .args(args)
             .env("KUBECONFIG", kubeconfig)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn stsguard");
-        LIVE_PIDS.lock().unwrap().push(child.id());
-        let _ = std::fs::write(pidfile, child.id().to_string());
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut pipe = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            .spawn();
+        let pid = proc.pid();
+        LIVE_PIDS.lock().unwrap().push(pid);
+        let _ = std::fs::write(pidfile, pid.to_string());
+        match proc.serving_within(30) {
+            Ok(s) => Stsguard {
+                proc,
+                addr: s.addr,
+                metrics_addr: s.metrics_addr,
+            },
+            Err(e) => {
+                drop(proc);
+                forget_pid(pid);
+                panic!("stsguard serve: {e}")
             }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let text = log.lock().unwrap().clone();
-            let serving = text.lines().find_map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).ok()?;
-                (v["message"] == "serving").then(|| {
-                    (
-                        v["addr"].as_str().unwrap_or("").parse().ok(),
-                        v["metrics_addr"].as_str().unwrap_or("").parse().ok(),
-                    )
-                })
-            });
-            if let Some((Some(addr), Some(metrics_addr))) = serving {
-                return Stsguard {
-                    child,
-                    log,
-                    addr,
-                    metrics_addr,
-                };
-            }
-            if let Ok(Some(st)) = child.try_wait() {
-                panic!("stsguard serve exited ({st}) before serving:\n{text}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "stsguard serve did not log \"serving\" in 30 s:\n{text}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.proc.pid()
+    }
+
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
+        self.proc.log()
     }
 
     /// The JSON log lines with `message` equal to `msg`.
     pub fn log_lines(&self, msg: &str) -> Vec<serde_json::Value> {
-        self.log()
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["message"] == msg)
-            .collect()
+        self.proc.log_lines(msg)
     }
 }
 
 impl Drop for Stsguard {
     fn drop(&mut self) {
-        let pid = self.child.id();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        LIVE_PIDS
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|p| *p != pid);
+        forget_pid(self.proc.pid());
+    }
+}
+
+fn forget_pid(pid: u32) {
+    LIVE_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+}
+
+/// Kills a `stsguard` this test started (one whose [`Stsguard`] may still be referenced).
+pub fn kill_stsguard(pid: u32) {
+    let live = LIVE_PIDS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&pid);
+    if live {
+        let _ = Command::new("kill").arg(pid.to_string()).status();
+        forget_pid(pid);
     }
 }
 
@@ -483,50 +466,6 @@ pub fn helm_template(release: &str, namespace: &str, sets: &[&str]) -> Vec<serde
         .into_iter()
         .filter(|d| !d.is_null())
         .collect()
-}
-
-/// Polls `f` until it returns `Some`, or panics with `what` (and the last state) after `secs`.
-pub async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, String>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        match f().await {
-            Ok(v) => return v,
-            Err(last) if Instant::now() >= deadline => {
-                panic!("timed out after {secs} s waiting for {what}; last: {last}")
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-}
-
-/// Every field of `want` is in `have` with the same value: objects by key, arrays as an ordered
-/// subsequence (the API server adds defaults; it must not drop or change what was sent).
-pub fn contains(want: &serde_json::Value, have: &serde_json::Value) -> bool {
-    use serde_json::Value::*;
-    match (want, have) {
-        (Null, _) => true,
-        (Object(a), Object(b)) => a
-            .iter()
-            .all(|(k, v)| b.get(k).is_some_and(|w| contains(v, w))),
-        (Array(a), Array(b)) => {
-            let mut j = 0;
-            for x in a {
-                while j < b.len() && !contains(x, &b[j]) {
-                    j += 1;
-                }
-                if j == b.len() {
-                    return false;
-                }
-                j += 1;
-            }
-            true
-        }
-        _ => want == have,
-    }
 }
 
 /// A namespace name from free text: lower case, `-` for anything else, at most 63 characters.

@@ -17,7 +17,7 @@ use kube::Client;
 use kube::api::{Api, PostParams};
 use kube::config::{AuthInfo, KubeConfigOptions, Kubeconfig, NamedAuthInfo};
 
-use crate::harness::{self, Cluster, KubectlRunner, Stsguard, eventually};
+use crate::harness::{self, KubectlRunner, Stsguard, eventually};
 use crate::kube_util;
 
 /// What the scenarios share.
@@ -78,13 +78,15 @@ fn to_url(cc: &mut WebhookClientConfig, addr: std::net::SocketAddr, ca_pem: &[u8
     cc.url = Some(format!("https://{addr}{path}"));
 }
 
-pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
+/// Installs stsguard into the cluster whose admin kubeconfig is `kubeconfig` and whose folder is
+/// `dir` ([`harness::Cluster`]).
+pub async fn setup(kubeconfig: &std::path::Path, dir: &std::path::Path) -> Arc<Ctx> {
     let t = Instant::now();
-    let client = admin_client(&cluster.kubeconfig).await;
-    let work = cluster.dir.join("work");
+    let client = admin_client(kubeconfig).await;
+    let work = dir.join("work");
     std::fs::create_dir_all(&work).unwrap();
     let kubectl = KubectlRunner {
-        kubeconfig: cluster.kubeconfig.clone(),
+        kubeconfig: kubeconfig.to_path_buf(),
         cache_dir: work.join("kubectl-cache"),
     };
 
@@ -156,7 +158,7 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
     // The ServiceAccount's token (TokenRequest), in a kubeconfig for the stsguard process.
     let sa_kubeconfig = service_account_kubeconfig(
         &client,
-        &cluster.kubeconfig,
+        kubeconfig,
         (RELEASE_NS, sa_name.as_str()),
         None,
         &work,
@@ -181,7 +183,7 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
             policy_path.to_str().unwrap(),
         ],
         &sa_kubeconfig,
-        &cluster.dir.join("stsguard.pid"),
+        &dir.join("stsguard.pid"),
     );
     // Ready = the four watch caches synced, with nothing but the chart's ClusterRole.
     let readyz = format!("http://{}/readyz", stsguard.metrics_addr);
@@ -250,6 +252,16 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
         }
     })
     .await;
+    // The validating webhook denies too (an even quorum): both webhooks are called whichever
+    // scenarios run ([`final_checks`]).
+    let even = kube_util::statefulset("probe-even", 4, &[("stsguard.io/quorum", "true")]);
+    let r = kube_util::create_sts_raw(&client, "e2e-probe", &even, true).await;
+    assert!(
+        r.status >= 400 && r.body.to_string().contains("quorum-odd"),
+        "a dry-run create of an even quorum is denied by stsguard [quorum-odd]: {} {}",
+        r.status,
+        r.body
+    );
     // The chart's namespaceSelector: the release's namespace and the policy's excluded ones are
     // never sent (namespaces carry kubernetes.io/metadata.name on a real API server).
     for ns in [RELEASE_NS, "kube-public"] {
@@ -284,7 +296,9 @@ pub async fn setup(cluster: &Cluster) -> Arc<Ctx> {
     })
 }
 
-/// After the scenarios: no watch failed for lack of a permission, and what the server counted.
+/// After each scenario (they hold whichever ran): no watch failed for lack of a permission, both
+/// webhooks were called, no review came from an excluded namespace or could not be read; and
+/// what the server counted so far.
 pub async fn final_checks(ctx: &Ctx) {
     let failures = ctx.stsguard.log_lines("watch failed; retrying");
     let forbidden: Vec<&serde_json::Value> = failures
