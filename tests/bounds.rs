@@ -520,3 +520,52 @@ async fn measure_cached_scale_and_exclude_lookups() {
         "excludeNamespaces of 240,000: set look-up {set:.3} us, linear scan (the old look-up) {scan:.1} us"
     );
 }
+
+/// A StatefulSet stored past a bound (before stsguard, or while its webhook was off), as the
+/// review's `oldObject` of `op`; `object` is the fixture's own three-container set.
+fn with_old_past_a_bound(op: &str) -> Vec<u8> {
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
+    r["request"]["operation"] = op.into();
+    r["request"]["oldObject"] = cached_statefulset(300);
+    if op == "DELETE" {
+        r["request"]["object"] = serde_json::Value::Null;
+    }
+    serde_json::to_vec(&r).unwrap()
+}
+
+#[tokio::test]
+async fn a_statefulset_stored_past_a_bound_can_be_made_smaller_and_deleted() {
+    let app = router(
+        state(Policy::default(), Limits::default()),
+        Duration::from_secs(5),
+    );
+    for path in ["/validate", "/mutate"] {
+        let (status, v) = post(&app, path, with_old_past_a_bound("UPDATE")).await;
+        assert_eq!(status, 200);
+        assert_eq!(v["response"]["allowed"], true, "{path}: {v}");
+    }
+    let (_, v) = post(&app, "/validate", with_old_past_a_bound("DELETE")).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    // The write that keeps it past the bound is still refused: the bound is on the new object.
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&with_old_past_a_bound("UPDATE")).unwrap();
+    r["request"]["object"] = cached_statefulset(300);
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[bounds]"), "{v}");
+}
+
+#[tokio::test]
+async fn a_protected_statefulset_stored_past_a_bound_is_still_kept_from_delete() {
+    let app = router(
+        state(Policy::default(), Limits::default()),
+        Duration::from_secs(5),
+    );
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&with_old_past_a_bound("DELETE")).unwrap();
+    r["request"]["oldObject"]["metadata"]["annotations"] =
+        serde_json::json!({"stsguard.io/protect": "true"});
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[delete-protection]"), "{v}");
+}

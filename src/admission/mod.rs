@@ -433,6 +433,28 @@ fn statefulset(slot: Slot<'_>, for_patch: bool, what: &str) -> Result<Option<Sta
     }
 }
 
+/// The request's old object as a StatefulSet, for what a write or a delete reads of it: its
+/// replicas and its metadata (the annotations that protect it and set the modes). One already
+/// past a bound (stored before stsguard, or while its webhook was off) is not a reason to refuse
+/// the write that makes it smaller nor its delete: it is judged on its metadata and replicas
+/// alone, constant work whatever its size.
+fn old_statefulset(slot: Slot<'_>) -> Result<Option<StatefulSet>> {
+    match slot.take(Kind::StatefulSet, false, "request.oldObject")? {
+        Some(Object::StatefulSet(s)) => Ok(Some(match crate::bounds::check_statefulset(&s) {
+            Ok(()) => *s,
+            Err(_) => StatefulSet {
+                metadata: s.metadata,
+                spec: Some(k8s_openapi::api::apps::v1::StatefulSetSpec {
+                    replicas: s.spec.and_then(|spec| spec.replicas),
+                    ..Default::default()
+                }),
+                status: None,
+            },
+        })),
+        _ => Ok(None),
+    }
+}
+
 fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
     if req.resource.resource == "pods" {
         let Some(Object::Pod(pod)) = req.object.take(Kind::Pod, true, "request.object")? else {
@@ -453,7 +475,7 @@ fn mutate_request(req: Request<'_>, policy: &Policy) -> Result<Decision> {
     // An UPDATE is mutated only when it changes the template or what drives it: the stored
     // object is what the pods run, and stsguard causes no rollout of its own.
     let old = match req.operation {
-        Operation::Update => statefulset(req.old_object, false, "request.oldObject")?,
+        Operation::Update => old_statefulset(req.old_object)?,
         _ => None,
     };
     let (report, patch) = mutate::mutate_with_patch(&mut sts, old.as_ref(), policy)?;
@@ -640,7 +662,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
             validate::validate(&Review { namespace, subject }, policy, &fetched)
         }
         (None, Operation::Delete) => {
-            let old = statefulset(req.old_object, false, "request.oldObject")?;
+            let old = old_statefulset(req.old_object)?;
             let subject = Subject::Delete { old: old.as_ref() };
             validate::validate(&Review { namespace, subject }, policy, lookups)
         }
@@ -650,7 +672,7 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                 return Err(Error::NotEvaluated("the request has no object".into()));
             };
             let old = match update {
-                true => statefulset(req.old_object, false, "request.oldObject")?,
+                true => old_statefulset(req.old_object)?,
                 false => None,
             };
             name = own_name(&object.metadata);
