@@ -213,7 +213,13 @@ async fn read_body(
             lane = Lane::Large;
         }
         if !gate
-            .grow(lane, client, &mut held, total.div_ceil(1024) as u32, wait)
+            .grow(
+                lane,
+                client,
+                &mut held,
+                total.div_ceil(1024) as u32,
+                until(deadline, wait),
+            )
             .await
         {
             return Err(busy(state));
@@ -233,7 +239,10 @@ async fn read_body(
         counts = Some(n);
     }
     let charge = gate.charge(lane, Some(body.len()), client);
-    if !gate.grow(lane, client, &mut held, charge, wait).await {
+    if !gate
+        .grow(lane, client, &mut held, charge, until(deadline, wait))
+        .await
+    {
         return Err(busy(state));
     }
     Ok(ReadBody {
@@ -445,4 +454,10 @@ pub async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot bind the {what} address {addr}: {e}"))
+}
+
+/// A wait for the byte budget while the body is read, never past the review's deadline: a
+/// review that waited per frame could otherwise be answered after the API server gave up.
+fn until(deadline: tokio::time::Instant, wait: Duration) -> Duration {
+    wait.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
 }
