@@ -42,6 +42,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Every review, file and flag is input: outside the tests no unwrap, expect or panic, so a bad
+// AdmissionReview answers with an error instead of taking the webhook down (clippy, -D warnings).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod admission;
 pub mod audit;
 pub mod bounds;
