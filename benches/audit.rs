@@ -30,7 +30,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use stsguard::policy::Policy;
 use stsguard::server::{AppState, router};
-use stsguard::validate::lookups::WatchLookups;
+use stsguard::watch::WatchLookups;
 use tower::ServiceExt;
 
 // The same allocator as the stsguard binary.

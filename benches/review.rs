@@ -21,7 +21,7 @@ use k8s_openapi::api::apps::v1::StatefulSet;
 use stsguard::admission::{Endpoint, answer};
 use stsguard::policy::Policy;
 use stsguard::validate::NoLookups;
-use stsguard::validate::lookups::WatchLookups;
+use stsguard::watch::WatchLookups;
 
 // The same allocator as the stsguard binary, for the floor and stsguard alike.
 #[global_allocator]

@@ -34,7 +34,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use serde_json::json;
 use stsguard::policy::Policy;
-use stsguard::validate::lookups::WatchLookups;
+use stsguard::watch::WatchLookups;
 
 /// The same allocator as the stsguard binary, counting the bytes it holds: the live heap and its
 /// peak are exact where VmRSS also holds what the allocator keeps after a free.

@@ -66,6 +66,7 @@ pub mod role_init;
 pub mod server;
 pub mod text;
 pub mod validate;
+pub mod watch;
 pub mod webhooks;
 pub mod yaml;
 

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use serde_json::json;
 use stsguard::policy::{Policy, RuleId};
-use stsguard::validate::lookups::WatchLookups;
 use stsguard::validate::{Lookup, Lookups, Review, Subject, validate};
+use stsguard::watch::WatchLookups;
 
 /// A protected StatefulSet as the API server sends it: managedFields, status, the
 /// last-applied annotation, ordinals starting at 3, two replicas, a claim template `data`, a pod

@@ -15,8 +15,8 @@ use http_body_util::BodyExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use stsguard::policy::{OnError, Policy};
 use stsguard::server::{AppState, router};
-use stsguard::validate::lookups::WatchLookups;
 use stsguard::validate::{Lookup, Lookups, NoLookups};
+use stsguard::watch::WatchLookups;
 use tower::ServiceExt;
 
 /// A StatefulSet in namespace `cap` with one claim template `data`; `protect`: the value of

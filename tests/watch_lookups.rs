@@ -16,8 +16,8 @@ use axum::http::Uri;
 use axum::response::IntoResponse;
 use stsguard::admission::{Endpoint, answer};
 use stsguard::policy::Policy;
-use stsguard::validate::lookups::WatchLookups;
 use stsguard::validate::{Lookup, Lookups};
+use stsguard::watch::WatchLookups;
 use tokio::sync::{Notify, broadcast};
 
 /// What the stand-in serves for one resource path.

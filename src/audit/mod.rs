@@ -21,8 +21,8 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::StatefulSet;
 
 use crate::policy::{Mode, Policy, RuleId};
-use crate::validate::lookups::WatchLookups;
 use crate::validate::{self, Finding, Findings, Lookups, Outcome};
+use crate::watch::WatchLookups;
 
 /// The audit of one StatefulSet.
 #[derive(Clone, Debug, PartialEq, Eq)]

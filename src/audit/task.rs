@@ -14,7 +14,7 @@ use super::lease::{self, Leadership};
 use super::writer::Writer;
 use crate::audit::metrics::AuditMetrics;
 use crate::policy::Policy;
-use crate::validate::lookups::WatchLookups;
+use crate::watch::WatchLookups;
 
 /// How often a paused audit (`interval: 0s`) looks at the policy again.
 const PAUSED_CHECK: Duration = Duration::from_secs(5);

@@ -168,7 +168,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let client = kube::Client::try_default().await.map_err(|e| {
             anyhow::anyhow!("no Kubernetes configuration ({e}); run in a cluster, set KUBECONFIG, or pass --no-cluster")
         })?;
-        let w = crate::validate::lookups::WatchLookups::start(client.clone());
+        let w = crate::watch::WatchLookups::start(client.clone());
         let w2 = w.clone();
         readiness.caches = Some(Box::new(move || w2.synced()));
         audit_source = Some((client, w.clone()));
