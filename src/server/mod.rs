@@ -78,12 +78,23 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The state with fresh metrics and the default limits (tests and benchmarks).
     pub fn new(policy: Policy, lookups: Arc<dyn Lookups>) -> Self {
+        Self::with(policy, lookups, Arc::new(Metrics::new()), Limits::default())
+    }
+
+    /// The state as `serve` builds it: the metrics it also exposes, the limits from its flags.
+    pub fn with(
+        policy: Policy,
+        lookups: Arc<dyn Lookups>,
+        metrics: Arc<Metrics>,
+        limits: Limits,
+    ) -> Self {
         AppState {
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             lookups,
-            metrics: Arc::new(Metrics::new()),
-            gate: Arc::new(Gate::new(Limits::default())),
+            metrics,
+            gate: Arc::new(Gate::new(limits)),
         }
     }
 }
