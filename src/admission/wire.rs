@@ -80,9 +80,22 @@ impl Slot<'_> {
 
 /// Reads a review for `endpoint`, `object` and `oldObject` (an UPDATE's `/mutate` compares the
 /// two); at `/mutate` the object is read for a patch.
+///
+/// A body of valid UTF-8 (every body the API server sends) is checked once, whole, and read as
+/// text: serde_json then does not check each string again, which is a tenth of a typical review's
+/// read. Any other body is read as bytes, as before, where serde_json says what breaks and where.
 pub fn read(body: &[u8], endpoint: super::Endpoint) -> serde_json::Result<Review<'_>> {
-    let mut de = serde_json::Deserializer::from_slice(body);
     let for_patch = endpoint == super::Endpoint::Mutate;
+    match std::str::from_utf8(body) {
+        Ok(text) => read_from(serde_json::Deserializer::from_str(text), for_patch),
+        Err(_) => read_from(serde_json::Deserializer::from_slice(body), for_patch),
+    }
+}
+
+fn read_from<'de, R: serde_json::de::Read<'de>>(
+    mut de: serde_json::Deserializer<R>,
+    for_patch: bool,
+) -> serde_json::Result<Review<'de>> {
     let review = ReviewSeed { for_patch }.deserialize(&mut de)?;
     de.end()?;
     Ok(review)
@@ -336,4 +349,40 @@ pub fn encode(response: &AdmissionResponse, patch: Option<&json_patch::Patch>) -
     out.extend_from_slice(b64.as_bytes());
     out.extend_from_slice(b"\"}}");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn uid_of(body: &[u8]) -> Option<String> {
+        read(body, crate::admission::Endpoint::Validate)
+            .ok()?
+            .request
+            .map(|r| r.uid)
+    }
+
+    #[test]
+    fn a_body_that_is_not_utf8_is_read_as_bytes_as_before() {
+        let review = |extra: &[u8]| {
+            let mut b =
+                br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","x":""#.to_vec();
+            b.extend_from_slice(extra);
+            b.extend_from_slice(
+                br#"","request":{"uid":"u1","kind":{"group":"apps","version":"v1","kind":"StatefulSet"},"resource":{"group":"apps","version":"v1","resource":"statefulsets"},"name":"a","operation":"CREATE","userInfo":{}}}"#,
+            );
+            b
+        };
+        // Valid UTF-8: read as text.
+        assert_eq!(uid_of(&review("é".as_bytes())).as_deref(), Some("u1"));
+        // A byte that is not UTF-8 in a value passed over: read as bytes, as serde_json reads it.
+        let invalid = review(b"\xff");
+        assert!(std::str::from_utf8(&invalid).is_err());
+        assert_eq!(uid_of(&invalid).as_deref(), Some("u1"));
+        // In a string that is read: an error, not a panic.
+        let mut bad_uid = review(b"");
+        let at = bad_uid.windows(4).position(|w| w == b"\"u1\"").unwrap_or(0);
+        bad_uid[at + 1] = 0xff;
+        assert_eq!(uid_of(&bad_uid), None);
+    }
 }

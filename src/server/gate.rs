@@ -49,13 +49,8 @@ impl Default for Limits {
 /// largest StatefulSet CREATE is 25 KB); the bounds keep the work of 64 KiB well under 1 ms.
 pub const INLINE_BODY: usize = 64 * 1024;
 
-/// Reviews with more JSON objects than this (counted as [`crate::bounds::count_objects`] counts
-/// them) are large whatever their size: the work of a review grows with its objects (a pod
-/// template of 256 small containers is 28 KB and takes milliseconds; the answer to 200 of them is 262 KB). The corpus's
-/// largest StatefulSet CREATE (argo-cd's application controller) holds 252: real CREATEs stay
-/// ordinary; an UPDATE of a StatefulSet that large (two copies) goes to the large lane, where it
-/// is answered as well, on the blocking pool.
-pub const LANE_OBJECTS: usize = 256;
+/// The ordinary lane's bound on objects: [`crate::bounds::LANE_OBJECTS`].
+pub use crate::bounds::LANE_OBJECTS;
 
 /// Reads of bodies larger than this are not preallocated in full (they grow as bytes arrive).
 pub const LARGE_BODY: usize = 256 * 1024;
