@@ -58,14 +58,21 @@ struct Fqdn {
 impl Fqdn {
     /// The value, with `name_var` and `ns_var` as the variables referenced.
     fn value(&self, name_var: &str, ns_var: &str) -> String {
-        self.parts
-            .iter()
-            .map(|p| match p {
-                Part::Text(t) => t.clone(),
-                Part::PodName => format!("$({name_var})"),
-                Part::PodNamespace => format!("$({ns_var})"),
-            })
-            .collect()
+        let mut out = String::new();
+        for p in &self.parts {
+            let var = match p {
+                Part::Text(t) => {
+                    out.push_str(t);
+                    continue;
+                }
+                Part::PodName => name_var,
+                Part::PodNamespace => ns_var,
+            };
+            out.push_str("$(");
+            out.push_str(var);
+            out.push(')');
+        }
+        out
     }
     fn needs(&self, part: &Part) -> bool {
         self.parts.contains(part)

@@ -34,24 +34,29 @@ use crate::error::{Error, Result};
 pub fn statefulset(before: &StatefulSet, after: &StatefulSet) -> Result<Patch> {
     diff_with(
         &statefulset_parts(before, after)?,
-        &statefulset_parts(after, before)?,
+        statefulset_parts(after, before)?,
         &Owned::of(before)?,
     )
 }
 
 /// The patch from `before` to `after`, a mutation of it.
 pub fn pod(before: &Pod, after: &Pod) -> Result<Patch> {
-    add_only(&pod_parts(before, after)?, &pod_parts(after, before)?)
+    diff_with(
+        &pod_parts(before, after)?,
+        pod_parts(after, before)?,
+        &Owned::default(),
+    )
 }
 
 /// The operations that turn `before` into `after` by adding only: members `before` lacks, and
 /// list elements inserted. A list's elements are matched in order, by equality, else by their
 /// `name`.
 pub fn add_only(before: &Value, after: &Value) -> Result<Patch> {
-    diff_with(before, after, &Owned::default())
+    diff_with(before, after.clone(), &Owned::default())
 }
 
-fn diff_with(before: &Value, after: &Value, owned: &Owned) -> Result<Patch> {
+/// `after` is taken: what it holds moves into the operations, not copied.
+fn diff_with(before: &Value, after: Value, owned: &Owned) -> Result<Patch> {
     let mut ops = Vec::new();
     let mut at = At {
         path: PointerBuf::new(),
@@ -202,10 +207,10 @@ impl At {
     }
 }
 
-fn add(path: &PointerBuf, value: &Value) -> PatchOperation {
+fn add(path: &PointerBuf, value: Value) -> PatchOperation {
     PatchOperation::Add(AddOperation {
         path: path.clone(),
-        value: value.clone(),
+        value,
     })
 }
 
@@ -214,38 +219,40 @@ fn remove(path: &PointerBuf) -> PatchOperation {
 }
 
 /// `owned`: the value is stsguard's own (see the module's documentation): replaced as a whole.
+/// `a` is taken: its parts move into the operations.
 fn diff(
     at: &mut At,
     b: &Value,
-    a: &Value,
+    a: Value,
     owned: bool,
     o: &Owned,
     ops: &mut Vec<PatchOperation>,
 ) -> Result<()> {
-    if b == a {
+    if *b == a {
         return Ok(());
     }
     if owned {
         ops.push(PatchOperation::Replace(ReplaceOperation {
             path: at.path.clone(),
-            value: a.clone(),
+            value: a,
         }));
         return Ok(());
     }
     match (b, a) {
-        (Value::Object(bm), Value::Object(am)) => {
+        (Value::Object(bm), Value::Object(mut am)) => {
             for (k, bv) in bm {
                 let len = at.push(k);
                 let owned = owned_member(&at.path);
-                match am.get(k) {
+                match am.remove(k) {
                     Some(av) => diff(at, bv, av, owned, o, ops)?,
                     None if owned => ops.push(remove(&at.path)),
                     None => return Err(Error::Patch(format!("remove {}", at.path))),
                 }
                 at.pop(len);
             }
-            for (k, av) in am.iter().filter(|(k, _)| !bm.contains_key(*k)) {
-                let len = at.push(k);
+            // What is left of `after`'s members: those `before` lacks, in their order.
+            for (k, av) in am {
+                let len = at.push(&k);
                 ops.push(add(&at.path, av));
                 at.pop(len);
             }
@@ -253,7 +260,7 @@ fn diff(
         }
         (Value::Array(ba), Value::Array(aa))
             if ba.len() == aa.len()
-                && ba.iter().zip(aa).all(|(b, a)| b == a || same_name(b, a)) =>
+                && ba.iter().zip(&aa).all(|(b, a)| b == a || same_name(b, a)) =>
         {
             // Nothing inserted or taken out: element by element.
             for (i, (bv, av)) in ba.iter().zip(aa).enumerate() {
@@ -277,7 +284,7 @@ fn diff(
 fn list(
     at: &mut At,
     ba: &[Value],
-    aa: &[Value],
+    mut aa: Vec<Value>,
     o: &Owned,
     ops: &mut Vec<PatchOperation>,
 ) -> Result<()> {
@@ -323,21 +330,23 @@ fn list(
         ops.push(remove(&at.path));
         at.path.pop_back();
     }
+    // Each of `after`'s elements is taken once, in order, into an operation.
     let mut next = 0;
     for (bv, k) in ba.iter().zip(&found) {
         let Some(k) = *k else { continue };
-        for (x, av) in aa.iter().enumerate().take(k).skip(next) {
+        for (x, av) in aa.iter_mut().enumerate().take(k).skip(next) {
             at.path.push_back(x);
-            ops.push(add(&at.path, av));
+            ops.push(add(&at.path, std::mem::take(av)));
             at.path.pop_back();
         }
         let owned = o.element(&at.key, bv);
         let len = at.push_element(k, bv);
-        diff(at, bv, &aa[k], owned, o, ops)?;
+        let av = aa.get_mut(k).map(std::mem::take).unwrap_or_default();
+        diff(at, bv, av, owned, o, ops)?;
         at.pop(len);
         next = k + 1;
     }
-    for (x, av) in aa.iter().enumerate().skip(next) {
+    for (x, av) in aa.into_iter().enumerate().skip(next) {
         at.path.push_back(x);
         ops.push(add(&at.path, av));
         at.path.pop_back();
