@@ -104,27 +104,30 @@ pub fn check_body(body: &[u8]) -> Result<(), PastBound> {
     check_counts(count_review(body))
 }
 
-/// A review body's counts, as far as [`check_counts`] needs them (one pass, stopping past a
-/// bound).
+/// A review body's counts, as far as [`check_counts`] and the lane ([`LANE_OBJECTS`]) need them.
 ///
 /// Most reviews are far below every bound, and for them the counts need not be exact: the bytes
 /// that can open an object (`{`), or a string, an array or a value (`"`, `[`, `,`), anywhere in
 /// the body, bound the counts from above in one pass the compiler vectorises (a tenth of the
-/// exact count's cost on a typical review). When that upper bound is under [`LANE_OBJECTS`]
+/// exact count's cost on a typical review). When that upper bound is at most [`LANE_OBJECTS`]
 /// objects and [`MAX_STRINGS_AND_ARRAYS`] others, it is returned: it decides the bounds and the
-/// lane as the exact counts would. Otherwise the exact count ([`count_nodes`]).
+/// lane as the exact counts would. Otherwise — the pass stops as soon as the bound passes
+/// [`LANE_OBJECTS`] objects — the exact count ([`count_nodes`], stopping past a bound).
 pub fn count_review(body: &[u8]) -> Nodes {
-    let upper = upper_bound(body);
-    if upper.objects <= LANE_OBJECTS && upper.others <= MAX_STRINGS_AND_ARRAYS {
-        return upper;
+    match upper_bound(body, LANE_OBJECTS) {
+        Some(upper) if upper.others <= MAX_STRINGS_AND_ARRAYS => upper,
+        _ => count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1),
     }
-    count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1)
 }
+
+// An upper bound under the lane's bound on objects is under the bound on objects too.
+const _: () = assert!(LANE_OBJECTS <= MAX_OBJECTS);
 
 /// Counts that are never below [`count_nodes`]' for the same body: every `{` byte, and every
 /// `"`, `[` and `,` byte, strings and `managedFields` included (a string opens with a `"` of its
-/// own; each of the others is one that [`count_nodes`] may count).
-fn upper_bound(json: &[u8]) -> Nodes {
+/// own; each of the others is one that [`count_nodes`] may count). `None` once the objects pass
+/// `stop_objects`.
+fn upper_bound(json: &[u8], stop_objects: usize) -> Option<Nodes> {
     let mut n = Nodes::default();
     // Per chunk in `u8` counters, which the compiler vectorises: 255 bytes cannot overflow them.
     for chunk in json.chunks(255) {
@@ -135,8 +138,11 @@ fn upper_bound(json: &[u8]) -> Nodes {
         }
         n.objects += usize::from(objects);
         n.others += usize::from(others);
+        if n.objects > stop_objects {
+            return None;
+        }
     }
-    n
+    Some(n)
 }
 
 /// The first limit a review body's counts ([`count_review`]) break.
@@ -451,6 +457,10 @@ mod tests {
             b"{\"a".to_vec(),
             b"\"\\".to_vec(),
             Vec::new(),
+            // Past the bounds: the exact count decides, as before.
+            format!(r#"{{"volumes":[{}{{}}]}}"#, "{},".repeat(MAX_OBJECTS)).into_bytes(),
+            format!(r#"{{"args":[{}""]}}"#, "\"\",".repeat(MAX_STRINGS_AND_ARRAYS)).into_bytes(),
+            format!(r#"{{"x":[{}0]}}"#, "0,".repeat(MAX_STRINGS_AND_ARRAYS)).into_bytes(),
         ];
         for n in [
             LANE_OBJECTS - 2,
@@ -476,7 +486,7 @@ mod tests {
     fn the_quick_count_is_never_below_the_exact_count_and_decides_the_same() {
         for body in tricky_bodies() {
             let exact = count_nodes(&body, usize::MAX, usize::MAX);
-            let quick = upper_bound(&body);
+            let quick = upper_bound(&body, usize::MAX).unwrap_or_default();
             assert!(
                 quick.objects >= exact.objects && quick.others >= exact.others,
                 "{quick:?} < {exact:?} for {}",
@@ -491,10 +501,14 @@ mod tests {
             );
             assert_eq!(check_counts(counted), check_counts(exact));
         }
-        // The quick count is used for a typical review, the exact one where braces in a string
-        // or in managedFields push the upper bound past the lane's bound.
+        // The quick count is used for a review with fewer `{` bytes than the lane's bound (the
+        // mysql fixture has 251), the exact one where braces in a string or in managedFields
+        // push the upper bound past it.
         let typical = include_bytes!("../benches/mysql-k8s-website.create.mutating.json");
-        assert_eq!(count_review(typical), upper_bound(typical));
+        assert_eq!(
+            Some(count_review(typical)),
+            upper_bound(typical, LANE_OBJECTS)
+        );
         let hidden = format!(r#"{{"s":"{}","a":{{}}}}"#, "{".repeat(LANE_OBJECTS));
         assert_eq!(count_review(hidden.as_bytes()).objects, 2);
     }
@@ -502,13 +516,16 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn the_quick_count_is_never_below_the_exact_count_on_any_bytes(
+            // Up to twice the lane's bound in `{` bytes, so both ways are taken.
             body in proptest::collection::vec(proptest::sample::select(
-                b"{}[]\",:\\ amF".to_vec()), 0..600),
+                b"{{{{}}[]\",:\\ amF".to_vec()), 0..2 * LANE_OBJECTS * 3),
         ) {
             let exact = count_nodes(&body, usize::MAX, usize::MAX);
-            let quick = upper_bound(&body);
+            let quick = upper_bound(&body, usize::MAX).unwrap_or_default();
             proptest::prop_assert!(quick.objects >= exact.objects && quick.others >= exact.others);
-            proptest::prop_assert_eq!(check_counts(count_review(&body)), check_counts(exact));
+            let counted = count_review(&body);
+            proptest::prop_assert_eq!(counted.objects > LANE_OBJECTS, exact.objects > LANE_OBJECTS);
+            proptest::prop_assert_eq!(check_counts(counted), check_counts(exact));
         }
     }
 

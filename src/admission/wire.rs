@@ -381,7 +381,10 @@ mod tests {
         assert_eq!(uid_of(&invalid).as_deref(), Some("u1"));
         // In a string that is read: an error, not a panic.
         let mut bad_uid = review(b"");
-        let at = bad_uid.windows(4).position(|w| w == b"\"u1\"").unwrap_or(0);
+        let at = bad_uid
+            .windows(4)
+            .position(|w| w == b"\"u1\"")
+            .expect("the uid");
         bad_uid[at + 1] = 0xff;
         assert_eq!(uid_of(&bad_uid), None);
     }

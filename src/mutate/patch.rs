@@ -51,6 +51,7 @@ pub fn pod(before: &Pod, after: &Pod) -> Result<Patch> {
 /// The operations that turn `before` into `after` by adding only: members `before` lacks, and
 /// list elements inserted. A list's elements are matched in order, by equality, else by their
 /// `name`.
+/// (`after` is copied: the server's paths hand theirs over, [`statefulset`] and [`pod`].)
 pub fn add_only(before: &Value, after: &Value) -> Result<Patch> {
     diff_with(before, after.clone(), &Owned::default())
 }
@@ -250,7 +251,8 @@ fn diff(
                 }
                 at.pop(len);
             }
-            // What is left of `after`'s members: those `before` lacks, in their order.
+            // What is left of `after`'s members: those `before` lacks, in their order (the map
+            // is a BTreeMap: serde_json's `preserve_order` is off, and `remove` keeps the order).
             for (k, av) in am {
                 let len = at.push(&k);
                 ops.push(add(&at.path, av));

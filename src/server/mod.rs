@@ -133,11 +133,11 @@ async fn handle(endpoint: Endpoint, state: AppState, budget: Duration, req: Requ
     let lane = read.lane;
     let (result, mut held) = evaluate(endpoint, &state, read, deadline, budget).await;
     // The answer keeps what it costs until its last byte is handed to the connection, however
-    // slowly the client reads it; an answer the budget cannot hold is not kept waiting, and
-    // never waits past the review's deadline.
+    // slowly the client reads it; an answer the budget cannot hold is not kept waiting. Its wait
+    // may go past the review's budget: the answer per `onError` to a review that ran out of time
+    // holds nothing yet, and the webhook's `timeoutSeconds` leaves it that second.
     if let Ok(answer) = &result {
         let want = state.gate.answer_charge(lane, answer.body.len(), client);
-        let wait = until(deadline, wait);
         if !state.gate.resize(lane, client, &mut held, want, wait).await {
             return busy(&state);
         }
