@@ -91,6 +91,36 @@ pub struct ReviewSummary {
     pub rule_results: Vec<(RuleId, Mode, RuleResult)>,
 }
 
+impl ReviewSummary {
+    /// What the request says of itself.
+    fn of(req: &Request<'_>) -> ReviewSummary {
+        ReviewSummary {
+            uid: req.uid.clone(),
+            kind: req.kind.kind.clone(),
+            namespace: req.namespace.clone().unwrap_or_default(),
+            name: req.name.clone(),
+            operation: op_str(&req.operation),
+            sub_resource: req.sub_resource.clone().unwrap_or_default(),
+            dry_run: req.dry_run,
+            ..Default::default()
+        }
+    }
+
+    /// What the answer says: allowed, patched, its warnings, and the outcome (`Error` for a
+    /// review that was not evaluated).
+    fn settle(&mut self, response: &AdmissionResponse, patched: bool, not_evaluated: bool) {
+        self.allowed = response.allowed;
+        self.patched = patched;
+        self.warnings = response.warnings.as_ref().map_or(0, Vec::len);
+        self.outcome = match (not_evaluated, response.allowed, patched) {
+            (true, _, _) => ReviewOutcome::Error,
+            (false, false, _) => ReviewOutcome::Denied,
+            (false, true, true) => ReviewOutcome::Patched,
+            (false, true, false) => ReviewOutcome::Allowed,
+        };
+    }
+}
+
 /// A review answered: the JSON body and its summary.
 #[derive(Clone, Debug)]
 pub struct Answer {
@@ -131,7 +161,7 @@ pub fn answer(
 }
 
 /// [`answer`] for a body whose JSON counts ([`crate::bounds::count_review`]) the caller has
-/// already taken (the server does, to choose the review's lane).
+/// already taken (the server does, to choose the review's lane): read, dispatch, conclude.
 pub fn answer_counted(
     endpoint: Endpoint,
     body: &[u8],
@@ -143,6 +173,35 @@ pub fn answer_counted(
     if let Err(why) = crate::bounds::check_counts(counts) {
         return past_bound_unread(endpoint, body, policy, &why);
     }
+    let req = match read_request(body, endpoint)? {
+        Ok(req) => req,
+        Err(why) => return unevaluated(body, policy, &why),
+    };
+    let mut summary = ReviewSummary::of(&req);
+    let kind = subject_kind(&req.resource.resource, &req.kind.kind).to_string();
+    let decided = match endpoint {
+        _ if !judged(endpoint, &req, policy) => Ok(Decision::default()),
+        Endpoint::Mutate => mutate_request(req, policy),
+        Endpoint::Validate => validate_request(req, policy, lookups),
+    };
+    if let (Ok(Decision { name: Some(n), .. }), true) = (&decided, summary.name.is_empty()) {
+        summary.name = n.clone();
+    }
+    let object = crate::text::object(&kind, &summary.namespace, &summary.name);
+    let (response, patch) = conclude(endpoint, decided, &object, policy, &mut summary);
+    Ok(Answer {
+        body: encode(&response, patch.as_ref()),
+        summary,
+    })
+}
+
+/// The review's request. `Err`: the body is not a review (HTTP 400). `Ok(Err(why))`: a review
+/// whose request does not read (its object is not the kind it says, a field has the wrong
+/// type): answered per the failure mode if the uid can be echoed ([`unevaluated`]).
+fn read_request(
+    body: &[u8],
+    endpoint: Endpoint,
+) -> Result<std::result::Result<Request<'_>, String>> {
     let review = match wire::read(body, endpoint) {
         Ok(r) => r,
         Err(e) if e.is_syntax() || e.is_eof() => {
@@ -151,12 +210,7 @@ pub fn answer_counted(
                 one_line(e)
             )));
         }
-        // The request does not read (its object is not the kind it says, a field has the wrong
-        // type): answered per the failure mode if the uid can be echoed, else a bad request.
-        Err(e) => {
-            let why = format!("the request does not decode: {}", one_line(e));
-            return unevaluated(body, policy, &why);
-        }
+        Err(e) => return Ok(Err(format!("the request does not decode: {}", one_line(e)))),
     };
     check_envelope(&review.api_version, &review.kind)?;
     let Some(req) = review.request else {
@@ -165,86 +219,58 @@ pub fn answer_counted(
     if req.uid.is_empty() {
         return Err(Error::BadReview("request.uid is empty".into()));
     }
-    let mut summary = ReviewSummary {
-        uid: req.uid.clone(),
-        kind: req.kind.kind.clone(),
-        namespace: req.namespace.clone().unwrap_or_default(),
-        name: req.name.clone(),
-        operation: op_str(&req.operation),
-        sub_resource: req.sub_resource.clone().unwrap_or_default(),
-        dry_run: req.dry_run,
-        ..Default::default()
-    };
-    let handled = routes::handles(
+    Ok(Ok(req))
+}
+
+/// Does the webhook judge `req`: a route it handles, outside the excluded namespaces?
+fn judged(endpoint: Endpoint, req: &Request<'_>, policy: &Policy) -> bool {
+    routes::handles(
         endpoint,
         &req.resource.group,
         &req.resource.resource,
         req.sub_resource.as_deref(),
-        summary.operation,
+        op_str(&req.operation),
     ) && !policy.is_excluded(req.namespace.as_deref().or(
         // A Namespace's review names itself as its namespace; by name if a client leaves it out.
         (req.resource.resource == "namespaces").then_some(req.name.as_str()),
-    ));
-    let kind = subject_kind(&req.resource.resource, &req.kind.kind).to_string();
-    let decided = match endpoint {
-        _ if !handled => Ok(Decision::default()),
-        Endpoint::Mutate => mutate_request(req, policy),
-        Endpoint::Validate => validate_request(req, policy, lookups),
-    };
-    let mut response = response_for(&summary.uid);
-    let name = match (&decided, summary.name.is_empty()) {
-        (Ok(Decision { name: Some(n), .. }), true) => n.as_str(),
-        _ => summary.name.as_str(),
-    }
-    .to_string();
-    let object = crate::text::object(&kind, &summary.namespace, &name);
-    summary.name = name;
+    ))
+}
+
+/// The response to a decided review, and its patch; what it was goes in `summary`. Past a
+/// bound: [`past_bound`]; not evaluated: per `onError` ([`failure`]).
+fn conclude(
+    endpoint: Endpoint,
+    decided: Result<Decision>,
+    object: &str,
+    policy: &Policy,
+    summary: &mut ReviewSummary,
+) -> (AdmissionResponse, Option<json_patch::Patch>) {
+    let response = response_for(&summary.uid);
     let d = match decided.and_then(|mut d| d.not_evaluated.take().map_or(Ok(d), Err)) {
         Ok(d) => d,
         Err(Error::PastBound(why)) => {
-            let response = past_bound(endpoint, response, &object, &why);
-            summary.allowed = response.allowed;
-            summary.outcome = match response.allowed {
-                true => ReviewOutcome::Allowed,
-                false => ReviewOutcome::Denied,
-            };
-            summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
-            return Ok(Answer {
-                body: encode(&response, None),
-                summary,
-            });
+            let response = past_bound(endpoint, response, object, &why);
+            summary.settle(&response, false, false);
+            return (response, None);
         }
         Err(e) => {
-            let response = failure(response, &object, &e.to_string(), policy);
-            summary.outcome = ReviewOutcome::Error;
-            summary.allowed = response.allowed;
-            summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
-            return Ok(Answer {
-                body: encode(&response, None),
-                summary,
-            });
+            let response = failure(response, object, &e.to_string(), policy);
+            summary.settle(&response, false, true);
+            return (response, None);
         }
     };
+    let mut response = response;
     if !d.warnings.is_empty() {
-        let about = |w: &String| crate::text::warning_about(&object, w);
+        let about = |w: &String| crate::text::warning_about(object, w);
         response.warnings = Some(d.warnings.iter().map(about).collect());
     }
     if let Some(message) = d.denied {
         response = deny(response, message);
     }
-    summary.allowed = response.allowed;
-    summary.patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
-    summary.warnings = response.warnings.as_ref().map_or(0, Vec::len);
+    let patched = d.patch.as_ref().is_some_and(|p| !p.0.is_empty());
+    summary.settle(&response, patched, false);
     summary.rule_results = d.rules;
-    summary.outcome = match (response.allowed, summary.patched) {
-        (false, _) => ReviewOutcome::Denied,
-        (true, true) => ReviewOutcome::Patched,
-        (true, false) => ReviewOutcome::Allowed,
-    };
-    Ok(Answer {
-        body: encode(&response, d.patch.as_ref()),
-        summary,
-    })
+    (response, d.patch)
 }
 
 /// Only the envelope of a review that is not read whole: its uid and what the request is about.
