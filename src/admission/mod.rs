@@ -326,13 +326,7 @@ fn past_bound_unread(
         true => past_bound(endpoint, response_for(&r.uid), &r.object(), why),
         false => response_for(&r.uid),
     };
-    let summary = ReviewSummary {
-        allowed: response.allowed,
-        outcome: match response.allowed {
-            true => ReviewOutcome::Allowed,
-            false => ReviewOutcome::Denied,
-        },
-        warnings: response.warnings.as_ref().map_or(0, Vec::len),
+    let mut summary = ReviewSummary {
         kind: r
             .kind
             .as_ref()
@@ -344,6 +338,7 @@ fn past_bound_unread(
         uid: r.uid,
         ..Default::default()
     };
+    summary.settle(&response, false, false);
     Ok(Answer {
         body: encode(&response, None),
         summary,
