@@ -164,13 +164,17 @@ async fn a_padded_statefulset_in_an_excluded_namespace_is_allowed() {
 
 /// A watch cache holding `sts` (a StatefulSet of namespace `default`, name `web`).
 fn cache_with(sts: serde_json::Value) -> AppState {
+    cache_with_policy(sts, Policy::default())
+}
+
+fn cache_with_policy(sts: serde_json::Value, policy: Policy) -> AppState {
     let sts: k8s_openapi::api::apps::v1::StatefulSet = serde_json::from_value(sts).unwrap();
     let lookups = stsguard::validate::lookups::StaticLookups {
         statefulsets: vec![Arc::new(sts)],
         authoritative: true,
         ..Default::default()
     };
-    let mut s = AppState::new(Policy::default(), Arc::new(lookups));
+    let mut s = AppState::new(policy, Arc::new(lookups));
     s.gate = Arc::new(Gate::new(Limits::default()));
     s
 }
@@ -248,6 +252,170 @@ async fn an_unprotected_cached_statefulset_past_a_bound_holds_no_namespace_or_cl
         assert_eq!(status, 200);
         assert_eq!(v["response"]["allowed"], true, "{fixture}: {v}");
     }
+}
+
+/// A protected cached StatefulSet past a bound, in namespace `cap`; `deleting`: its
+/// `deletionTimestamp` is set.
+fn protected_past_a_bound(deleting: bool, annotations: serde_json::Value) -> serde_json::Value {
+    let mut sts = cached_statefulset(300);
+    sts["metadata"]["namespace"] = "cap".into();
+    sts["metadata"]["annotations"] = annotations;
+    if deleting {
+        sts["metadata"]["deletionTimestamp"] = "2026-12-06T05:00:00Z".into();
+    }
+    sts
+}
+
+/// The bound holds a namespace or claim only where delete protection would enforce on the
+/// StatefulSet: at `warn` (the policy's or the object's override), `off`, or, for a namespace,
+/// when the StatefulSet is being deleted itself, its size holds nothing; a claim stays kept while
+/// its StatefulSet is being deleted.
+#[tokio::test]
+async fn a_cached_statefulset_past_a_bound_holds_a_delete_only_where_delete_protection_enforces() {
+    let ns_delete = read_json(&local_fixture("admission/namespace-DELETE.validating.json"));
+    let claim_delete = read_json(&local_fixture(
+        "admission/persistentvolumeclaim-DELETE.validating.json",
+    ));
+    let protect = serde_json::json!({"stsguard.io/protect": "true"});
+    let at_warn = serde_json::json!({
+        "stsguard.io/protect": "true",
+        "stsguard.io/rule.delete-protection": "warn",
+    });
+    let cases = [
+        (
+            "enforced",
+            Policy::default(),
+            false,
+            protect.clone(),
+            &ns_delete,
+            false,
+        ),
+        (
+            "policy at warn",
+            Policy::from_yaml("validation: {rules: {delete-protection: warn}}", "t").unwrap(),
+            false,
+            protect.clone(),
+            &ns_delete,
+            true,
+        ),
+        (
+            "policy off",
+            Policy::from_yaml("validation: {rules: {delete-protection: off}}", "t").unwrap(),
+            false,
+            protect.clone(),
+            &ns_delete,
+            true,
+        ),
+        (
+            "object's override at warn",
+            Policy::from_yaml("validation: {allowObjectOverrides: true}", "t").unwrap(),
+            false,
+            at_warn,
+            &ns_delete,
+            true,
+        ),
+        (
+            "being deleted, its namespace",
+            Policy::default(),
+            true,
+            protect.clone(),
+            &ns_delete,
+            true,
+        ),
+        (
+            "being deleted, a claim",
+            Policy::default(),
+            true,
+            protect.clone(),
+            &claim_delete,
+            false,
+        ),
+    ];
+    for (case, policy, deleting, annotations, review, allowed) in cases {
+        let state = cache_with_policy(protected_past_a_bound(deleting, annotations), policy);
+        let app = router(state, Duration::from_secs(5));
+        let (status, v) = post(&app, "/validate", serde_json::to_vec(review).unwrap()).await;
+        assert_eq!(status, 200, "{case}");
+        assert_eq!(v["response"]["allowed"], allowed, "{case}: {v}");
+        let past = v.to_string().contains("[bounds]");
+        assert_eq!(
+            past, !allowed,
+            "{case}: a bound is named only in a denial: {v}"
+        );
+    }
+}
+
+/// Look-ups whose StatefulSet `default/web` the cache already judged past a bound: decoding it
+/// (`statefulset`) is counted.
+struct JudgedPastABound {
+    decoded: std::sync::atomic::AtomicUsize,
+}
+
+impl stsguard::validate::Lookups for JudgedPastABound {
+    fn service(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> stsguard::validate::Lookup<Arc<k8s_openapi::api::core::v1::Service>> {
+        stsguard::validate::Lookup::Missing
+    }
+    fn storage_class(
+        &self,
+        _: Option<&str>,
+    ) -> stsguard::validate::Lookup<Arc<k8s_openapi::api::storage::v1::StorageClass>> {
+        stsguard::validate::Lookup::Missing
+    }
+    fn pdbs(
+        &self,
+        _: &str,
+    ) -> stsguard::validate::Lookup<Vec<Arc<k8s_openapi::api::policy::v1::PodDisruptionBudget>>>
+    {
+        stsguard::validate::Lookup::Missing
+    }
+    fn statefulset(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> stsguard::validate::Lookup<Arc<k8s_openapi::api::apps::v1::StatefulSet>> {
+        self.decoded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        stsguard::validate::Lookup::Missing
+    }
+    fn statefulsets_in(
+        &self,
+        _: &str,
+    ) -> stsguard::validate::Lookup<Vec<Arc<k8s_openapi::api::apps::v1::StatefulSet>>> {
+        stsguard::validate::Lookup::Missing
+    }
+    fn statefulset_past_bound(&self, _: &str, _: &str) -> Option<stsguard::bounds::PastBound> {
+        Some(stsguard::bounds::PastBound {
+            what: "the pod template has 15000 containers, over stsguard's bound of 256".into(),
+            fix: "fix: make the object smaller",
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_scale_of_a_statefulset_the_cache_judged_past_a_bound_is_denied_without_decoding_it() {
+    let lookups = Arc::new(JudgedPastABound {
+        decoded: Default::default(),
+    });
+    let mut state = AppState::new(Policy::default(), lookups.clone());
+    state.gate = Arc::new(Gate::new(Limits::default()));
+    let app = router(state, Duration::from_secs(5));
+    let scale = read_json(&local_fixture(
+        "admission/statefulset-scale-subresource-UPDATE.validating.json",
+    ));
+    let (status, v) = post(&app, "/validate", serde_json::to_vec(&scale).unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[bounds]"), "{v}");
+    assert!(message(&v).contains("15000 containers"), "{v}");
+    assert_eq!(
+        lookups.decoded.load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "the StatefulSet was looked up whole"
+    );
 }
 
 #[tokio::test]
@@ -336,6 +504,52 @@ async fn past_the_byte_budget_a_request_waits_then_gets_503() {
         .unwrap();
     let resp = app.clone().oneshot(req).await.unwrap();
     assert_eq!(resp.status().as_u16(), 400, "read and answered: not JSON");
+}
+
+/// A body sent without a Content-Length (chunked) is read in the ordinary lane until it grows
+/// past the ordinary size: a small review keeps its lane while the large one is full.
+#[tokio::test]
+async fn a_small_chunked_review_keeps_the_ordinary_lane_while_the_large_one_is_full() {
+    let limits = Limits {
+        inflight_bytes: 8 * 1024 * 1024,
+        workers: 2,
+        wait: Duration::from_millis(300),
+    };
+    let app = router(state(Policy::default(), limits), Duration::from_secs(10));
+    // The large lane held by a body stalled after 5 MiB.
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let slow = axum::http::Request::post("/mutate")
+        .header("content-length", 7 * 1024 * 1024)
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let holder = tokio::spawn(app.clone().oneshot(slow));
+    futures::SinkExt::send(&mut tx, Ok(vec![b' '; 5 * 1024 * 1024]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let review = serde_json::to_vec(&read_json(&local_fixture(
+        "admission/statefulset-CREATE.mutating.json",
+    )))
+    .unwrap();
+    let (head, tail) = review.split_at(review.len() / 2);
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(head.to_vec()), Ok(tail.to_vec())];
+    let req = axum::http::Request::post("/mutate")
+        .header("content-type", "application/json")
+        .body(Body::from_stream(futures::stream::iter(chunks)))
+        .unwrap();
+    assert!(
+        req.headers().get("content-length").is_none(),
+        "sent chunked"
+    );
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&bytes));
+    let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(v["response"]["patch"].is_string(), "evaluated: {v}");
+    drop(tx);
+    let _ = holder.await;
 }
 
 #[tokio::test]
@@ -553,6 +767,89 @@ async fn a_statefulset_stored_past_a_bound_can_be_made_smaller_and_deleted() {
     let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
     assert_eq!(v["response"]["allowed"], false, "{v}");
     assert!(message(&v).contains("[bounds]"), "{v}");
+}
+
+/// As [`with_old_past_a_bound`], with a stored object past the bound on the whole review's JSON
+/// objects (5,000 `env` entries): the body itself is past a bound, and only its `oldObject` is.
+fn with_old_past_the_review_bound(op: &str, annotations: serde_json::Value) -> Vec<u8> {
+    let mut r: serde_json::Value = serde_json::from_slice(&with_old_past_a_bound(op)).unwrap();
+    let old = &mut r["request"]["oldObject"];
+    old["spec"]["template"]["spec"]["containers"] = serde_json::json!([{
+        "name": "db",
+        "image": "mysql:8",
+        "env": (0..5_000)
+            .map(|i| serde_json::json!({"name": format!("V{i}"), "value": "x"}))
+            .collect::<Vec<_>>(),
+    }]);
+    old["metadata"]["annotations"] = annotations;
+    let body = serde_json::to_vec(&r).unwrap();
+    assert!(
+        stsguard::bounds::check_body(&body).is_err(),
+        "the body is past a bound"
+    );
+    body
+}
+
+/// A body past a bound only by its stored object is the way out for that object: made smaller or
+/// deleted, it is judged on its request's object, the stored one read for its metadata alone (so
+/// delete protection still keeps it), and the answer says so. A request whose own object is past
+/// a bound is still refused.
+#[tokio::test]
+async fn a_statefulset_stored_past_the_review_bound_can_be_made_smaller_and_deleted_unless_protected()
+ {
+    let app = router(
+        state(Policy::default(), Limits::default()),
+        Duration::from_secs(5),
+    );
+    let none = serde_json::Value::Null;
+    for path in ["/validate", "/mutate"] {
+        let (status, v) = post(
+            &app,
+            path,
+            with_old_past_the_review_bound("UPDATE", none.clone()),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(v["response"]["allowed"], true, "{path}: {v}");
+        assert!(
+            warnings(&v).contains("[bounds] the stored object (request.oldObject) is past"),
+            "{path}: {v}"
+        );
+        if path == "/mutate" {
+            assert!(v["response"]["patch"].is_string(), "mutated: {v}");
+        }
+    }
+    let (_, v) = post(
+        &app,
+        "/validate",
+        with_old_past_the_review_bound("DELETE", none),
+    )
+    .await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    let protect = serde_json::json!({"stsguard.io/protect": "true"});
+    let (_, v) = post(
+        &app,
+        "/validate",
+        with_old_past_the_review_bound("DELETE", protect),
+    )
+    .await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[delete-protection]"), "{v}");
+    // Its object past a bound too: refused, as any object past a bound.
+    let mut r: serde_json::Value = serde_json::from_slice(&with_old_past_the_review_bound(
+        "UPDATE",
+        serde_json::Value::Null,
+    ))
+    .unwrap();
+    r["request"]["object"] = r["request"]["oldObject"].clone();
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[bounds]"), "{v}");
+    // A CREATE carries no stored object: its excess is its own.
+    r["request"]["operation"] = "CREATE".into();
+    r["request"]["object"] = serde_json::json!({"metadata": {"name": "web"}});
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
 }
 
 #[tokio::test]

@@ -203,9 +203,15 @@ fn look_ups_read_only_their_namespace() {
     assert_eq!(in_7[0].metadata.namespace.as_deref(), Some("ns-7"));
     assert!(in_7[0].status.is_none() && in_7[0].metadata.managed_fields.is_none());
     let audited = stsguard::audit::audit(&[Arc::new(s.clone())], &Policy::default(), &*l);
-    let rules: Vec<RuleId> = audited.objects[0].results.iter().map(|r| r.rule).collect();
-    assert!(rules.contains(&RuleId::DisruptionBudget), "{rules:?}");
-    assert!(!rules.contains(&RuleId::GoverningService), "{rules:?}");
+    let rules: Vec<_> = audited.objects[0].results.iter().map(|r| r.rule).collect();
+    assert!(
+        rules.contains(&RuleId::DisruptionBudget.into()),
+        "{rules:?}"
+    );
+    assert!(
+        !rules.contains(&RuleId::GoverningService.into()),
+        "{rules:?}"
+    );
     // The same PDB in the StatefulSet's namespace: the rule passes.
     pdbs.push(pdb("db", "etcd", "etcd"));
     let l = WatchLookups::from_objects(services, vec![], pdbs, vec![s.clone()]);

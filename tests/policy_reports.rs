@@ -167,7 +167,7 @@ fn objects(ns: &str, n: usize) -> Vec<ObjectResult> {
             results: rules
                 .iter()
                 .map(|&rule| Finding {
-                    rule,
+                    rule: rule.into(),
                     mode: Mode::Warn,
                     outcome: Outcome::Warn,
                     message: format!(
@@ -254,7 +254,7 @@ async fn an_unchanged_report_is_not_sent_again_after_a_restart_and_keeps_its_tim
     // when they were first seen (read back from the report on the server), the new one is new.
     // web is not sent.
     let mut changed = first.clone();
-    changed[0].results[0].rule = RuleId::ClaimRetention;
+    changed[0].results[0].rule = RuleId::ClaimRetention.into();
     changed[0].results[0].message = "whenDeleted: Delete".into();
     changed[0].results[1].message = "reworded".into();
     let mut restarted = Writer::new(client.clone());

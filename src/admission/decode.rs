@@ -81,11 +81,13 @@ impl Object {
 }
 
 /// Reads an object of `kind` (`null`: none). `for_patch`: the object will be patched, so what a
-/// patch adds under must be an object.
+/// patch adds under must be an object. `metadata_only`: only its `metadata` is read, the rest
+/// passed over unread (a stored object past a bound, [`crate::bounds`]).
 #[derive(Clone, Copy)]
 pub struct ObjectSeed {
     pub kind: Kind,
     pub for_patch: bool,
+    pub metadata_only: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed {
@@ -93,6 +95,7 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Object>, D::Error> {
         let node = match (self.kind, self.for_patch) {
+            _ if self.metadata_only => Node::MetadataOnly,
             (Kind::StatefulSet, true) => Node::StatefulSet,
             (Kind::Pod, true) => Node::Pod,
             _ => Node::Object,
@@ -120,6 +123,8 @@ enum Node {
     Plain,
     /// An object's top level: `metadata` is read without managedFields.
     Object,
+    /// An object's top level of which only `metadata` is read (as [`Node::Object`]'s).
+    MetadataOnly,
     /// A StatefulSet's top level: as [`Node::Object`], and `spec` is [`Node::StatefulSetSpec`].
     StatefulSet,
     /// A Pod's top level: `metadata` and `spec` must be objects.
@@ -135,7 +140,9 @@ enum Node {
 impl Node {
     fn child(self, key: &str) -> Node {
         match (self, key) {
-            (Node::Object | Node::StatefulSet, "metadata") => Node::Metadata { required: false },
+            (Node::Object | Node::StatefulSet | Node::MetadataOnly, "metadata") => {
+                Node::Metadata { required: false }
+            }
             (Node::Pod, "metadata") => Node::Metadata { required: true },
             (Node::StatefulSet, "spec") => Node::StatefulSetSpec,
             (Node::Pod, "spec") => Node::Required("spec"),
@@ -302,7 +309,12 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ShapedMap<A> {
                     None => Ok(None),
                 };
             };
-            if matches!(self.node, Node::Metadata { .. }) && key == "managedFields" {
+            let passed_over = match self.node {
+                Node::Metadata { .. } => key == "managedFields",
+                Node::MetadataOnly => key != "metadata",
+                _ => false,
+            };
+            if passed_over {
                 self.map.next_value::<IgnoredAny>()?;
                 continue;
             }
@@ -383,6 +395,7 @@ pub fn statefulset_from_str(text: &str) -> serde_json::Result<Option<StatefulSet
     let seed = ObjectSeed {
         kind: Kind::StatefulSet,
         for_patch: true,
+        metadata_only: false,
     };
     Ok(match object_from_str(seed, text)? {
         Some(Object::StatefulSet(s)) => Some(*s),
@@ -398,6 +411,7 @@ mod tests {
         let seed = ObjectSeed {
             kind: Kind::Pod,
             for_patch: true,
+            metadata_only: false,
         };
         match object_from_str(seed, text)? {
             Some(Object::Pod(p)) => Ok(*p),
@@ -478,6 +492,7 @@ mod tests {
         let seed = ObjectSeed {
             kind: Kind::StatefulSet,
             for_patch: false,
+            metadata_only: false,
         };
         assert!(matches!(
             object_from_str(seed, r#"{"spec":{"template":null}}"#),

@@ -169,11 +169,16 @@ pub fn answer_counted(
     policy: &Policy,
     lookups: &dyn Lookups,
 ) -> Result<Answer> {
-    // A body past the bounds on work is not read: denied at /validate, unpatched at /mutate.
+    // A body past the bounds on work is not read: denied at /validate, unpatched at /mutate;
+    // unless the excess is the stored object only (see `old_past_bound`).
+    let mut old = wire::Old::Whole;
     if let Err(why) = crate::bounds::check_counts(counts) {
-        return past_bound_unread(endpoint, body, policy, &why);
+        if !old_past_bound(body) {
+            return past_bound_unread(endpoint, body, policy, &why);
+        }
+        old = wire::Old::MetadataOnly;
     }
-    let req = match read_request(body, endpoint)? {
+    let req = match read_request(body, endpoint, old)? {
         Ok(req) => req,
         Err(why) => return unevaluated(body, policy, &why),
     };
@@ -183,6 +188,17 @@ pub fn answer_counted(
         _ if !judged(endpoint, &req, policy) => Ok(Decision::default()),
         Endpoint::Mutate => mutate_request(req, policy),
         Endpoint::Validate => validate_request(req, policy, lookups),
+    };
+    let decided = match old {
+        wire::Old::MetadataOnly => decided.map(|mut d| {
+            d.warnings.push(format!(
+                "[{}] the stored object (request.oldObject) is past stsguard's bounds: only its \
+                 metadata was read, and the request is judged on its object alone",
+                crate::bounds::RULE
+            ));
+            d
+        }),
+        wire::Old::Whole => decided,
     };
     if let (Ok(Decision { name: Some(n), .. }), true) = (&decided, summary.name.is_empty()) {
         summary.name = n.clone();
@@ -195,14 +211,31 @@ pub fn answer_counted(
     })
 }
 
+/// Is the excess of a body past a bound all in its `oldObject`: an UPDATE or DELETE whose
+/// `object` (none for a DELETE) is within every bound. Such a body is the way out for an object
+/// stored past a bound (before stsguard, or while its webhook was off): made smaller, or
+/// deleted, it is judged on its object, with the stored one read for its metadata only
+/// (delete protection reads its annotations). Linear in the body, nothing kept.
+fn old_past_bound(body: &[u8]) -> bool {
+    let Ok(wire::ObjectPart { request: Some(r) }) = serde_json::from_slice(body) else {
+        return false;
+    };
+    matches!(r.operation.as_deref(), Some("UPDATE" | "DELETE"))
+        && r.old_object.is_some()
+        && r.object.is_none_or(|o| {
+            crate::bounds::check_counts(crate::bounds::count_review(o.get().as_bytes())).is_ok()
+        })
+}
+
 /// The review's request. `Err`: the body is not a review (HTTP 400). `Ok(Err(why))`: a review
 /// whose request does not read (its object is not the kind it says, a field has the wrong
 /// type): answered per the failure mode if the uid can be echoed ([`unevaluated`]).
 fn read_request(
     body: &[u8],
     endpoint: Endpoint,
+    old: wire::Old,
 ) -> Result<std::result::Result<Request<'_>, String>> {
-    let review = match wire::read(body, endpoint) {
+    let review = match wire::read(body, endpoint, old) {
         Ok(r) => r,
         Err(e) if e.is_syntax() || e.is_eof() => {
             return Err(Error::BadReview(format!(
@@ -542,15 +575,20 @@ fn validate_delete_of(
             (ns.unwrap_or(""), Subject::DeleteClaim { name: &name })
         }
     };
-    // Delete protection reads the protected StatefulSets of the namespace beyond their
-    // annotation: each of those within the bounds, as a request's object. An unprotected one is
-    // passed over on its annotation alone, so one past a bound holds no namespace or claim.
-    // One look-up serves the check and the rules.
+    // Delete protection reads the StatefulSets it enforces on beyond their annotation: each of
+    // those within the bounds, as a request's object (what the look-up holds of it: the watch
+    // cache holds what delete protection reads). One it passes over (unprotected, its rule off or
+    // at warn, or, for a namespace, being deleted itself) holds nothing by a bound. One look-up
+    // serves the check and the rules.
     let sets = lookups.statefulsets_in(namespace);
     if let Lookup::Found(sets) = &sets {
+        let deleted = match kind {
+            Kind::Namespace => validate::Deleted::Namespace,
+            _ => validate::Deleted::Claim(&name),
+        };
         for sts in sets
             .iter()
-            .filter(|s| validate::rules::protection(s).is_on())
+            .filter(|s| validate::enforces_on_delete(s, deleted, policy))
         {
             if let Err(why) = crate::bounds::check_statefulset(sts) {
                 return Err(cached_past_bound(namespace, sts, why));
@@ -620,6 +658,13 @@ impl Lookups for Fetched<'_> {
             _ => self.inner.statefulsets_in(namespace),
         }
     }
+    fn statefulset_past_bound(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<crate::bounds::PastBound> {
+        self.inner.statefulset_past_bound(namespace, name)
+    }
 }
 
 /// A cached StatefulSet past a bound, named in the reason (the request names another object).
@@ -659,11 +704,12 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                 })
             };
             // The rules judge the cached StatefulSet: within the bounds, as a request's object.
-            // One look-up serves the check and the rules.
-            let cached = lookups.statefulset(namespace, &req.name);
-            if let Lookup::Found(sts) = &cached {
-                crate::bounds::check_statefulset(sts).map_err(Error::PastBound)?;
+            // The cache judged the bounds when the object arrived: one past them is denied
+            // without being decoded. One look-up serves the rules.
+            if let Some(why) = lookups.statefulset_past_bound(namespace, &req.name) {
+                return Err(Error::PastBound(why));
             }
+            let cached = lookups.statefulset(namespace, &req.name);
             let fetched = Fetched {
                 inner: lookups,
                 namespace,

@@ -44,8 +44,9 @@ pub struct Request<'a> {
 pub enum Slot<'a> {
     Absent,
     Read(Object),
-    /// Came before the request's `kind` (or its kind is not one stsguard reads): read on demand.
-    Raw(&'a RawValue),
+    /// Came before the request's `kind` (or its kind is not one stsguard reads): read on demand
+    /// (its metadata only, when [`Old::MetadataOnly`] says so of an `oldObject`).
+    Raw(&'a RawValue, bool),
 }
 
 impl Slot<'_> {
@@ -54,7 +55,14 @@ impl Slot<'_> {
         let object = match self {
             Slot::Absent => return Ok(None),
             Slot::Read(o) => o,
-            Slot::Raw(raw) => match object_from_str(ObjectSeed { kind, for_patch }, raw.get()) {
+            Slot::Raw(raw, metadata_only) => match object_from_str(
+                ObjectSeed {
+                    kind,
+                    for_patch,
+                    metadata_only,
+                },
+                raw.get(),
+            ) {
                 Ok(Some(o)) => o,
                 Ok(None) => return Ok(None),
                 Err(e) => {
@@ -78,31 +86,45 @@ impl Slot<'_> {
     }
 }
 
+/// How a review's `oldObject` is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Old {
+    Whole,
+    /// Its `metadata` only, the rest passed over unread: the stored object of an UPDATE or
+    /// DELETE that is past a bound while the request's `object` is not.
+    MetadataOnly,
+}
+
 /// Reads a review for `endpoint`, `object` and `oldObject` (an UPDATE's `/mutate` compares the
 /// two); at `/mutate` the object is read for a patch.
 ///
 /// A body of valid UTF-8 (every body the API server sends) is checked once, whole, and read as
 /// text: serde_json then does not check each string again, which is a tenth of a typical review's
 /// read. Any other body is read as bytes, as before, where serde_json says what breaks and where.
-pub fn read(body: &[u8], endpoint: super::Endpoint) -> serde_json::Result<Review<'_>> {
-    let for_patch = endpoint == super::Endpoint::Mutate;
+pub fn read(body: &[u8], endpoint: super::Endpoint, old: Old) -> serde_json::Result<Review<'_>> {
+    let seed = ReviewSeed {
+        for_patch: endpoint == super::Endpoint::Mutate,
+        old_metadata_only: old == Old::MetadataOnly,
+    };
     match std::str::from_utf8(body) {
-        Ok(text) => read_from(serde_json::Deserializer::from_str(text), for_patch),
-        Err(_) => read_from(serde_json::Deserializer::from_slice(body), for_patch),
+        Ok(text) => read_from(serde_json::Deserializer::from_str(text), seed),
+        Err(_) => read_from(serde_json::Deserializer::from_slice(body), seed),
     }
 }
 
 fn read_from<'de, R: serde_json::de::Read<'de>>(
     mut de: serde_json::Deserializer<R>,
-    for_patch: bool,
+    seed: ReviewSeed,
 ) -> serde_json::Result<Review<'de>> {
-    let review = ReviewSeed { for_patch }.deserialize(&mut de)?;
+    let review = seed.deserialize(&mut de)?;
     de.end()?;
     Ok(review)
 }
 
+#[derive(Clone, Copy)]
 struct ReviewSeed {
     for_patch: bool,
+    old_metadata_only: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ReviewSeed {
@@ -129,11 +151,7 @@ impl<'de> Visitor<'de> for ReviewSeed {
             match key.as_ref() {
                 "apiVersion" => review.api_version = map.next_value()?,
                 "kind" => review.kind = map.next_value()?,
-                "request" => {
-                    review.request = map.next_value_seed(RequestSeed {
-                        for_patch: self.for_patch,
-                    })?
-                }
+                "request" => review.request = map.next_value_seed(RequestSeed(self))?,
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -143,9 +161,7 @@ impl<'de> Visitor<'de> for ReviewSeed {
     }
 }
 
-struct RequestSeed {
-    for_patch: bool,
-}
+struct RequestSeed(ReviewSeed);
 
 impl<'de> DeserializeSeed<'de> for RequestSeed {
     type Value = Option<Request<'de>>;
@@ -188,8 +204,10 @@ impl<'de> Visitor<'de> for RequestSeed {
                 "operation" => operation = Some(map.next_value::<Operation>()?),
                 "dryRun" => dry_run = map.next_value::<Option<bool>>()?,
                 // `/mutate` patches the object; `/validate` does not.
-                "object" => object = slot(&mut map, kind.as_ref(), self.for_patch)?,
-                "oldObject" => old_object = slot(&mut map, kind.as_ref(), false)?,
+                "object" => object = slot(&mut map, kind.as_ref(), self.0.for_patch, false)?,
+                "oldObject" => {
+                    old_object = slot(&mut map, kind.as_ref(), false, self.0.old_metadata_only)?
+                }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
                 }
@@ -217,15 +235,38 @@ fn slot<'de, A: MapAccess<'de>>(
     map: &mut A,
     kind: Option<&GroupVersionKind>,
     for_patch: bool,
+    metadata_only: bool,
 ) -> Result<Slot<'de>, A::Error> {
     Ok(match kind.and_then(Kind::of) {
         Some(kind) => map
-            .next_value_seed(ObjectSeed { kind, for_patch })?
+            .next_value_seed(ObjectSeed {
+                kind,
+                for_patch,
+                metadata_only,
+            })?
             .map_or(Slot::Absent, Slot::Read),
         None => map
             .next_value::<Option<&'de RawValue>>()?
-            .map_or(Slot::Absent, Slot::Raw),
+            .map_or(Slot::Absent, |raw| Slot::Raw(raw, metadata_only)),
     })
+}
+
+/// A review's `operation`, `object` (unread) and whether it has an `oldObject`, the rest passed
+/// over: where in a body past a bound the excess is.
+#[derive(serde::Deserialize)]
+pub struct ObjectPart<'a> {
+    #[serde(borrow)]
+    pub request: Option<ObjectPartRequest<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+pub struct ObjectPartRequest<'a> {
+    #[serde(default)]
+    pub operation: Option<String>,
+    #[serde(borrow, default)]
+    pub object: Option<&'a RawValue>,
+    #[serde(rename = "oldObject", default)]
+    pub old_object: Option<IgnoredAny>,
 }
 
 /// Just enough of a review to echo its uid when the rest does not read.
@@ -356,7 +397,7 @@ mod tests {
     use super::*;
 
     fn uid_of(body: &[u8]) -> Option<String> {
-        read(body, crate::admission::Endpoint::Validate)
+        read(body, crate::admission::Endpoint::Validate, Old::Whole)
             .ok()?
             .request
             .map(|r| r.uid)

@@ -14,7 +14,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use super::Audit;
-use crate::policy::{Mode, RuleId};
+use crate::check::Rule;
+use crate::policy::Mode;
 
 /// Namespaces with their own series, at most (the first ones in name order).
 pub const MAX_NAMESPACES: usize = 500;
@@ -68,7 +69,7 @@ impl AuditMetrics {
     /// the run.
     pub fn record_counts(
         &self,
-        counts: &BTreeMap<(RuleId, Mode, String), i64>,
+        counts: &BTreeMap<(Rule, Mode, String), i64>,
         seconds: f64,
         now_unix: f64,
     ) {
@@ -112,7 +113,7 @@ mod tests {
             uid: None,
             passed: 1,
             results: vec![Finding {
-                rule: RuleId::SharedClaim,
+                rule: crate::policy::RuleId::SharedClaim.into(),
                 mode: Mode::Enforce,
                 outcome,
                 message: String::new(),

@@ -20,7 +20,9 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::StatefulSet;
 
-use crate::policy::{Mode, Policy, RuleId};
+use crate::bounds::PastBound;
+use crate::check::{Rule, past_bound_finding};
+use crate::policy::{Mode, Policy};
 use crate::validate::{self, Finding, Findings, Lookups, Outcome};
 use crate::watch::WatchLookups;
 
@@ -33,8 +35,9 @@ pub struct ObjectResult {
     /// Rules that passed.
     pub passed: usize,
     /// Rules that did not pass: failed enforced rules, then warned rules and rules not checked,
-    /// each in the order the rules ran.
-    pub results: Vec<Finding>,
+    /// each in the order the rules ran; or, for an object past a bound, that one failing finding
+    /// ([`Rule::Bound`]).
+    pub results: Vec<Finding<Rule>>,
 }
 
 /// The audit of a set of StatefulSets.
@@ -49,8 +52,10 @@ pub struct Audit {
 /// The per-object result from validation's findings.
 fn object_result(sts: &StatefulSet, namespace: &str, findings: Findings) -> ObjectResult {
     let passed = findings.passed();
-    let mut results = findings.violations;
-    results.extend(findings.warnings);
+    let results = (findings.violations.into_iter())
+        .chain(findings.warnings)
+        .map(Finding::from)
+        .collect();
     ObjectResult {
         namespace: namespace.to_string(),
         name: sts.metadata.name.clone().unwrap_or_default(),
@@ -60,11 +65,27 @@ fn object_result(sts: &StatefulSet, namespace: &str, findings: Findings) -> Obje
     }
 }
 
-/// Judges one StatefulSet; `None` when its namespace is excluded by the policy.
+/// The result of a StatefulSet past a bound: not judged by the rules, one failing finding, as
+/// the webhook denies it.
+fn past_bound_result(sts: &StatefulSet, namespace: &str, why: &PastBound) -> ObjectResult {
+    ObjectResult {
+        namespace: namespace.to_string(),
+        name: sts.metadata.name.clone().unwrap_or_default(),
+        uid: sts.metadata.uid.clone(),
+        passed: 0,
+        results: vec![past_bound_finding(why)],
+    }
+}
+
+/// Judges one StatefulSet (within the bounds, else [`past_bound_result`]); `None` when its
+/// namespace is excluded by the policy.
 fn audit_one(sts: &StatefulSet, policy: &Policy, lookups: &dyn Lookups) -> Option<ObjectResult> {
     let namespace = sts.metadata.namespace.as_deref().unwrap_or("default");
     if policy.is_excluded(Some(namespace)) {
         return None;
+    }
+    if let Err(why) = crate::bounds::check_statefulset(sts) {
+        return Some(past_bound_result(sts, namespace, &why));
     }
     let findings = validate::judge_object(sts, namespace, policy, lookups);
     Some(object_result(sts, namespace, findings))
@@ -113,7 +134,7 @@ pub(crate) struct Totals {
     pub objects: usize,
     pub excluded: usize,
     /// Violations (fail and warn results) per (rule, mode, namespace).
-    pub violations: BTreeMap<(RuleId, Mode, String), i64>,
+    pub violations: BTreeMap<(Rule, Mode, String), i64>,
 }
 
 impl Totals {
@@ -130,7 +151,8 @@ impl Totals {
 }
 
 /// One namespace's audit from the server's watch caches, decoding one StatefulSet at a time
-/// (the cache holds them as JSON) and yielding to other tasks every [`YIELD_EVERY`].
+/// (the cache holds them as JSON) and yielding to other tasks every [`YIELD_EVERY`]. One the
+/// cache judged past a bound is not decoded: its result is the bound's.
 pub async fn audit_namespace(
     lookups: &WatchLookups,
     namespace: &str,
@@ -140,6 +162,14 @@ pub async fn audit_namespace(
     for (i, name) in lookups.statefulset_names(namespace)?.iter().enumerate() {
         if i > 0 && i % YIELD_EVERY == 0 {
             tokio::task::yield_now().await;
+        }
+        if let Some(why) = lookups.statefulset_past_bound(namespace, name) {
+            match lookups.statefulset_held(namespace, name) {
+                _ if policy.is_excluded(Some(namespace)) => out.excluded += 1,
+                Some(held) => out.objects.push(past_bound_result(&held, namespace, &why)),
+                None => {} // deleted meanwhile
+            }
+            continue;
         }
         let sts = match lookups.statefulset(namespace, name) {
             crate::validate::Lookup::Found(s) => s,
@@ -178,7 +208,7 @@ impl Audit {
     }
 
     /// Violations (fail and warn results) per (rule, mode, namespace).
-    pub fn violations(&self) -> BTreeMap<(RuleId, Mode, &str), i64> {
+    pub fn violations(&self) -> BTreeMap<(Rule, Mode, &str), i64> {
         let mut out = BTreeMap::new();
         for o in &self.objects {
             for r in &o.results {
@@ -195,6 +225,7 @@ impl Audit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::RuleId;
     use crate::validate::lookups::StaticLookups;
 
     fn sts(
@@ -277,13 +308,13 @@ mod tests {
             "  replicas: 2\n  serviceName: host\n  selector: {matchLabels: {app: x}}\n  template:\n    metadata: {labels: {app: x}}\n    spec:\n      volumes: [{name: h, hostPath: {path: /d}}]\n      containers: [{name: c, image: busybox, readinessProbe: {exec: {command: [\"true\"]}}}]\n",
         )?;
         let a = audit(std::slice::from_ref(&host), &Policy::default(), &lookups());
-        let rules: Vec<(RuleId, Outcome)> = a.objects[0]
+        let rules: Vec<(Rule, Outcome)> = a.objects[0]
             .results
             .iter()
             .map(|r| (r.rule, r.outcome))
             .collect();
         assert!(
-            rules.contains(&(RuleId::HostpathSpread, Outcome::Fail)),
+            rules.contains(&(RuleId::HostpathSpread.into(), Outcome::Fail)),
             "{rules:?}"
         );
         // Adopted (its template mutated), it passes.
@@ -343,10 +374,81 @@ mod tests {
         Ok(())
     }
 
+    /// `containers` copies of one container, in namespace `a`.
+    fn with_containers(name: &str, containers: usize) -> Result<StatefulSet, serde_json::Error> {
+        let cs: Vec<_> = (0..containers)
+            .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "x"}))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "a", "uid": format!("uid-{name}")},
+            "spec": {"selector": {}, "serviceName": name, "replicas": 3,
+                     "template": {"spec": {"containers": cs}}},
+        }))
+    }
+
+    #[tokio::test]
+    async fn a_statefulset_past_a_bound_has_one_failing_bounds_result_in_both_audits()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (big, small) = (with_containers("big", 300)?, with_containers("small", 3)?);
+        let policy = Policy::default();
+        let caches = WatchLookups::from_objects(vec![], vec![], vec![], vec![big.clone(), small]);
+        let from_caches = audit_namespace(&caches, "a", &policy).await?;
+        let of_objects = audit(&caches.statefulsets()?, &policy, caches.as_ref());
+        for a in [&from_caches, &of_objects] {
+            let big = a.objects.iter().find(|o| o.name == "big").ok_or("big")?;
+            assert_eq!(big.uid.as_deref(), Some("uid-big"), "named for its report");
+            assert_eq!(big.passed, 0);
+            let [r] = big.results.as_slice() else {
+                return Err(format!("one result: {:?}", big.results).into());
+            };
+            assert_eq!(
+                (r.rule, r.mode, r.outcome),
+                (Rule::Bound, Mode::Enforce, Outcome::Fail)
+            );
+            assert!(
+                r.message
+                    .contains("300 containers, over stsguard's bound of 256"),
+                "{}",
+                r.message
+            );
+            let small = a
+                .objects
+                .iter()
+                .find(|o| o.name == "small")
+                .ok_or("small")?;
+            assert!(small.passed > 0 && small.results.iter().all(|r| r.rule != Rule::Bound));
+            assert_eq!(
+                a.violations().get(&(Rule::Bound, Mode::Enforce, "a")),
+                Some(&1)
+            );
+        }
+        assert_eq!(
+            from_caches, of_objects,
+            "the caches' verdict is the check's"
+        );
+        // Its PolicyReport result names the bound.
+        let ns = from_caches.by_namespace();
+        let now = std::time::SystemTime::now();
+        let parts = reports::build("a", &ns["a"], &mut Default::default(), now, usize::MAX);
+        let text = serde_json::to_string(&parts)?;
+        assert!(
+            text.contains(r#""rule":"bounds""#) && text.contains(r#""result":"fail""#),
+            "{text}"
+        );
+        // An excluded namespace is passed over, as the webhook never sees it.
+        let skip = Policy::from_yaml("excludeNamespaces: [a]", "t")?;
+        let skipped = audit_namespace(&caches, "a", &skip).await?;
+        assert!(
+            skipped.objects.is_empty() && skipped.excluded == 2,
+            "{skipped:?}"
+        );
+        Ok(())
+    }
+
     #[test]
     fn summary_and_violation_counts() -> Result<(), Box<dyn std::error::Error>> {
-        let r = |rule, mode, outcome| Finding {
-            rule,
+        let r = |rule: RuleId, mode, outcome| Finding {
+            rule: rule.into(),
             mode,
             outcome,
             message: String::new(),
@@ -398,9 +500,12 @@ mod tests {
         assert!(!ns["b"].has_results());
         assert_eq!(reports::ReportSummary::of(&ns["b"]).pass, 12);
         let v = a.violations();
-        assert_eq!(v.get(&(RuleId::SharedClaim, Mode::Enforce, "a")), Some(&2));
         assert_eq!(
-            v.get(&(RuleId::GoverningService, Mode::Warn, "a")),
+            v.get(&(RuleId::SharedClaim.into(), Mode::Enforce, "a")),
+            Some(&2)
+        );
+        assert_eq!(
+            v.get(&(RuleId::GoverningService.into(), Mode::Warn, "a")),
             Some(&1)
         );
         assert_eq!(v.len(), 2, "{v:?}");

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::{NamespaceResults, ObjectResult};
+use crate::check::Rule;
 use crate::policy::Mode;
 use crate::validate::{Finding, Outcome};
 
@@ -133,7 +134,7 @@ pub fn is_part_name(name: &str) -> bool {
 }
 
 /// The objects of a namespace in report order (by name), each with its results in rule order.
-fn ordered<'a>(results: &NamespaceResults<'a>) -> Vec<(&'a ObjectResult, Vec<&'a Finding>)> {
+fn ordered<'a>(results: &NamespaceResults<'a>) -> Vec<(&'a ObjectResult, Vec<&'a Finding<Rule>>)> {
     let mut objects = results.objects.clone();
     objects.sort_by(|a, b| a.name.cmp(&b.name));
     objects
@@ -316,13 +317,13 @@ mod tests {
                     passed: 9,
                     results: vec![
                         Finding {
-                            rule: RuleId::QuorumOdd,
+                            rule: RuleId::QuorumOdd.into(),
                             mode: Mode::Enforce,
                             outcome: Outcome::Fail,
                             message: "4 members".into(),
                         },
                         Finding {
-                            rule: RuleId::DisruptionBudget,
+                            rule: RuleId::DisruptionBudget.into(),
                             mode: Mode::Warn,
                             outcome: Outcome::NotChecked,
                             message: "not checked: x".into(),
@@ -335,7 +336,7 @@ mod tests {
                     uid: Some("u-2".into()),
                     passed: 10,
                     results: vec![Finding {
-                        rule: RuleId::GoverningService,
+                        rule: RuleId::GoverningService.into(),
                         mode: Mode::Warn,
                         outcome: Outcome::Warn,
                         message: "no Service".into(),
@@ -502,8 +503,8 @@ mod tests {
                     passed: 5,
                     results: rules
                         .iter()
-                        .map(|&rule| Finding {
-                            rule,
+                        .map(|&rule: &RuleId| Finding {
+                            rule: rule.into(),
                             mode: Mode::Warn,
                             outcome: Outcome::Warn,
                             message: format!(

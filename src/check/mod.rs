@@ -112,6 +112,29 @@ impl Rule {
     }
 }
 
+impl From<RuleId> for Rule {
+    fn from(id: RuleId) -> Self {
+        Rule::Validation(id)
+    }
+}
+
+impl PartialEq<RuleId> for Rule {
+    fn eq(&self, id: &RuleId) -> bool {
+        *self == Rule::Validation(*id)
+    }
+}
+
+/// The one failing finding of an object past a bound ([`Rule::Bound`]), as `check`, `stsguard
+/// audit` and the background audit report it.
+pub fn past_bound_finding(why: &crate::bounds::PastBound) -> Finding<Rule> {
+    Finding {
+        rule: Rule::Bound,
+        mode: Mode::Enforce,
+        outcome: Outcome::Fail,
+        message: format!("not evaluated: {why}"),
+    }
+}
+
 impl std::fmt::Display for Rule {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -469,7 +492,7 @@ fn past_bound(source: Source, sts: StatefulSet, why: crate::bounds::PastBound) -
         .clone()
         .unwrap_or_else(|| "default".into());
     let name = sts.metadata.name.clone().unwrap_or_default();
-    let message = format!("not evaluated: {why}");
+    let finding = past_bound_finding(&why);
     let object = crate::text::object("StatefulSet", &namespace, &name);
     Checked {
         source,
@@ -477,19 +500,14 @@ fn past_bound(source: Source, sts: StatefulSet, why: crate::bounds::PastBound) -
         name,
         namespace,
         allowed: false,
-        findings: vec![Finding {
-            rule: Rule::Bound,
-            mode: Mode::Enforce,
-            outcome: Outcome::Fail,
-            message: message.clone(),
-        }],
+        warnings: vec![crate::text::warning_about(
+            &object,
+            &format!("[{}] {}", crate::bounds::RULE, finding.message),
+        )],
+        findings: vec![finding],
         patch: json_patch::Patch(Vec::new()),
         mutated: sts,
         violations: Vec::new(),
-        warnings: vec![crate::text::warning_about(
-            &object,
-            &format!("[{}] {message}", crate::bounds::RULE),
-        )],
         added: Vec::new(),
         removed: Vec::new(),
         placement: Vec::new(),

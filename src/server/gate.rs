@@ -75,9 +75,11 @@ pub enum Lane {
 }
 
 impl Lane {
-    /// The lane of a request from its Content-Length (None: not said, so maybe the largest).
+    /// The lane a request's body is read in, from its Content-Length. A body that does not say
+    /// (chunked) starts ordinary: it is charged the bytes that have arrived, and the read moves
+    /// it to the large lane once it passes [`INLINE_BODY`].
     pub fn of_length(len: Option<usize>) -> Lane {
-        if len.is_none_or(|l| l > INLINE_BODY) {
+        if len.is_some_and(|l| l > INLINE_BODY) {
             Lane::Large
         } else {
             Lane::Ordinary
@@ -391,8 +393,10 @@ mod tests {
         );
         let spaces = vec![b' '; INLINE_BODY + 1];
         assert_eq!(Lane::of_body(spaces.len(), count(&spaces)), Lane::Large);
-        assert_eq!(Lane::of_length(None), Lane::Large);
+        // Chunked: read in the ordinary lane until it passes INLINE_BODY.
+        assert_eq!(Lane::of_length(None), Lane::Ordinary);
         assert_eq!(Lane::of_length(Some(INLINE_BODY)), Lane::Ordinary);
+        assert_eq!(Lane::of_length(Some(INLINE_BODY + 1)), Lane::Large);
     }
 
     #[tokio::test]

@@ -10,6 +10,8 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::Resource;
 
+use crate::bounds::PastBound;
+
 /// The answer of a look-up.
 #[derive(Clone, Debug)]
 pub enum Lookup<T> {
@@ -28,6 +30,15 @@ pub trait Lookups: Send + Sync {
     fn statefulset(&self, namespace: &str, name: &str) -> Lookup<Arc<StatefulSet>>;
     /// Every StatefulSet in `namespace`.
     fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>>;
+    /// Why the StatefulSet `namespace/name` is past a bound ([`crate::bounds::check_statefulset`]),
+    /// if it is found and is. The watch caches judge it once when it arrives and answer without
+    /// decoding it; the default looks it up and checks it.
+    fn statefulset_past_bound(&self, namespace: &str, name: &str) -> Option<PastBound> {
+        match self.statefulset(namespace, name) {
+            Lookup::Found(sts) => crate::bounds::check_statefulset(&sts).err(),
+            _ => None,
+        }
+    }
 }
 
 /// Look-ups that know nothing: every look-up is "unknown" with the given reason.

@@ -352,6 +352,19 @@ fn run_rules(acc: &mut Acc, input: &rules::Input, own: Option<&StatefulSet>, run
     }
 }
 
+/// Does a delete rule enforced on `sts` read it beyond its annotation when `deleted` goes: it is
+/// protected ([`rules::protection`]), the rule enforces on it (policy and its override), and,
+/// for a namespace, it is not being deleted itself. The StatefulSets the bounds are checked on
+/// for a Namespace or claim DELETE: any other holds nothing by a bound.
+pub fn enforces_on_delete(sts: &StatefulSet, deleted: Deleted, policy: &Policy) -> bool {
+    rules::protection(sts).is_on()
+        && !(deleted == Deleted::Namespace && sts.metadata.deletion_timestamp.is_some())
+        && RULES
+            .iter()
+            .filter(|r| r.runs == Runs::OnDelete)
+            .any(|r| mode_for(r.id, policy, Some(sts), None) == Mode::Enforce)
+}
+
 /// A Namespace or claim DELETE: every rule that runs on deletes judges each StatefulSet of the
 /// namespace (one look-up in the watch cache; linear in the StatefulSets, n log n for the names
 /// of those that hold it), at that StatefulSet's own mode. Those that fail hold the namespace or

@@ -12,6 +12,7 @@ use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 
+use crate::bounds::PastBound;
 use crate::validate::lookups::{Lookup, Lookups, found, is_default_class};
 use cache::Cache;
 use projection::*;
@@ -79,6 +80,15 @@ impl WatchLookups {
         self.statefulsets.names_in(namespace)
     }
 
+    /// What delete protection reads of the StatefulSet `namespace/name` (name, uid, annotations:
+    /// what a result names), without decoding it.
+    pub fn statefulset_held(&self, namespace: &str, name: &str) -> Option<StatefulSet> {
+        match self.statefulsets.get(namespace, name) {
+            Lookup::Found(c) => Some(c.held()),
+            _ => None,
+        }
+    }
+
     /// Objects held per cache: (Services, StorageClasses, PDBs, StatefulSets).
     pub fn counts(&self) -> (usize, usize, usize, usize) {
         (
@@ -127,6 +137,13 @@ impl Lookups for WatchLookups {
             Lookup::Unknown(e) => Lookup::Unknown(e),
         }
     }
+    /// The verdict kept since the watch delivered it: nothing decoded.
+    fn statefulset_past_bound(&self, namespace: &str, name: &str) -> Option<PastBound> {
+        match self.statefulsets.get(namespace, name) {
+            Lookup::Found(c) => c.past_bound().cloned(),
+            _ => None,
+        }
+    }
     /// What delete protection reads of the namespace's StatefulSets ([`CachedStatefulSet`]).
     fn statefulsets_in(&self, namespace: &str) -> Lookup<Vec<Arc<StatefulSet>>> {
         match self.statefulsets.in_ns(namespace) {
@@ -166,6 +183,39 @@ mod tests {
         assert_eq!(w.statefulsets()?.len(), 1);
         assert!(matches!(w.statefulsets_in("a"), Lookup::Found(v) if v.len() == 1));
         assert!(matches!(w.statefulsets_in("b"), Lookup::Found(v) if v.is_empty()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_statefulset_is_judged_against_the_bounds_once_when_it_arrives()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let with = |name: &str, containers: usize| -> Result<StatefulSet, serde_json::Error> {
+            let cs: Vec<_> = (0..containers)
+                .map(|i| serde_json::json!({"name": format!("c{i}"), "image": "x"}))
+                .collect();
+            serde_json::from_value(serde_json::json!({
+                "metadata": {"name": name, "namespace": "a"},
+                "spec": {"selector": {}, "serviceName": name,
+                         "template": {"spec": {"containers": cs}}},
+            }))
+        };
+        let w = WatchLookups::from_objects(
+            vec![],
+            vec![],
+            vec![],
+            vec![with("big", 300)?, with("small", 3)?],
+        );
+        let past = w
+            .statefulset_past_bound("a", "big")
+            .ok_or("past the bound")?;
+        assert!(past.what.contains("300 containers"), "{past}");
+        assert_eq!(w.statefulset_past_bound("a", "small"), None);
+        assert_eq!(w.statefulset_past_bound("a", "none"), None);
+        // The same verdict as the check on the whole object.
+        let Lookup::Found(big) = w.statefulset("a", "big") else {
+            return Err("found".into());
+        };
+        assert_eq!(crate::bounds::check_statefulset(&big).err(), Some(past));
         Ok(())
     }
 }

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta, Time,
 };
 
+use crate::bounds::PastBound;
 use crate::validate::lookups::{DEFAULT_CLASS, DEFAULT_CLASS_BETA};
 
 /// What every cache keeps of an object's metadata: name, namespace, uid, annotations (without
@@ -161,10 +162,14 @@ pub(super) fn project_class(c: StorageClass) -> StorageClass {
 /// - `json`: the whole object but `status` and the metadata nothing reads ([`project_meta`]),
 ///   as compact JSON, decoded one object at a time where it is judged whole: the background
 ///   audit (every rule; quorum detection reads the containers' images, command, args and env)
-///   and Scale reviews. A decoded StatefulSet takes three to four times the bytes of its JSON.
+///   and Scale reviews. A decoded StatefulSet takes three to four times the bytes of its JSON;
+/// - `past`: why it is past a bound ([`crate::bounds::check_statefulset`]), judged once when the
+///   watch delivers it, so that a review or the audit that meets it reads the verdict instead of
+///   decoding it (a Scale of it is denied, the audit reports the bound).
 pub struct CachedStatefulSet {
     held: Held,
     json: Box<[u8]>,
+    past: Option<PastBound>,
 }
 
 /// What delete protection reads of a StatefulSet: name, namespace, uid, its `stsguard.io/`
@@ -281,9 +286,15 @@ impl Held {
 }
 
 impl CachedStatefulSet {
+    /// The whole StatefulSet (but what [`project_meta`] drops).
     pub fn decode(&self) -> Result<StatefulSet, String> {
         serde_json::from_slice(&self.json)
             .map_err(|e| format!("cached StatefulSet not decoded: {e}"))
+    }
+
+    /// Why it is past a bound, if it is: read without decoding it.
+    pub fn past_bound(&self) -> Option<&PastBound> {
+        self.past.as_ref()
     }
 
     /// What delete protection reads of it, as a StatefulSet with only those fields set.
@@ -298,11 +309,13 @@ pub(super) fn project_sts(s: StatefulSet) -> CachedStatefulSet {
         spec: s.spec,
         status: None,
     };
+    let past = crate::bounds::check_statefulset(&whole).err();
     CachedStatefulSet {
         held: Held::of(&whole),
         // Serialising a typed object does not fail.
         json: serde_json::to_vec(&whole)
             .unwrap_or_default()
             .into_boxed_slice(),
+        past,
     }
 }
