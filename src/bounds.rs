@@ -114,9 +114,23 @@ pub fn check_body(body: &[u8]) -> Result<(), PastBound> {
 /// lane as the exact counts would. Otherwise — the pass stops as soon as the bound passes
 /// [`LANE_OBJECTS`] objects — the exact count ([`count_nodes`], stopping past a bound).
 pub fn count_review(body: &[u8]) -> Nodes {
-    match upper_bound(body, LANE_OBJECTS) {
+    count_at(body, 0)
+}
+
+/// [`count_review`] of one object of a review (`request.object` or `request.oldObject`, as its
+/// JSON text): its share of the review's counts, its own `metadata.managedFields` passed over as
+/// the review's count passes it over.
+pub fn count_review_object(json: &[u8]) -> Nodes {
+    count_at(json, REVIEW_OBJECT_DEPTH)
+}
+
+/// The depth of a review's objects: inside the review (1) and its `request` (2).
+const REVIEW_OBJECT_DEPTH: usize = 2;
+
+fn count_at(json: &[u8], depth: usize) -> Nodes {
+    match upper_bound(json, LANE_OBJECTS) {
         Some(upper) if upper.others <= MAX_STRINGS_AND_ARRAYS => upper,
-        _ => count_nodes(body, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1),
+        _ => count_nodes_at(json, depth, MAX_OBJECTS + 1, MAX_STRINGS_AND_ARRAYS + 1),
     }
 }
 
@@ -322,9 +336,14 @@ const MANAGED_FIELDS_DEPTH: usize = 4;
 /// One pass: structure byte by byte, strings skipped with `memchr`. Not a validator: malformed
 /// JSON gets some count and fails later in the parser.
 pub fn count_nodes(json: &[u8], stop_objects: usize, stop_others: usize) -> Nodes {
+    count_nodes_at(json, 0, stop_objects, stop_others)
+}
+
+/// [`count_nodes`] of JSON that sits at `depth` in a review.
+fn count_nodes_at(json: &[u8], depth: usize, stop_objects: usize, stop_others: usize) -> Nodes {
     let mut n = Nodes::default();
     let mut i = 0;
-    let mut depth = 0usize;
+    let mut depth = depth;
     // The span of the last string read outside a string, to recognise `"managedFields":`.
     let mut last_string: (usize, usize) = (0, 0);
     while i < json.len() && n.objects < stop_objects && n.others < stop_others {
@@ -413,6 +432,29 @@ fn value_end(json: &[u8], mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_object_of_a_review_counts_its_share_of_the_review() {
+        let object = br#"{"metadata":{"name":"a","managedFields":[{},{},{}]},"spec":{"template":{"metadata":{"managedFields":[{}]}}}}"#;
+        let review = [
+            br#"{"request":{"uid":"u","object":"#.as_slice(),
+            object,
+            br#"}}"#,
+        ]
+        .concat();
+        let exact = |json: &[u8], depth| count_nodes_at(json, depth, usize::MAX, usize::MAX);
+        // The object's own managedFields passed over, the template's counted, as in the review.
+        assert_eq!(exact(object, REVIEW_OBJECT_DEPTH).objects, 6);
+        // Counted as a review: its own managedFields counted, its template's passed over.
+        assert_eq!(exact(object, 0).objects, 8);
+        assert_eq!(exact(&review, 0).objects, 8);
+        assert_eq!(
+            exact(&review, 0).objects - exact(object, REVIEW_OBJECT_DEPTH).objects,
+            2,
+            "the review's own two objects"
+        );
+        assert!(count_review_object(object).objects >= 6);
+    }
 
     #[test]
     fn counts_objects_outside_strings_and_managed_fields() {

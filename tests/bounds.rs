@@ -257,19 +257,34 @@ async fn an_unprotected_cached_statefulset_past_a_bound_holds_no_namespace_or_cl
 /// A protected cached StatefulSet past a bound, in namespace `cap`; `deleting`: its
 /// `deletionTimestamp` is set.
 fn protected_past_a_bound(deleting: bool, annotations: serde_json::Value) -> serde_json::Value {
-    let mut sts = cached_statefulset(300);
+    let mut sts = cached_statefulset(3);
     sts["metadata"]["namespace"] = "cap".into();
     sts["metadata"]["annotations"] = annotations;
+    // Past the bound on list entries in what delete protection reads: the pod's volumes.
+    sts["spec"]["template"]["spec"]["volumes"] = (0..5_000)
+        .map(|i| serde_json::json!({"name": format!("v{i}"), "emptyDir": {}}))
+        .collect::<Vec<_>>()
+        .into();
     if deleting {
         sts["metadata"]["deletionTimestamp"] = "2026-12-06T05:00:00Z".into();
     }
     sts
 }
 
+/// The server's own watch caches holding `sts`, with `policy`.
+fn watch_cache_with(sts: serde_json::Value, policy: Policy) -> AppState {
+    let sts = serde_json::from_value(sts).unwrap();
+    let lookups = stsguard::watch::WatchLookups::from_objects(vec![], vec![], vec![], vec![sts]);
+    let mut s = AppState::new(policy, lookups);
+    s.gate = Arc::new(Gate::new(Limits::default()));
+    s
+}
+
 /// The bound holds a namespace or claim only where delete protection would enforce on the
 /// StatefulSet: at `warn` (the policy's or the object's override), `off`, or, for a namespace,
 /// when the StatefulSet is being deleted itself, its size holds nothing; a claim stays kept while
-/// its StatefulSet is being deleted.
+/// its StatefulSet is being deleted. Through the server's watch caches, which hold what delete
+/// protection reads: the bound is on that (here its 5,000 volumes).
 #[tokio::test]
 async fn a_cached_statefulset_past_a_bound_holds_a_delete_only_where_delete_protection_enforces() {
     let ns_delete = read_json(&local_fixture("admission/namespace-DELETE.validating.json"));
@@ -332,7 +347,7 @@ async fn a_cached_statefulset_past_a_bound_holds_a_delete_only_where_delete_prot
         ),
     ];
     for (case, policy, deleting, annotations, review, allowed) in cases {
-        let state = cache_with_policy(protected_past_a_bound(deleting, annotations), policy);
+        let state = watch_cache_with(protected_past_a_bound(deleting, annotations), policy);
         let app = router(state, Duration::from_secs(5));
         let (status, v) = post(&app, "/validate", serde_json::to_vec(review).unwrap()).await;
         assert_eq!(status, 200, "{case}");
@@ -516,14 +531,14 @@ async fn a_small_chunked_review_keeps_the_ordinary_lane_while_the_large_one_is_f
         wait: Duration::from_millis(300),
     };
     let app = router(state(Policy::default(), limits), Duration::from_secs(10));
-    // The large lane held by a body stalled after 5 MiB.
+    // The large lane (6 MiB of the 8) held whole by a body stalled after 6 MiB.
     let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
     let slow = axum::http::Request::post("/mutate")
         .header("content-length", 7 * 1024 * 1024)
         .body(Body::from_stream(rx))
         .unwrap();
     let holder = tokio::spawn(app.clone().oneshot(slow));
-    futures::SinkExt::send(&mut tx, Ok(vec![b' '; 5 * 1024 * 1024]))
+    futures::SinkExt::send(&mut tx, Ok(vec![b' '; 6 * 1024 * 1024]))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -791,9 +806,11 @@ fn with_old_past_the_review_bound(op: &str, annotations: serde_json::Value) -> V
 }
 
 /// A body past a bound only by its stored object is the way out for that object: made smaller or
-/// deleted, it is judged on its request's object, the stored one read for its metadata alone (so
-/// delete protection still keeps it), and the answer says so. A request whose own object is past
-/// a bound is still refused.
+/// deleted, it is judged on its request's object, the stored one read for its metadata and
+/// replicas alone (so delete protection still keeps it, and a quorum's scale-down is still
+/// judged), and the answer says so; /mutate leaves it unpatched (whether the write changes the
+/// stored template is not known: no rollout of stsguard's own). A request whose own object is
+/// past a bound is still refused.
 #[tokio::test]
 async fn a_statefulset_stored_past_the_review_bound_can_be_made_smaller_and_deleted_unless_protected()
  {
@@ -802,23 +819,32 @@ async fn a_statefulset_stored_past_the_review_bound_can_be_made_smaller_and_dele
         Duration::from_secs(5),
     );
     let none = serde_json::Value::Null;
-    for path in ["/validate", "/mutate"] {
-        let (status, v) = post(
-            &app,
-            path,
-            with_old_past_the_review_bound("UPDATE", none.clone()),
-        )
-        .await;
-        assert_eq!(status, 200);
-        assert_eq!(v["response"]["allowed"], true, "{path}: {v}");
-        assert!(
-            warnings(&v).contains("[bounds] the stored object (request.oldObject) is past"),
-            "{path}: {v}"
-        );
-        if path == "/mutate" {
-            assert!(v["response"]["patch"].is_string(), "mutated: {v}");
-        }
-    }
+    let update = || with_old_past_the_review_bound("UPDATE", serde_json::Value::Null);
+    let (_, v) = post(&app, "/validate", update()).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(
+        warnings(&v).contains("[bounds] the stored object (request.oldObject) is past stsguard's bounds: only its metadata and spec.replicas were read"),
+        "{v}"
+    );
+    let (_, v) = post(&app, "/mutate", update()).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(v["response"]["patch"].is_null(), "not mutated: {v}");
+    assert!(
+        warnings(&v)
+            .contains("[bounds] not mutated: the stored object (request.oldObject) is past"),
+        "{v}"
+    );
+    // A quorum of 5 stored past the bound, updated to 1: the scale-down is judged on the stored
+    // replicas.
+    let quorum = serde_json::json!({"stsguard.io/quorum": "true"});
+    let mut r: serde_json::Value =
+        serde_json::from_slice(&with_old_past_the_review_bound("UPDATE", quorum.clone())).unwrap();
+    r["request"]["oldObject"]["spec"]["replicas"] = 5.into();
+    r["request"]["object"]["spec"]["replicas"] = 1.into();
+    r["request"]["object"]["metadata"]["annotations"] = quorum;
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], false, "{v}");
+    assert!(message(&v).contains("[quorum-scale-down]"), "{v}");
     let (_, v) = post(
         &app,
         "/validate",

@@ -81,13 +81,14 @@ impl Object {
 }
 
 /// Reads an object of `kind` (`null`: none). `for_patch`: the object will be patched, so what a
-/// patch adds under must be an object. `metadata_only`: only its `metadata` is read, the rest
-/// passed over unread (a stored object past a bound, [`crate::bounds`]).
+/// patch adds under must be an object. `partial`: only its `metadata` and `spec.replicas` are
+/// read, the rest passed over unread (a stored object past a bound, [`crate::bounds`]); a
+/// StatefulSet's required `spec.selector` and `spec.template` are read as empty.
 #[derive(Clone, Copy)]
 pub struct ObjectSeed {
     pub kind: Kind,
     pub for_patch: bool,
-    pub metadata_only: bool,
+    pub partial: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ObjectSeed {
@@ -95,7 +96,7 @@ impl<'de> DeserializeSeed<'de> for ObjectSeed {
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<Object>, D::Error> {
         let node = match (self.kind, self.for_patch) {
-            _ if self.metadata_only => Node::MetadataOnly,
+            _ if self.partial => Node::Partial,
             (Kind::StatefulSet, true) => Node::StatefulSet,
             (Kind::Pod, true) => Node::Pod,
             _ => Node::Object,
@@ -123,8 +124,13 @@ enum Node {
     Plain,
     /// An object's top level: `metadata` is read without managedFields.
     Object,
-    /// An object's top level of which only `metadata` is read (as [`Node::Object`]'s).
-    MetadataOnly,
+    /// An object's top level of which only `metadata` (as [`Node::Object`]'s) and `spec` (as
+    /// [`Node::ReplicasOnly`]) are read.
+    Partial,
+    /// A `spec` of which only `replicas` is read, and `selector` and `template` as [`Node::Empty`].
+    ReplicasOnly,
+    /// Read as an empty object, whatever it holds.
+    Empty,
     /// A StatefulSet's top level: as [`Node::Object`], and `spec` is [`Node::StatefulSetSpec`].
     StatefulSet,
     /// A Pod's top level: `metadata` and `spec` must be objects.
@@ -140,9 +146,11 @@ enum Node {
 impl Node {
     fn child(self, key: &str) -> Node {
         match (self, key) {
-            (Node::Object | Node::StatefulSet | Node::MetadataOnly, "metadata") => {
+            (Node::Object | Node::StatefulSet | Node::Partial, "metadata") => {
                 Node::Metadata { required: false }
             }
+            (Node::Partial, "spec") => Node::ReplicasOnly,
+            (Node::ReplicasOnly, "selector" | "template") => Node::Empty,
             (Node::Pod, "metadata") => Node::Metadata { required: true },
             (Node::StatefulSet, "spec") => Node::StatefulSetSpec,
             (Node::Pod, "spec") => Node::Required("spec"),
@@ -311,7 +319,9 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ShapedMap<A> {
             };
             let passed_over = match self.node {
                 Node::Metadata { .. } => key == "managedFields",
-                Node::MetadataOnly => key != "metadata",
+                Node::Partial => key != "metadata" && key != "spec",
+                Node::ReplicasOnly => !matches!(key.as_ref(), "replicas" | "selector" | "template"),
+                Node::Empty => true,
                 _ => false,
             };
             if passed_over {
@@ -395,7 +405,7 @@ pub fn statefulset_from_str(text: &str) -> serde_json::Result<Option<StatefulSet
     let seed = ObjectSeed {
         kind: Kind::StatefulSet,
         for_patch: true,
-        metadata_only: false,
+        partial: false,
     };
     Ok(match object_from_str(seed, text)? {
         Some(Object::StatefulSet(s)) => Some(*s),
@@ -411,7 +421,7 @@ mod tests {
         let seed = ObjectSeed {
             kind: Kind::Pod,
             for_patch: true,
-            metadata_only: false,
+            partial: false,
         };
         match object_from_str(seed, text)? {
             Some(Object::Pod(p)) => Ok(*p),
@@ -421,6 +431,34 @@ mod tests {
 
     fn sts(text: &str) -> serde_json::Result<Option<StatefulSet>> {
         statefulset_from_str(text)
+    }
+
+    #[test]
+    fn a_partial_statefulset_holds_its_metadata_and_replicas_only() -> serde_json::Result<()> {
+        let seed = ObjectSeed {
+            kind: Kind::StatefulSet,
+            for_patch: false,
+            partial: true,
+        };
+        let text = r#"{"apiVersion":"apps/v1","kind":"StatefulSet",
+            "metadata":{"name":"db","annotations":{"stsguard.io/protect":"true"},"managedFields":[{"manager":"x"}]},
+            "spec":{"replicas":5,"serviceName":"db","selector":{"matchLabels":{"a":"b"}},
+                    "template":{"spec":{"containers":[{"name":"c","image":"x"}]}},
+                    "volumeClaimTemplates":[{"metadata":{"name":"data"}}]},
+            "status":{"replicas":5}}"#;
+        let Some(Object::StatefulSet(s)) = object_from_str(seed, text)? else {
+            return Err(serde_json::Error::custom("a StatefulSet"));
+        };
+        assert_eq!(s.metadata.name.as_deref(), Some("db"));
+        assert!(s.metadata.annotations.is_some_and(|a| a.len() == 1));
+        assert!(s.metadata.managed_fields.is_none());
+        let spec = s.spec.ok_or_else(|| serde_json::Error::custom("spec"))?;
+        assert_eq!(spec.replicas, Some(5));
+        assert_eq!(spec.service_name, None, "passed over");
+        assert_eq!(spec.selector, Default::default(), "read as empty");
+        assert_eq!(spec.template, Default::default(), "read as empty");
+        assert!(spec.volume_claim_templates.is_none() && s.status.is_none());
+        Ok(())
     }
 
     #[test]
@@ -492,7 +530,7 @@ mod tests {
         let seed = ObjectSeed {
             kind: Kind::StatefulSet,
             for_patch: false,
-            metadata_only: false,
+            partial: false,
         };
         assert!(matches!(
             object_from_str(seed, r#"{"spec":{"template":null}}"#),

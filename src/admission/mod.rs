@@ -170,13 +170,13 @@ pub fn answer_counted(
     lookups: &dyn Lookups,
 ) -> Result<Answer> {
     // A body past the bounds on work is not read: denied at /validate, unpatched at /mutate;
-    // unless the excess is the stored object only (see `old_past_bound`).
+    // unless the stored object alone is past them (see `only_old_past_bound`).
     let mut old = wire::Old::Whole;
     if let Err(why) = crate::bounds::check_counts(counts) {
-        if !old_past_bound(body) {
+        if !only_old_past_bound(body) {
             return past_bound_unread(endpoint, body, policy, &why);
         }
-        old = wire::Old::MetadataOnly;
+        old = wire::Old::Partial;
     }
     let req = match read_request(body, endpoint, old)? {
         Ok(req) => req,
@@ -184,21 +184,22 @@ pub fn answer_counted(
     };
     let mut summary = ReviewSummary::of(&req);
     let kind = subject_kind(&req.resource.resource, &req.kind.kind).to_string();
+    let partial = old == wire::Old::Partial;
     let decided = match endpoint {
         _ if !judged(endpoint, &req, policy) => Ok(Decision::default()),
+        // Whether the write changes the stored pod template is not known, and stsguard causes
+        // no rollout of its own.
+        Endpoint::Mutate if partial => Ok(Decision {
+            warnings: vec![partial_old_note(endpoint)],
+            ..Default::default()
+        }),
         Endpoint::Mutate => mutate_request(req, policy),
-        Endpoint::Validate => validate_request(req, policy, lookups),
-    };
-    let decided = match old {
-        wire::Old::MetadataOnly => decided.map(|mut d| {
-            d.warnings.push(format!(
-                "[{}] the stored object (request.oldObject) is past stsguard's bounds: only its \
-                 metadata was read, and the request is judged on its object alone",
-                crate::bounds::RULE
-            ));
+        Endpoint::Validate => validate_request(req, policy, lookups).map(|mut d| {
+            if partial {
+                d.warnings.push(partial_old_note(endpoint));
+            }
             d
         }),
-        wire::Old::Whole => decided,
     };
     if let (Ok(Decision { name: Some(n), .. }), true) = (&decided, summary.name.is_empty()) {
         summary.name = n.clone();
@@ -211,20 +212,37 @@ pub fn answer_counted(
     })
 }
 
-/// Is the excess of a body past a bound all in its `oldObject`: an UPDATE or DELETE whose
-/// `object` (none for a DELETE) is within every bound. Such a body is the way out for an object
-/// stored past a bound (before stsguard, or while its webhook was off): made smaller, or
-/// deleted, it is judged on its object, with the stored one read for its metadata only
-/// (delete protection reads its annotations). Linear in the body, nothing kept.
-fn old_past_bound(body: &[u8]) -> bool {
+/// Is the stored object the only part of a body past a bound that is: an UPDATE or DELETE whose
+/// `oldObject` alone is past the review's bounds and whose `object` (none for a DELETE) is within
+/// them, each counted as its share of the review. Such a body is the way out for an object
+/// stored past a bound (before stsguard, or while its webhook was off: stsguard admits no such
+/// object): made smaller, or deleted, it is judged on its object, with the stored one read for
+/// what validation reads of it ([`wire::Old::Partial`]: its metadata, for delete protection, and
+/// `spec.replicas`, for the quorum's scale-down). Linear in the body, nothing kept.
+fn only_old_past_bound(body: &[u8]) -> bool {
     let Ok(wire::ObjectPart { request: Some(r) }) = serde_json::from_slice(body) else {
         return false;
     };
+    let within = |o: &serde_json::value::RawValue| {
+        crate::bounds::check_counts(crate::bounds::count_review_object(o.get().as_bytes())).is_ok()
+    };
     matches!(r.operation.as_deref(), Some("UPDATE" | "DELETE"))
-        && r.old_object.is_some()
-        && r.object.is_none_or(|o| {
-            crate::bounds::check_counts(crate::bounds::count_review(o.get().as_bytes())).is_ok()
-        })
+        && r.old_object.is_some_and(|o| !within(o))
+        && r.object.is_none_or(within)
+}
+
+/// What the answer says of a stored object read in part ([`only_old_past_bound`]).
+fn partial_old_note(endpoint: Endpoint) -> String {
+    let rule = crate::bounds::RULE;
+    let what = "the stored object (request.oldObject) is past stsguard's bounds";
+    match endpoint {
+        Endpoint::Validate => format!(
+            "[{rule}] {what}: only its metadata and spec.replicas were read; the request is judged on its object"
+        ),
+        Endpoint::Mutate => format!(
+            "[{rule}] not mutated: {what}, so whether this write changes its pod template is not known, and stsguard causes no rollout of its own; apply the object again once the stored one is within the bounds to have it mutated"
+        ),
+    }
 }
 
 /// The review's request. `Err`: the body is not a review (HTTP 400). `Ok(Err(why))`: a review
@@ -710,6 +728,10 @@ fn validate_request(req: Request<'_>, policy: &Policy, lookups: &dyn Lookups) ->
                 return Err(Error::PastBound(why));
             }
             let cached = lookups.statefulset(namespace, &req.name);
+            // The object may have changed between the two reads: checked again (constant work).
+            if let Lookup::Found(sts) = &cached {
+                crate::bounds::check_statefulset(sts).map_err(Error::PastBound)?;
+            }
             let fetched = Fetched {
                 inner: lookups,
                 namespace,

@@ -45,7 +45,7 @@ pub enum Slot<'a> {
     Absent,
     Read(Object),
     /// Came before the request's `kind` (or its kind is not one stsguard reads): read on demand
-    /// (its metadata only, when [`Old::MetadataOnly`] says so of an `oldObject`).
+    /// (in part, when [`Old::Partial`] says so of an `oldObject`).
     Raw(&'a RawValue, bool),
 }
 
@@ -55,11 +55,11 @@ impl Slot<'_> {
         let object = match self {
             Slot::Absent => return Ok(None),
             Slot::Read(o) => o,
-            Slot::Raw(raw, metadata_only) => match object_from_str(
+            Slot::Raw(raw, partial) => match object_from_str(
                 ObjectSeed {
                     kind,
                     for_patch,
-                    metadata_only,
+                    partial,
                 },
                 raw.get(),
             ) {
@@ -90,9 +90,10 @@ impl Slot<'_> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Old {
     Whole,
-    /// Its `metadata` only, the rest passed over unread: the stored object of an UPDATE or
-    /// DELETE that is past a bound while the request's `object` is not.
-    MetadataOnly,
+    /// Its `metadata` and `spec.replicas` only (what validation reads of a stored object), the
+    /// rest passed over unread: the stored object of an UPDATE or DELETE that is past a bound
+    /// while the request's `object` is not.
+    Partial,
 }
 
 /// Reads a review for `endpoint`, `object` and `oldObject` (an UPDATE's `/mutate` compares the
@@ -104,7 +105,7 @@ pub enum Old {
 pub fn read(body: &[u8], endpoint: super::Endpoint, old: Old) -> serde_json::Result<Review<'_>> {
     let seed = ReviewSeed {
         for_patch: endpoint == super::Endpoint::Mutate,
-        old_metadata_only: old == Old::MetadataOnly,
+        old_partial: old == Old::Partial,
     };
     match std::str::from_utf8(body) {
         Ok(text) => read_from(serde_json::Deserializer::from_str(text), seed),
@@ -124,7 +125,7 @@ fn read_from<'de, R: serde_json::de::Read<'de>>(
 #[derive(Clone, Copy)]
 struct ReviewSeed {
     for_patch: bool,
-    old_metadata_only: bool,
+    old_partial: bool,
 }
 
 impl<'de> DeserializeSeed<'de> for ReviewSeed {
@@ -206,7 +207,7 @@ impl<'de> Visitor<'de> for RequestSeed {
                 // `/mutate` patches the object; `/validate` does not.
                 "object" => object = slot(&mut map, kind.as_ref(), self.0.for_patch, false)?,
                 "oldObject" => {
-                    old_object = slot(&mut map, kind.as_ref(), false, self.0.old_metadata_only)?
+                    old_object = slot(&mut map, kind.as_ref(), false, self.0.old_partial)?
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -235,24 +236,24 @@ fn slot<'de, A: MapAccess<'de>>(
     map: &mut A,
     kind: Option<&GroupVersionKind>,
     for_patch: bool,
-    metadata_only: bool,
+    partial: bool,
 ) -> Result<Slot<'de>, A::Error> {
     Ok(match kind.and_then(Kind::of) {
         Some(kind) => map
             .next_value_seed(ObjectSeed {
                 kind,
                 for_patch,
-                metadata_only,
+                partial,
             })?
             .map_or(Slot::Absent, Slot::Read),
         None => map
             .next_value::<Option<&'de RawValue>>()?
-            .map_or(Slot::Absent, |raw| Slot::Raw(raw, metadata_only)),
+            .map_or(Slot::Absent, |raw| Slot::Raw(raw, partial)),
     })
 }
 
-/// A review's `operation`, `object` (unread) and whether it has an `oldObject`, the rest passed
-/// over: where in a body past a bound the excess is.
+/// A review's `operation`, `object` and `oldObject` (unread), the rest passed over: where in a
+/// body past a bound the excess is.
 #[derive(serde::Deserialize)]
 pub struct ObjectPart<'a> {
     #[serde(borrow)]
@@ -265,8 +266,8 @@ pub struct ObjectPartRequest<'a> {
     pub operation: Option<String>,
     #[serde(borrow, default)]
     pub object: Option<&'a RawValue>,
-    #[serde(rename = "oldObject", default)]
-    pub old_object: Option<IgnoredAny>,
+    #[serde(rename = "oldObject", borrow, default)]
+    pub old_object: Option<&'a RawValue>,
 }
 
 /// Just enough of a review to echo its uid when the rest does not read.

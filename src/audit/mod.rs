@@ -159,16 +159,19 @@ pub async fn audit_namespace(
     policy: &Policy,
 ) -> Result<Audit, String> {
     let mut out = Audit::default();
-    for (i, name) in lookups.statefulset_names(namespace)?.iter().enumerate() {
+    let names = lookups.statefulset_names(namespace)?;
+    if policy.is_excluded(Some(namespace)) {
+        out.excluded = names.len();
+        return Ok(out);
+    }
+    for (i, name) in names.iter().enumerate() {
         if i > 0 && i % YIELD_EVERY == 0 {
             tokio::task::yield_now().await;
         }
         if let Some(why) = lookups.statefulset_past_bound(namespace, name) {
-            match lookups.statefulset_held(namespace, name) {
-                _ if policy.is_excluded(Some(namespace)) => out.excluded += 1,
-                Some(held) => out.objects.push(past_bound_result(&held, namespace, &why)),
-                None => {} // deleted meanwhile
-            }
+            if let Some(held) = lookups.statefulset_held(namespace, name) {
+                out.objects.push(past_bound_result(&held, namespace, &why));
+            } // else deleted meanwhile
             continue;
         }
         let sts = match lookups.statefulset(namespace, name) {
