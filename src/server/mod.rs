@@ -354,12 +354,12 @@ fn respond(
                 .record(endpoint.as_str(), s, elapsed.as_secs_f64());
             tracing::info!(
                 endpoint = endpoint.as_str(),
-                uid = %cut(&s.uid, LOG_FIELD_MAX),
-                kind = %cut(&s.kind, LOG_FIELD_MAX),
-                namespace = %cut(&s.namespace, LOG_FIELD_MAX),
-                name = %cut(&s.name, LOG_FIELD_MAX),
+                uid = &*cut(&s.uid, LOG_FIELD_MAX),
+                kind = &*cut(&s.kind, LOG_FIELD_MAX),
+                namespace = &*cut(&s.namespace, LOG_FIELD_MAX),
+                name = &*cut(&s.name, LOG_FIELD_MAX),
                 operation = s.operation,
-                sub_resource = %cut(&s.sub_resource, LOG_FIELD_MAX),
+                sub_resource = &*cut(&s.sub_resource, LOG_FIELD_MAX),
                 dry_run = s.dry_run,
                 allowed = s.allowed,
                 patched = s.patched,
