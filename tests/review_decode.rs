@@ -172,3 +172,35 @@ fn an_object_of_another_kind_is_not_evaluated() {
         "{warning}"
     );
 }
+
+/// A review that is not evaluated is logged and counted for what its envelope says (kind,
+/// namespace, name, operation) and what its answer says (the warning onError adds), as any other.
+#[test]
+fn a_review_not_evaluated_is_summarised_from_its_envelope_and_its_answer() {
+    let mut v =
+        read_json(&fixtures().join("admission/corpus/mysql-k8s-website.create.mutating.json"));
+    v["request"]["object"]["spec"] = "not a spec".into();
+    let a = answer(
+        Endpoint::Validate,
+        &serde_json::to_vec(&v).unwrap(),
+        &Policy::default(),
+        &NoLookups("t".into()),
+    )
+    .unwrap();
+    let out: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+    let s = &a.summary;
+    assert_eq!(s.outcome.as_str(), "error", "{out}");
+    assert_eq!(s.allowed, out["response"]["allowed"].as_bool().unwrap());
+    assert_eq!(
+        s.warnings,
+        out["response"]["warnings"].as_array().map_or(0, Vec::len)
+    );
+    assert!(s.warnings > 0, "onError: allow says why: {out}");
+    assert_eq!(s.kind, "StatefulSet");
+    assert_eq!(s.operation, "CREATE");
+    assert_eq!(s.uid, out["response"]["uid"].as_str().unwrap());
+    assert_eq!(
+        s.namespace,
+        v["request"]["namespace"].as_str().unwrap_or("")
+    );
+}

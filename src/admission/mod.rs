@@ -106,6 +106,26 @@ impl ReviewSummary {
         }
     }
 
+    /// What the envelope of a review that was not read says of itself
+    /// ([`wire::UidOnlyRequest`]).
+    fn of_envelope(r: wire::UidOnlyRequest) -> ReviewSummary {
+        ReviewSummary {
+            kind: r.kind.and_then(|k| k.kind).unwrap_or_default(),
+            namespace: r.namespace.unwrap_or_default(),
+            name: r.name.unwrap_or_default(),
+            operation: match r.operation.as_deref() {
+                Some("CREATE") => "CREATE",
+                Some("UPDATE") => "UPDATE",
+                Some("DELETE") => "DELETE",
+                Some("CONNECT") => "CONNECT",
+                _ => "",
+            },
+            sub_resource: r.sub_resource.unwrap_or_default(),
+            uid: r.uid,
+            ..Default::default()
+        }
+    }
+
     /// What the answer says: allowed, patched, its warnings, and the outcome (`Error` for a
     /// review that was not evaluated).
     fn settle(&mut self, response: &AdmissionResponse, patched: bool, not_evaluated: bool) {
@@ -349,12 +369,8 @@ fn read_envelope(body: &[u8], why: &dyn std::fmt::Display) -> Result<wire::UidOn
 pub fn unevaluated(body: &[u8], policy: &Policy, why: &str) -> Result<Answer> {
     let r = read_envelope(body, &why)?;
     let response = failure(response_for(&r.uid), &r.object(), why, policy);
-    let summary = ReviewSummary {
-        uid: r.uid,
-        allowed: response.allowed,
-        outcome: ReviewOutcome::Error,
-        ..Default::default()
-    };
+    let mut summary = ReviewSummary::of_envelope(r);
+    summary.settle(&response, false, true);
     Ok(Answer {
         body: encode(&response, None),
         summary,
@@ -377,18 +393,7 @@ fn past_bound_unread(
         true => past_bound(endpoint, response_for(&r.uid), &r.object(), why),
         false => response_for(&r.uid),
     };
-    let mut summary = ReviewSummary {
-        kind: r
-            .kind
-            .as_ref()
-            .and_then(|k| k.kind.clone())
-            .unwrap_or_default(),
-        namespace: r.namespace.clone().unwrap_or_default(),
-        name: r.name.clone().unwrap_or_default(),
-        sub_resource: r.sub_resource.clone().unwrap_or_default(),
-        uid: r.uid,
-        ..Default::default()
-    };
+    let mut summary = ReviewSummary::of_envelope(r);
     summary.settle(&response, false, false);
     Ok(Answer {
         body: encode(&response, None),
