@@ -823,15 +823,16 @@ async fn a_statefulset_stored_past_the_review_bound_can_be_made_smaller_and_dele
     let (_, v) = post(&app, "/validate", update()).await;
     assert_eq!(v["response"]["allowed"], true, "{v}");
     assert!(
-        warnings(&v).contains("[bounds] the stored object (request.oldObject) is past stsguard's bounds: only its metadata and spec.replicas were read"),
+        warnings(&v).contains("[bounds] the review is past stsguard's bounds with the stored object (request.oldObject): only its metadata and spec.replicas were read"),
         "{v}"
     );
     let (_, v) = post(&app, "/mutate", update()).await;
     assert_eq!(v["response"]["allowed"], true, "{v}");
     assert!(v["response"]["patch"].is_null(), "not mutated: {v}");
     assert!(
-        warnings(&v)
-            .contains("[bounds] not mutated: the stored object (request.oldObject) is past"),
+        warnings(&v).contains(
+            "[bounds] not mutated: the review is past stsguard's bounds with the stored object"
+        ),
         "{v}"
     );
     // A quorum of 5 stored past the bound, updated to 1: the scale-down is judged on the stored
@@ -876,6 +877,46 @@ async fn a_statefulset_stored_past_the_review_bound_can_be_made_smaller_and_dele
     r["request"]["object"] = serde_json::json!({"metadata": {"name": "web"}});
     let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
     assert_eq!(v["response"]["allowed"], false, "{v}");
+}
+
+/// A StatefulSet over half the bound on JSON objects (2,500 env entries) is admitted, and its
+/// UPDATE carries it twice, past the bound: the UPDATE that lifts its protection (an annotation
+/// alone) is still judged, and then its DELETE.
+#[tokio::test]
+async fn a_statefulset_over_half_the_review_bound_can_have_its_protection_lifted_and_be_deleted() {
+    let app = router(
+        state(Policy::default(), Limits::default()),
+        Duration::from_secs(5),
+    );
+    let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
+    let o = &mut r["request"]["object"];
+    o["spec"]["template"]["spec"]["containers"][0]["env"] = (0..2_500)
+        .map(|i| serde_json::json!({"name": format!("V{i}"), "value": "x"}))
+        .collect::<Vec<_>>()
+        .into();
+    o["metadata"]["annotations"] = serde_json::json!({"stsguard.io/protect": "true"});
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], true, "admitted: {v}");
+    // kubectl annotate ... stsguard.io/protect=false --overwrite
+    r["request"]["operation"] = "UPDATE".into();
+    r["request"]["oldObject"] = r["request"]["object"].clone();
+    r["request"]["object"]["metadata"]["annotations"]["stsguard.io/protect"] = "false".into();
+    let body = serde_json::to_vec(&r).unwrap();
+    assert!(
+        stsguard::bounds::check_body(&body).is_err(),
+        "the UPDATE is past the bound"
+    );
+    let (_, v) = post(&app, "/validate", body).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
+    assert!(
+        warnings(&v).contains("only its metadata and spec.replicas were read"),
+        "{v}"
+    );
+    r["request"]["operation"] = "DELETE".into();
+    r["request"]["oldObject"] = r["request"]["object"].clone();
+    r["request"]["object"] = serde_json::Value::Null;
+    let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
+    assert_eq!(v["response"]["allowed"], true, "{v}");
 }
 
 #[tokio::test]

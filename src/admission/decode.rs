@@ -83,7 +83,7 @@ impl Object {
 /// Reads an object of `kind` (`null`: none). `for_patch`: the object will be patched, so what a
 /// patch adds under must be an object. `partial`: only its `metadata` and `spec.replicas` are
 /// read, the rest passed over unread (a stored object past a bound, [`crate::bounds`]); a
-/// StatefulSet's required `spec.selector` and `spec.template` are read as empty.
+/// StatefulSet's `spec.selector` and `spec.template`, passed over, are k8s-openapi's defaults.
 #[derive(Clone, Copy)]
 pub struct ObjectSeed {
     pub kind: Kind,
@@ -127,10 +127,8 @@ enum Node {
     /// An object's top level of which only `metadata` (as [`Node::Object`]'s) and `spec` (as
     /// [`Node::ReplicasOnly`]) are read.
     Partial,
-    /// A `spec` of which only `replicas` is read, and `selector` and `template` as [`Node::Empty`].
+    /// A `spec` of which only `replicas` is read.
     ReplicasOnly,
-    /// Read as an empty object, whatever it holds.
-    Empty,
     /// A StatefulSet's top level: as [`Node::Object`], and `spec` is [`Node::StatefulSetSpec`].
     StatefulSet,
     /// A Pod's top level: `metadata` and `spec` must be objects.
@@ -150,7 +148,6 @@ impl Node {
                 Node::Metadata { required: false }
             }
             (Node::Partial, "spec") => Node::ReplicasOnly,
-            (Node::ReplicasOnly, "selector" | "template") => Node::Empty,
             (Node::Pod, "metadata") => Node::Metadata { required: true },
             (Node::StatefulSet, "spec") => Node::StatefulSetSpec,
             (Node::Pod, "spec") => Node::Required("spec"),
@@ -320,8 +317,7 @@ impl<'de, A: MapAccess<'de>> MapAccess<'de> for ShapedMap<A> {
             let passed_over = match self.node {
                 Node::Metadata { .. } => key == "managedFields",
                 Node::Partial => key != "metadata" && key != "spec",
-                Node::ReplicasOnly => !matches!(key.as_ref(), "replicas" | "selector" | "template"),
-                Node::Empty => true,
+                Node::ReplicasOnly => key != "replicas",
                 _ => false,
             };
             if passed_over {
@@ -455,9 +451,26 @@ mod tests {
         let spec = s.spec.ok_or_else(|| serde_json::Error::custom("spec"))?;
         assert_eq!(spec.replicas, Some(5));
         assert_eq!(spec.service_name, None, "passed over");
-        assert_eq!(spec.selector, Default::default(), "read as empty");
-        assert_eq!(spec.template, Default::default(), "read as empty");
+        assert_eq!(spec.selector, Default::default(), "passed over");
+        assert_eq!(spec.template, Default::default(), "passed over");
         assert!(spec.volume_claim_templates.is_none() && s.status.is_none());
+        // Whatever the rest holds, it is not read.
+        for (text, replicas) in [
+            (r#"{"metadata":{"name":"a"},"spec":null}"#, None),
+            (
+                r#"{"metadata":{"name":"a"},"spec":{"replicas":null,"template":null}}"#,
+                None,
+            ),
+            (
+                r#"{"metadata":{"name":"a"},"spec":{"template":[],"selector":"x","replicas":2}}"#,
+                Some(2),
+            ),
+        ] {
+            let Some(Object::StatefulSet(s)) = object_from_str(seed, text)? else {
+                return Err(serde_json::Error::custom("a StatefulSet"));
+            };
+            assert_eq!(s.spec.and_then(|sp| sp.replicas), replicas, "{text}");
+        }
         Ok(())
     }
 

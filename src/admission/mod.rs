@@ -190,10 +190,10 @@ pub fn answer_counted(
     lookups: &dyn Lookups,
 ) -> Result<Answer> {
     // A body past the bounds on work is not read: denied at /validate, unpatched at /mutate;
-    // unless the stored object alone is past them (see `only_old_past_bound`).
+    // unless only the stored object takes it past them (see `object_within_bounds`).
     let mut old = wire::Old::Whole;
     if let Err(why) = crate::bounds::check_counts(counts) {
-        if !only_old_past_bound(body) {
+        if !object_within_bounds(body) {
             return past_bound_unread(endpoint, body, policy, &why);
         }
         old = wire::Old::Partial;
@@ -232,14 +232,15 @@ pub fn answer_counted(
     })
 }
 
-/// Is the stored object the only part of a body past a bound that is: an UPDATE or DELETE whose
-/// `oldObject` alone is past the review's bounds and whose `object` (none for a DELETE) is within
-/// them, each counted as its share of the review. Such a body is the way out for an object
-/// stored past a bound (before stsguard, or while its webhook was off: stsguard admits no such
-/// object): made smaller, or deleted, it is judged on its object, with the stored one read for
-/// what validation reads of it ([`wire::Old::Partial`]: its metadata, for delete protection, and
-/// `spec.replicas`, for the quorum's scale-down). Linear in the body, nothing kept.
-fn only_old_past_bound(body: &[u8]) -> bool {
+/// Is a body past a bound within them but for its stored object: an UPDATE or DELETE with an
+/// `oldObject` whose `object` (none for a DELETE) is within every bound, counted as its share of
+/// the review. Such a body is read with the stored object in part ([`wire::Old::Partial`]: its
+/// metadata, for delete protection, and `spec.replicas`, for the quorum's scale-down: all that
+/// validation reads of it), so that an object can always be changed or deleted: one stored past
+/// a bound (before stsguard, or while its webhook was off), and one over half the bound, whose
+/// UPDATE carries it twice (an annotation-only change such as lifting its protection included).
+/// Linear in the body, nothing kept.
+fn object_within_bounds(body: &[u8]) -> bool {
     let Ok(wire::ObjectPart { request: Some(r) }) = serde_json::from_slice(body) else {
         return false;
     };
@@ -247,20 +248,20 @@ fn only_old_past_bound(body: &[u8]) -> bool {
         crate::bounds::check_counts(crate::bounds::count_review_object(o.get().as_bytes())).is_ok()
     };
     matches!(r.operation.as_deref(), Some("UPDATE" | "DELETE"))
-        && r.old_object.is_some_and(|o| !within(o))
+        && r.old_object.is_some()
         && r.object.is_none_or(within)
 }
 
-/// What the answer says of a stored object read in part ([`only_old_past_bound`]).
+/// What the answer says of a stored object read in part ([`object_within_bounds`]).
 fn partial_old_note(endpoint: Endpoint) -> String {
     let rule = crate::bounds::RULE;
-    let what = "the stored object (request.oldObject) is past stsguard's bounds";
+    let what = "the review is past stsguard's bounds with the stored object (request.oldObject)";
     match endpoint {
         Endpoint::Validate => format!(
             "[{rule}] {what}: only its metadata and spec.replicas were read; the request is judged on its object"
         ),
         Endpoint::Mutate => format!(
-            "[{rule}] not mutated: {what}, so whether this write changes its pod template is not known, and stsguard causes no rollout of its own; apply the object again once the stored one is within the bounds to have it mutated"
+            "[{rule}] not mutated: {what}, so whether this write changes its pod template is not known, and stsguard causes no rollout of its own; once the object is within half the bounds, the next write that changes its pod template is mutated as usual"
         ),
     }
 }

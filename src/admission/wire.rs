@@ -91,8 +91,8 @@ impl Slot<'_> {
 pub enum Old {
     Whole,
     /// Its `metadata` and `spec.replicas` only (what validation reads of a stored object), the
-    /// rest passed over unread: the stored object of an UPDATE or DELETE that is past a bound
-    /// while the request's `object` is not.
+    /// rest passed over unread: the stored object of an UPDATE or DELETE whose review is past a
+    /// bound while the request's `object` is not.
     Partial,
 }
 
