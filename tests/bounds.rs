@@ -475,6 +475,28 @@ async fn an_oversized_content_length_is_refused_before_the_body_is_read() {
     assert_eq!(resp.status().as_u16(), 413);
 }
 
+/// A /mutate request announcing a 7 MiB body that stalls after `mib` MiB (it holds them while
+/// it waits), running; dropping the sender ends it.
+async fn stalled_body(
+    app: &axum::Router,
+    mib: usize,
+) -> (
+    futures::channel::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<Result<axum::response::Response, std::convert::Infallible>>,
+) {
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
+    let slow = axum::http::Request::post("/mutate")
+        .header("content-length", 7 * 1024 * 1024)
+        .body(Body::from_stream(rx))
+        .unwrap();
+    let holder = tokio::spawn(app.clone().oneshot(slow));
+    futures::SinkExt::send(&mut tx, Ok(vec![b' '; mib * 1024 * 1024]))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    (tx, holder)
+}
+
 #[tokio::test]
 async fn past_the_byte_budget_a_request_waits_then_gets_503() {
     let limits = Limits {
@@ -484,16 +506,7 @@ async fn past_the_byte_budget_a_request_waits_then_gets_503() {
     };
     let app = router(state(Policy::default(), limits), Duration::from_secs(10));
     // A request whose 7 MiB body stalls after 5 MiB: it holds those 5 MiB while it waits.
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let slow = axum::http::Request::post("/mutate")
-        .header("content-length", 7 * 1024 * 1024)
-        .body(Body::from_stream(rx))
-        .unwrap();
-    let holder = tokio::spawn(app.clone().oneshot(slow));
-    futures::SinkExt::send(&mut tx, Ok(vec![b' '; 5 * 1024 * 1024]))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (tx, holder) = stalled_body(&app, 5).await;
     let t = Instant::now();
     let req = axum::http::Request::post("/mutate")
         .header("content-length", 7 * 1024 * 1024)
@@ -532,16 +545,7 @@ async fn a_small_chunked_review_keeps_the_ordinary_lane_while_the_large_one_is_f
     };
     let app = router(state(Policy::default(), limits), Duration::from_secs(10));
     // The large lane (6 MiB of the 8) held whole by a body stalled after 6 MiB.
-    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Vec<u8>, std::io::Error>>(1);
-    let slow = axum::http::Request::post("/mutate")
-        .header("content-length", 7 * 1024 * 1024)
-        .body(Body::from_stream(rx))
-        .unwrap();
-    let holder = tokio::spawn(app.clone().oneshot(slow));
-    futures::SinkExt::send(&mut tx, Ok(vec![b' '; 6 * 1024 * 1024]))
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (tx, holder) = stalled_body(&app, 6).await;
     let review = serde_json::to_vec(&read_json(&local_fixture(
         "admission/statefulset-CREATE.mutating.json",
     )))

@@ -64,6 +64,17 @@ fn kind_last(body: &[u8]) -> Vec<u8> {
     text.into_bytes()
 }
 
+/// The answer of `endpoint` to the review `v`, with the default policy and no look-ups.
+fn answer_to(endpoint: Endpoint, v: &serde_json::Value) -> stsguard::admission::Answer {
+    answer(
+        endpoint,
+        &serde_json::to_vec(v).unwrap(),
+        &Policy::default(),
+        &NoLookups("t".into()),
+    )
+    .unwrap()
+}
+
 fn answers(body: &[u8]) -> Vec<String> {
     let policy = Policy::default();
     let lookups = NoLookups("test".into());
@@ -135,13 +146,7 @@ fn what_a_patch_adds_under_must_be_an_object() {
     // An empty template is an object: patched, and the patch applies.
     let mut v = sts.clone();
     v["request"]["object"]["spec"]["template"] = serde_json::json!({});
-    let a = answer(
-        Endpoint::Mutate,
-        &serde_json::to_vec(&v).unwrap(),
-        &Policy::default(),
-        &NoLookups("t".into()),
-    )
-    .unwrap();
+    let a = answer_to(Endpoint::Mutate, &v);
     let out: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     if let Some(p) = patch_of(&out) {
         let mut doc = v["request"]["object"].clone();
@@ -158,13 +163,7 @@ fn an_object_of_another_kind_is_not_evaluated() {
     let mut v = sts.clone();
     v["request"]["subResource"] = "scale".into();
     v["request"]["operation"] = "UPDATE".into();
-    let a = answer(
-        Endpoint::Validate,
-        &serde_json::to_vec(&v).unwrap(),
-        &Policy::default(),
-        &NoLookups("t".into()),
-    )
-    .unwrap();
+    let a = answer_to(Endpoint::Validate, &v);
     let out: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     let warning = out["response"]["warnings"][0].as_str().unwrap_or("");
     assert!(
@@ -180,13 +179,7 @@ fn a_review_not_evaluated_is_summarised_from_its_envelope_and_its_answer() {
     let mut v =
         read_json(&fixtures().join("admission/corpus/mysql-k8s-website.create.mutating.json"));
     v["request"]["object"]["spec"] = "not a spec".into();
-    let a = answer(
-        Endpoint::Validate,
-        &serde_json::to_vec(&v).unwrap(),
-        &Policy::default(),
-        &NoLookups("t".into()),
-    )
-    .unwrap();
+    let a = answer_to(Endpoint::Validate, &v);
     let out: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
     let s = &a.summary;
     assert_eq!(s.outcome.as_str(), "error", "{out}");
