@@ -13,7 +13,7 @@ use axum::body::Body;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
@@ -226,6 +226,8 @@ impl Drop for Registered {
     }
 }
 
+/// Accepts connections until `shutdown`, each admitted under the caps ([`register`]) and served
+/// in its own task ([`connection`]); then drains them ([`drain`]).
 async fn serve(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
@@ -235,95 +237,123 @@ async fn serve(
 ) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let registry = Arc::new(Mutex::new(Registry::default()));
-    let (max, per_client) = (timeouts.max_connections.max(1), timeouts.per_client());
     let timeouts = Arc::new(timeouts);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
+    while let Some((tcp, peer)) = accept(&listener, &mut shutdown).await {
         while tasks.try_join_next().is_some() {}
-        let activity = Arc::new(Activity::default());
-        let close = Arc::new(Notify::new());
-        let opened = Instant::now();
-        let id = {
-            let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
-            match r.admit(peer.ip(), max, per_client) {
-                Admit::No => None,
-                how => {
-                    if let (Admit::Reclaim, Some(c)) = (how, &timeouts.reclaimed) {
-                        c.inc();
-                    }
-                    Some(r.insert(Entry {
-                        ip: peer.ip(),
-                        opened,
-                        activity: activity.clone(),
-                        close: close.clone(),
-                    }))
-                }
-            }
-        };
-        let Some(id) = id else {
-            // Closed at once: a client past the cap costs a file descriptor for microseconds.
-            if let Some(c) = &timeouts.rejected {
-                c.inc();
-            }
-            tracing::debug!(%peer, "connection cap reached, no quiet connection: closed");
+        let Some((registered, conn)) = register(&registry, peer, &timeouts) else {
             continue;
         };
-        let registered = Registered(registry.clone(), id);
         let _ = tcp.set_nodelay(true);
-        let (tls, app, t) = (tls.clone(), app.clone(), timeouts.clone());
-        let mut stop = stop_rx.clone();
-        let conn = Conn {
-            peer,
-            opened,
-            activity,
-            close,
-        };
+        let (tls, app, t, stop) = (tls.clone(), app.clone(), timeouts.clone(), stop_rx.clone());
         tasks.spawn(async move {
             let _registered = registered;
-            match tls {
-                None => serve_conn(tcp, false, app, &t, &conn, stop).await,
-                Some(acceptor) => {
-                    let handshake = tokio::time::timeout(t.handshake, acceptor.accept(tcp));
-                    let stream = tokio::select! {
-                        r = handshake => match r {
-                            Ok(Ok(s)) => s,
-                            Ok(Err(e)) => {
-                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                                return;
-                            }
-                            Err(_) => {
-                                tracing::debug!(%peer, "TLS handshake timed out");
-                                return;
-                            }
-                        },
-                        _ = conn.close.notified() => return,
-                        _ = stopped(&mut stop) => return,
-                    };
-                    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                    serve_conn(stream, h2, app, &t, &conn, stop).await
-                }
-            }
+            connection(tcp, tls, app, &t, &conn, stop).await;
         });
     }
     drop(listener);
     tracing::info!("stopped accepting; draining in-flight requests");
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(timeouts.drain, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
+    drain(tasks, timeouts.drain).await;
+}
+
+/// The next connection, or `None` once `shutdown` resolves. A failed accept (out of file
+/// descriptors, a reset before accept) is logged and retried after a pause.
+async fn accept(
+    listener: &TcpListener,
+    shutdown: &mut std::pin::Pin<&mut impl std::future::Future<Output = ()>>,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.as_mut() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => return Some(a),
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        }
+    }
+}
+
+/// Admits a connection from `peer` under the connection caps (reclaiming a quiet one when full)
+/// and registers it; `None`: closed at once, past the caps with nothing quiet to reclaim (a
+/// client past the cap costs a file descriptor for microseconds).
+fn register(
+    registry: &Arc<Mutex<Registry>>,
+    peer: SocketAddr,
+    timeouts: &Timeouts,
+) -> Option<(Registered, Conn)> {
+    let (max, per_client) = (timeouts.max_connections.max(1), timeouts.per_client());
+    let conn = Conn {
+        peer,
+        opened: Instant::now(),
+        activity: Arc::new(Activity::default()),
+        close: Arc::new(Notify::new()),
+    };
+    let mut r = registry.lock().unwrap_or_else(|e| e.into_inner());
+    let how = r.admit(peer.ip(), max, per_client);
+    let counter = match how {
+        Admit::No => &timeouts.rejected,
+        Admit::Reclaim => &timeouts.reclaimed,
+        Admit::Yes => &None,
+    };
+    if let Some(c) = counter {
+        c.inc();
+    }
+    if matches!(how, Admit::No) {
+        tracing::debug!(%peer, "connection cap reached, no quiet connection: closed");
+        return None;
+    }
+    let id = r.insert(Entry {
+        ip: peer.ip(),
+        opened: conn.opened,
+        activity: conn.activity.clone(),
+        close: conn.close.clone(),
+    });
+    Some((Registered(registry.clone(), id), conn))
+}
+
+/// One connection: its TLS handshake (bounded by `handshake`, given up when the connection is
+/// reclaimed or the server stops), then HTTP/2 or HTTP/1 as ALPN says.
+async fn connection(
+    tcp: TcpStream,
+    tls: Option<TlsAcceptor>,
+    app: Router,
+    t: &Timeouts,
+    conn: &Conn,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(acceptor) = tls else {
+        return serve_conn(tcp, false, app, t, conn, stop).await;
+    };
+    let peer = conn.peer;
+    let handshake = tokio::time::timeout(t.handshake, acceptor.accept(tcp));
+    let stream = tokio::select! {
+        r = handshake => match r {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        _ = conn.close.notified() => return,
+        _ = stopped(&mut stop) => return,
+    };
+    let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+    serve_conn(stream, h2, app, t, conn, stop).await
+}
+
+/// Waits for the connections' tasks to end, at most `limit`, then ends the rest.
+async fn drain(mut tasks: JoinSet<()>, limit: Duration) {
+    let drained =
+        tokio::time::timeout(limit, async { while tasks.join_next().await.is_some() {} }).await;
     match drained {
         Ok(()) => tracing::info!("all connections closed"),
         Err(_) => {
