@@ -788,6 +788,14 @@ async fn a_statefulset_stored_past_a_bound_can_be_made_smaller_and_deleted() {
     assert!(message(&v).contains("[bounds]"), "{v}");
 }
 
+/// `n` entries of a container's `env`, each a JSON object.
+fn env_entries(n: usize) -> serde_json::Value {
+    (0..n)
+        .map(|i| serde_json::json!({"name": format!("V{i}"), "value": "x"}))
+        .collect::<Vec<_>>()
+        .into()
+}
+
 /// As [`with_old_past_a_bound`], with a stored object past the bound on the whole review's JSON
 /// objects (5,000 `env` entries): the body itself is past a bound, and only its `oldObject` is.
 fn with_old_past_the_review_bound(op: &str, annotations: serde_json::Value) -> Vec<u8> {
@@ -796,9 +804,7 @@ fn with_old_past_the_review_bound(op: &str, annotations: serde_json::Value) -> V
     old["spec"]["template"]["spec"]["containers"] = serde_json::json!([{
         "name": "db",
         "image": "mysql:8",
-        "env": (0..5_000)
-            .map(|i| serde_json::json!({"name": format!("V{i}"), "value": "x"}))
-            .collect::<Vec<_>>(),
+        "env": env_entries(5_000),
     }]);
     old["metadata"]["annotations"] = annotations;
     let body = serde_json::to_vec(&r).unwrap();
@@ -894,10 +900,7 @@ async fn a_statefulset_over_half_the_review_bound_can_have_its_protection_lifted
     );
     let mut r = read_json(&local_fixture("admission/statefulset-CREATE.mutating.json"));
     let o = &mut r["request"]["object"];
-    o["spec"]["template"]["spec"]["containers"][0]["env"] = (0..2_500)
-        .map(|i| serde_json::json!({"name": format!("V{i}"), "value": "x"}))
-        .collect::<Vec<_>>()
-        .into();
+    o["spec"]["template"]["spec"]["containers"][0]["env"] = env_entries(2_500);
     o["metadata"]["annotations"] = serde_json::json!({"stsguard.io/protect": "true"});
     let (_, v) = post(&app, "/validate", serde_json::to_vec(&r).unwrap()).await;
     assert_eq!(v["response"]["allowed"], true, "admitted: {v}");
